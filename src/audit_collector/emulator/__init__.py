@@ -1,0 +1,16 @@
+"""A local stand-in for the Slack and Asana audit log APIs (tests, the demo and benchmarks)."""
+
+from .data import Org, asana_events, make_org, slack_events
+from .faults import FAULTS, FaultPlan, TokenBucket
+from .server import Emulator
+
+__all__ = [
+    "FAULTS",
+    "Emulator",
+    "FaultPlan",
+    "Org",
+    "TokenBucket",
+    "asana_events",
+    "make_org",
+    "slack_events",
+]

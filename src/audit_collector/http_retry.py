@@ -1,0 +1,318 @@
+"""Pluggable retry handlers, after the Slack SDK's design, on transport-neutral value objects.
+
+A handler decides *whether* to retry (``_can_retry``) and *how long* to wait
+(``prepare_for_next_attempt``). Handlers hold no per-request state: that lives in ``RetryState``,
+created fresh for each request by the client's send loop. Every wait goes through the state's
+clock, so tests never sleep and the collector can refuse a wait that would overrun its budget.
+
+Errors handed to handlers are plain ``OSError`` instances (``ConnectionResetError`` with errno 104,
+``ConnectionRefusedError``, or this module's ``ReadTimeoutError``, ``ConnectTimeoutError`` and
+``TruncatedBodyError``), never ``requests`` types, so a handler works whatever the transport.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = [
+    "BackoffRetryIntervalCalculator",
+    "Clock",
+    "ConnectTimeoutError",
+    "ConnectionErrorRetryHandler",
+    "FixedValueRetryIntervalCalculator",
+    "HttpRequest",
+    "HttpResponse",
+    "Jitter",
+    "RandomJitter",
+    "RateLimitErrorRetryHandler",
+    "ReadTimeoutError",
+    "RetryHandler",
+    "RetryIntervalCalculator",
+    "RetryState",
+    "ServerErrorRetryHandler",
+    "SystemClock",
+    "TransportError",
+    "TruncatedBodyError",
+    "all_builtin_retry_handlers",
+    "default_retry_handlers",
+]
+
+
+# --------------------------------------------------------------------------- clock
+
+
+class Clock:
+    """Wall time, monotonic time and sleeping, in one injectable place."""
+
+    def time(self) -> float:
+        """Seconds since the epoch (for ``Retry-After`` dates and event horizons)."""
+        return time.time()
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back (for budgets)."""
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class SystemClock(Clock):
+    """The real clock."""
+
+
+# --------------------------------------------------------------------------- neutral errors
+
+
+class TransportError(ConnectionError):
+    """The request did not get a complete HTTP response (an ``OSError``, so ``socket.error`` too)."""
+
+
+class ConnectTimeoutError(TransportError, TimeoutError):
+    """No connection within the connect timeout."""
+
+
+class ReadTimeoutError(TransportError, TimeoutError):
+    """Connected, but the server did not answer within the read timeout."""
+
+
+class TruncatedBodyError(TransportError):
+    """The connection closed before the whole body arrived (fewer bytes than Content-Length)."""
+
+
+# --------------------------------------------------------------------------- value objects
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """What was sent, without the transport's types. ``headers`` never holds the token in logs."""
+
+    method: str
+    url: str
+    query_params: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body_params: Mapping[str, object] | None = None
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """What came back. Header names are lower-cased so lookups need no care about case."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    body: bytes
+    url: str = ""
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+class RetryState:
+    """Per-request retry bookkeeping, plus the clock every wait goes through."""
+
+    def __init__(self, *, current_attempt: int = 0, clock: Clock | None = None) -> None:
+        self.current_attempt = current_attempt
+        self.next_attempt_requested = False
+        self.clock = clock or SystemClock()
+        self.waited_seconds = 0.0
+
+    def increment_current_attempt(self) -> int:
+        self.current_attempt += 1
+        return self.current_attempt
+
+    def wait(self, seconds: float) -> None:
+        """Sleep through the injected clock (which may refuse, raising ``BudgetExhausted``)."""
+        if seconds > 0:
+            self.clock.sleep(seconds)
+            self.waited_seconds += seconds
+
+
+# --------------------------------------------------------------------------- intervals
+
+
+class Jitter:
+    """Spreads retries of many clients apart."""
+
+    def recalculate(self, value: float) -> float:
+        return value
+
+
+class RandomJitter(Jitter):
+    """Adds up to one second, uniformly (the SDK's behaviour)."""
+
+    def __init__(self, max_seconds: float = 1.0, rng: random.Random | None = None) -> None:
+        self.max_seconds = max_seconds
+        self._rng = rng or random.Random()
+
+    def recalculate(self, value: float) -> float:
+        return value + self._rng.random() * self.max_seconds
+
+
+class RetryIntervalCalculator:
+    """Seconds to wait before the attempt after ``current_attempt`` (0-based)."""
+
+    def calculate_sleep_duration(self, current_attempt: int) -> float:
+        raise NotImplementedError
+
+
+class BackoffRetryIntervalCalculator(RetryIntervalCalculator):
+    """``backoff_factor * 2**attempt`` plus jitter."""
+
+    def __init__(self, backoff_factor: float = 0.5, jitter: Jitter | None = None) -> None:
+        self.backoff_factor = backoff_factor
+        self.jitter = jitter if jitter is not None else RandomJitter()
+
+    def calculate_sleep_duration(self, current_attempt: int) -> float:
+        return self.jitter.recalculate(self.backoff_factor * (2**current_attempt))
+
+
+class FixedValueRetryIntervalCalculator(RetryIntervalCalculator):
+    def __init__(self, fixed_interval: float = 0.5) -> None:
+        self.fixed_interval = fixed_interval
+
+    def calculate_sleep_duration(self, current_attempt: int) -> float:
+        return self.fixed_interval
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+class RetryHandler:
+    """Subclass and implement ``_can_retry`` only; the attempt limit and the wait are handled here."""
+
+    def __init__(
+        self,
+        max_retry_count: int = 1,
+        interval_calculator: RetryIntervalCalculator | None = None,
+    ) -> None:
+        self.max_retry_count = max_retry_count
+        self.interval_calculator = interval_calculator or BackoffRetryIntervalCalculator()
+
+    def can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if state.current_attempt >= self.max_retry_count:
+            return False
+        return self._can_retry(state=state, request=request, response=response, error=error)
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        raise NotImplementedError
+
+    def prepare_for_next_attempt(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        state.next_attempt_requested = True
+        state.wait(self.interval_calculator.calculate_sleep_duration(state.current_attempt))
+        state.increment_current_attempt()
+
+
+class ConnectionErrorRetryHandler(RetryHandler):
+    """Resets, refused connections, connect and read timeouts, truncated bodies: any ``OSError``."""
+
+    def _can_retry(self, *, state, request, response=None, error=None) -> bool:
+        return isinstance(error, OSError)
+
+
+class ServerErrorRetryHandler(RetryHandler):
+    """500, 502, 503 and 504: the server (or a proxy in front of it) failed, not the request."""
+
+    retryable_statuses = frozenset({500, 502, 503, 504})
+
+    def _can_retry(self, *, state, request, response=None, error=None) -> bool:
+        return response is not None and response.status_code in self.retryable_statuses
+
+
+def parse_retry_after(value: str | None, *, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date; None if absent/bad."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+class RateLimitErrorRetryHandler(RetryHandler):
+    """HTTP 429: waits what ``Retry-After`` says (seconds or an HTTP date) plus jitter.
+
+    A ``Retry-After`` longer than ``max_wait_seconds`` is not waited out: the 429 reaches the caller,
+    which can checkpoint and stop rather than idle away a Lambda's budget.
+    """
+
+    def __init__(
+        self,
+        max_retry_count: int = 1,
+        interval_calculator: RetryIntervalCalculator | None = None,
+        *,
+        max_wait_seconds: float = 120.0,
+        jitter: Jitter | None = None,
+    ) -> None:
+        super().__init__(max_retry_count, interval_calculator)
+        self.max_wait_seconds = max_wait_seconds
+        self.jitter = jitter if jitter is not None else RandomJitter(max_seconds=0.5)
+
+    def _wait_for(self, state: RetryState, response: HttpResponse) -> float:
+        retry_after = parse_retry_after(response.header("Retry-After"), now=state.clock.time())
+        if retry_after is None:
+            return self.interval_calculator.calculate_sleep_duration(state.current_attempt)
+        return self.jitter.recalculate(retry_after)
+
+    def _can_retry(self, *, state, request, response=None, error=None) -> bool:
+        if response is None or response.status_code != 429:
+            return False
+        retry_after = parse_retry_after(response.header("Retry-After"), now=state.clock.time())
+        return retry_after is None or retry_after <= self.max_wait_seconds
+
+    def prepare_for_next_attempt(self, *, state, request, response=None, error=None) -> None:
+        state.next_attempt_requested = True
+        assert response is not None  # _can_retry only says yes with a response
+        state.wait(self._wait_for(state, response))
+        state.increment_current_attempt()
+
+
+def default_retry_handlers() -> list[RetryHandler]:
+    """What a client uses when given none: one retry of a connection error (the SDK's default)."""
+    return [ConnectionErrorRetryHandler()]
+
+
+def all_builtin_retry_handlers(
+    *,
+    max_retry_count: int = 3,
+    max_rate_limit_wait_seconds: float = 120.0,
+) -> list[RetryHandler]:
+    """Every built-in handler, as the collector uses them: resets, 5xx and 429 all retried."""
+    return [
+        ConnectionErrorRetryHandler(max_retry_count=max_retry_count),
+        RateLimitErrorRetryHandler(
+            max_retry_count=max_retry_count, max_wait_seconds=max_rate_limit_wait_seconds
+        ),
+        ServerErrorRetryHandler(max_retry_count=max_retry_count),
+    ]
