@@ -118,6 +118,16 @@ class RetryState:
         self.next_attempt_requested = False
         self.clock = clock or SystemClock()
         self.waited_seconds = 0.0
+        self._retries_by_handler: dict[int, int] = {}
+
+    def retries_by(self, handler: RetryHandler) -> int:
+        """Retries this request already had from ``handler``: each handler has its own limit, so a
+        reset does not use up the retry a later 429 needs (the Slack SDK shares one count)."""
+        return self._retries_by_handler.get(id(handler), 0)
+
+    def count_retry(self, handler: RetryHandler) -> None:
+        """Called by the send loop once ``handler`` has prepared a retry."""
+        self._retries_by_handler[id(handler)] = self.retries_by(handler) + 1
 
     def increment_current_attempt(self) -> int:
         self.current_attempt += 1
@@ -199,7 +209,7 @@ class RetryHandler:
         response: HttpResponse | None = None,
         error: Exception | None = None,
     ) -> bool:
-        if state.current_attempt >= self.max_retry_count:
+        if state.retries_by(self) >= self.max_retry_count:
             return False
         return self._can_retry(state=state, request=request, response=response, error=error)
 

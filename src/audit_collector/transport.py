@@ -66,10 +66,12 @@ def translate_transport_error(exc: requests.RequestException) -> OSError:
         error: OSError = ConnectTimeoutError(f"connect timeout: {exc}")
     elif isinstance(exc, requests.ReadTimeout):
         error = ReadTimeoutError(f"read timeout: {exc}")
+    elif isinstance(exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError):
+        # The headers came, the body did not all come. Keep the errno of a reset, if that was why.
+        cause = _builtin_oserror_in_chain(exc)
+        error = TruncatedBodyError(cause.errno if cause else None, f"response body cut short: {exc}")
     elif (builtin := _builtin_oserror_in_chain(exc)) is not None:
         error = builtin
-    elif isinstance(exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError):
-        error = TruncatedBodyError(f"response body cut short: {exc}")
     else:
         error = TransportError(str(exc))
     error.__cause__ = exc
@@ -145,6 +147,7 @@ class ApiTransport:
                     handler.prepare_for_next_attempt(
                         state=state, request=request, response=response, error=error
                     )
+                    state.count_retry(handler)
                     break
             if state.next_attempt_requested:
                 continue

@@ -50,8 +50,11 @@ class FaultPlan:
 
     def draw(self, api: str, *, has_position: bool) -> str | None:
         with self._lock:
-            if self._scripted[api]:
-                fault = self._scripted[api].popleft()
+            scripted = self._scripted[api]
+            if scripted and scripted[0] in ("invalid_cursor", "expired_offset") and not has_position:
+                return None  # a scripted position fault waits for a request that carries one
+            if scripted:
+                fault = scripted.popleft()
             else:
                 fault = None
                 roll = self._rng.random()
