@@ -72,11 +72,7 @@ def test_every_parameter_is_sent_in_asana_format():
 def test_actor_type_and_iso_strings():
     responses.get(
         URL,
-        match=[
-            matchers.query_param_matcher(
-                {"start_at": "2026-11-01T10:00:00.000Z", "actor_type": "asana_support"}
-            )
-        ],
+        match=[matchers.query_param_matcher({"start_at": "2026-11-01T10:00:00.000Z", "actor_type": "asana_support"})],
         json=page([]),
     )
     client().get_audit_log_events("12345", start_at="2026-11-01T10:00:00Z", actor_type="asana_support")
@@ -113,12 +109,8 @@ def test_workspace_gid_is_required(gid):
 @responses.activate
 def test_iteration_stops_on_an_empty_page_even_with_a_next_page():
     responses.get(URL, json=page([EVENT, EVENT], "o1"))
-    responses.get(
-        URL, match=[matchers.query_param_matcher({"limit": "2", "offset": "o1"})], json=page([EVENT], "o2")
-    )
-    responses.get(
-        URL, match=[matchers.query_param_matcher({"limit": "2", "offset": "o2"})], json=page([], "o2")
-    )
+    responses.get(URL, match=[matchers.query_param_matcher({"limit": "2", "offset": "o1"})], json=page([EVENT], "o2"))
+    responses.get(URL, match=[matchers.query_param_matcher({"limit": "2", "offset": "o2"})], json=page([], "o2"))
     pages = list(client().iter_audit_log_events("12345", limit=2))
     assert [len(p.data) for p in pages] == [2, 1]
     assert len(responses.calls) == 3

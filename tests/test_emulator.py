@@ -76,10 +76,7 @@ def test_slack_never_splits_a_second_across_pages(emulator):
 def test_slack_filters(emulator):
     emulator.slack.add([entry(i, T0 + i) for i in range(30)])
     c = slack(emulator)
-    assert all(
-        e["actor"]["user"]["id"] == "W1"
-        for e in c.logs(actor="W1", oldest=T0, latest=T0 + 99).body["entries"]
-    )
+    assert all(e["actor"]["user"]["id"] == "W1" for e in c.logs(actor="W1", oldest=T0, latest=T0 + 99).body["entries"])
     assert len(c.logs(entity="W2", oldest=T0, latest=T0 + 99).body["entries"]) == 6
     assert c.logs(action="file_downloaded", oldest=T0, latest=T0 + 99).body["entries"] == []
 
@@ -112,9 +109,7 @@ def test_slack_late_events_are_invisible_until_they_arrive():
         assert len(slack(emu).logs(oldest=T0).body["entries"]) == 1
 
 
-@pytest.mark.parametrize(
-    "token,code", [("", "missing_authentication"), ("xoxp-wrong", "invalid_authentication")]
-)
+@pytest.mark.parametrize("token,code", [("", "missing_authentication"), ("xoxp-wrong", "invalid_authentication")])
 def test_slack_token_errors(emulator, token, code):
     with pytest.raises(AuditLogsApiError) as info:
         AuditLogsClient(token=token, base_url=emulator.slack_base_url).logs()
@@ -162,9 +157,7 @@ def test_asana_bounds_order_and_stream_semantics(emulator):
     page = c.get_audit_log_events(
         emulator.workspace_gid, start_at=iso_ms(base + 2000), end_at=iso_ms(base + 7000), limit=100
     )
-    assert [e["gid"] for e in page.data] == [
-        str(1000 + i) for i in range(2, 7)
-    ]  # start inclusive, end exclusive
+    assert [e["gid"] for e in page.data] == [str(1000 + i) for i in range(2, 7)]  # start inclusive, end exclusive
     caught_up = c.get_audit_log_events(
         emulator.workspace_gid,
         start_at=iso_ms(base + 2000),
@@ -195,22 +188,17 @@ def test_asana_filters_and_same_millisecond_paging(emulator):
     assert [len(p.data) for p in pages] == [3, 3, 1]
     assert len({e["gid"] for p in pages for e in p.data}) == 7
     assert {
-        e["event_type"]
-        for e in c.get_audit_log_events(emulator.workspace_gid, event_type="task_deleted").data
+        e["event_type"] for e in c.get_audit_log_events(emulator.workspace_gid, event_type="task_deleted").data
     } == {"task_deleted"}
-    assert {
-        e["actor"]["gid"] for e in c.get_audit_log_events(emulator.workspace_gid, actor_gid="A1").data
-    } == {"A1"}
-    assert {
-        e["resource"]["gid"] for e in c.get_audit_log_events(emulator.workspace_gid, resource_gid="R2").data
-    } == {"R2"}
+    assert {e["actor"]["gid"] for e in c.get_audit_log_events(emulator.workspace_gid, actor_gid="A1").data} == {"A1"}
+    assert {e["resource"]["gid"] for e in c.get_audit_log_events(emulator.workspace_gid, resource_gid="R2").data} == {
+        "R2"
+    }
 
 
 def test_asana_token_and_workspace_errors(emulator):
     with pytest.raises(AsanaApiError) as info:
-        AsanaAuditLogClient(token="bad", base_url=emulator.asana_base_url).get_audit_log_events(
-            emulator.workspace_gid
-        )
+        AsanaAuditLogClient(token="bad", base_url=emulator.asana_base_url).get_audit_log_events(emulator.workspace_gid)
     assert info.value.status_code == 401 and info.value.messages == ["Not Authorized"]
     with pytest.raises(AsanaApiError) as info:
         asana(emulator).get_audit_log_events("999")
@@ -219,15 +207,9 @@ def test_asana_token_and_workspace_errors(emulator):
 
 def test_asana_generated_events_page_through(emulator, org):
     start = datetime(2026, 10, 1, tzinfo=UTC)
-    events = asana_events(
-        org, int(start.timestamp() * 1000), int(start.timestamp() * 1000) + 3_600_000, 450, seed=5
-    )
+    events = asana_events(org, int(start.timestamp() * 1000), int(start.timestamp() * 1000) + 3_600_000, 450, seed=5)
     emulator.asana.add(events)
-    got = [
-        e["gid"]
-        for p in asana(emulator).iter_audit_log_events(emulator.workspace_gid, limit=100)
-        for e in p.data
-    ]
+    got = [e["gid"] for p in asana(emulator).iter_audit_log_events(emulator.workspace_gid, limit=100) for e in p.data]
     assert Counter(got) == Counter(e["gid"] for e in events)
 
 
@@ -262,9 +244,7 @@ def test_a_slow_answer_is_a_read_timeout_and_is_retried():
         with pytest.raises(ReadTimeoutError):
             slack(emu, timeout=0.2, retry_handlers=[]).logs(oldest=T0)
         emu.faults.script("slack", "slow")
-        assert (
-            len(slack(emu, timeout=0.2, retry_handlers=fast_retries()).logs(oldest=T0).body["entries"]) == 1
-        )
+        assert len(slack(emu, timeout=0.2, retry_handlers=fast_retries()).logs(oldest=T0).body["entries"]) == 1
 
 
 def test_html_error_page_after_retries_is_a_clear_error():

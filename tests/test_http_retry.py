@@ -36,9 +36,7 @@ REQUEST = HttpRequest(method="GET", url=BASE + "logs")
 
 
 def response(status: int, headers: dict | None = None) -> HttpResponse:
-    return HttpResponse(
-        status_code=status, headers={k.lower(): v for k, v in (headers or {}).items()}, body=b""
-    )
+    return HttpResponse(status_code=status, headers={k.lower(): v for k, v in (headers or {}).items()}, body=b"")
 
 
 class NoJitter(Jitter):
@@ -58,9 +56,7 @@ def test_fixed_interval():
 
 
 def test_handler_stops_at_max_retry_count(clock):
-    handler = ServerErrorRetryHandler(
-        max_retry_count=2, interval_calculator=FixedValueRetryIntervalCalculator(1)
-    )
+    handler = ServerErrorRetryHandler(max_retry_count=2, interval_calculator=FixedValueRetryIntervalCalculator(1))
     state = RetryState(clock=clock)
     retries = 0
     while handler.can_retry(state=state, request=REQUEST, response=response(503)):
@@ -86,10 +82,7 @@ def test_handler_stops_at_max_retry_count(clock):
 )
 def test_server_error_statuses(clock, status, retried):
     handler = ServerErrorRetryHandler()
-    assert (
-        handler.can_retry(state=RetryState(clock=clock), request=REQUEST, response=response(status))
-        is retried
-    )
+    assert handler.can_retry(state=RetryState(clock=clock), request=REQUEST, response=response(status)) is retried
 
 
 @pytest.mark.parametrize(
@@ -106,8 +99,7 @@ def test_server_error_statuses(clock, status, retried):
 )
 def test_connection_error_handler_covers_transport_failures(clock, error, retried):
     assert (
-        ConnectionErrorRetryHandler().can_retry(state=RetryState(clock=clock), request=REQUEST, error=error)
-        is retried
+        ConnectionErrorRetryHandler().can_retry(state=RetryState(clock=clock), request=REQUEST, error=error) is retried
     )
 
 
@@ -138,9 +130,7 @@ def test_retry_after_beyond_the_cap_is_not_waited_out(clock):
 
 
 def test_rate_limit_without_retry_after_backs_off(clock):
-    handler = RateLimitErrorRetryHandler(
-        interval_calculator=FixedValueRetryIntervalCalculator(2.5), jitter=NoJitter()
-    )
+    handler = RateLimitErrorRetryHandler(interval_calculator=FixedValueRetryIntervalCalculator(2.5), jitter=NoJitter())
     state = RetryState(clock=clock)
     handler.prepare_for_next_attempt(state=state, request=REQUEST, response=response(429))
     assert clock.sleeps == [2.5]
@@ -164,9 +154,7 @@ def test_translation_keeps_a_reset_as_errno_104():
     assert translated is reset and isinstance(translated, socket.error) and translated.errno == 104
     assert isinstance(translate_transport_error(requests.ReadTimeout("x")), ReadTimeoutError)
     assert isinstance(translate_transport_error(requests.ConnectTimeout("x")), ConnectTimeoutError)
-    assert isinstance(
-        translate_transport_error(requests.exceptions.ChunkedEncodingError("x")), TruncatedBodyError
-    )
+    assert isinstance(translate_transport_error(requests.exceptions.ChunkedEncodingError("x")), TruncatedBodyError)
 
 
 # ------------------------------------------------------------------ the send loop, through a client
@@ -174,9 +162,7 @@ def test_translation_keeps_a_reset_as_errno_104():
 
 @responses.activate
 def test_client_retries_429_then_succeeds(clock):
-    responses.get(
-        BASE + "logs", status=429, headers={"Retry-After": "3"}, json={"ok": False, "error": "rate_limited"}
-    )
+    responses.get(BASE + "logs", status=429, headers={"Retry-After": "3"}, json={"ok": False, "error": "rate_limited"})
     responses.get(BASE + "logs", json={"entries": []})
     client = AuditLogsClient(
         token="xoxp-x",
@@ -241,9 +227,7 @@ def test_the_readme_custom_handler_runs_unchanged(clock):
         DEFAULT := "https://api.slack.com/audit/v1/logs",
         body=requests.ConnectionError(ProtocolError("aborted", ConnectionResetError(104, "reset"))),
     )
-    responses.get(
-        DEFAULT, status=429, headers={"Retry-After": "1"}, json={"ok": False, "error": "rate_limited"}
-    )
+    responses.get(DEFAULT, status=429, headers={"Retry-After": "1"}, json={"ok": False, "error": "rate_limited"})
     responses.get(DEFAULT, json={"entries": [{"id": "a", "date_create": 1}]})
     assert client.logs().body["entries"][0]["id"] == "a"
     assert len(clock.sleeps) == 2 and 0.5 <= clock.sleeps[0] < 1.5 and 1.0 <= clock.sleeps[1] < 1.6

@@ -128,9 +128,7 @@ def test_iter_logs_ends_without_response_metadata():
 
 @responses.activate
 def test_typed_body_keeps_unknown_fields_and_round_trips():
-    responses.get(
-        BASE + "logs", json={"ok": True, "entries": [ENTRY], "response_metadata": {"next_cursor": ""}}
-    )
+    responses.get(BASE + "logs", json={"ok": True, "entries": [ENTRY], "response_metadata": {"next_cursor": ""}})
     typed = client().logs().typed_body
     assert isinstance(typed, LogsResponse)
     entry = typed.entries[0]
@@ -206,24 +204,16 @@ def test_logs_without_an_entries_list_is_an_error(payload):
 @responses.activate
 def test_user_agent_has_prefix_and_suffix_and_default_headers():
     responses.get(BASE + "logs", json={"entries": []})
-    client(
-        user_agent_prefix="acme-sec/1.0", user_agent_suffix="(+ops)", default_headers={"X-Team": "sec"}
-    ).logs()
+    client(user_agent_prefix="acme-sec/1.0", user_agent_suffix="(+ops)", default_headers={"X-Team": "sec"}).logs()
     sent = responses.calls[0].request.headers
-    assert sent["User-Agent"].startswith("acme-sec/1.0 audit-collector/") and sent["User-Agent"].endswith(
-        "(+ops)"
-    )
+    assert sent["User-Agent"].startswith("acme-sec/1.0 audit-collector/") and sent["User-Agent"].endswith("(+ops)")
     assert sent["X-Team"] == "sec"
 
 
 @responses.activate
 def test_api_call_reaches_any_path():
-    responses.get(
-        BASE + "future/endpoint", match=[matchers.query_param_matcher({"a": "1"})], json={"ok": True}
-    )
-    assert client().api_call(path="/future/endpoint", query_params={"a": 1, "skip": None}).body == {
-        "ok": True
-    }
+    responses.get(BASE + "future/endpoint", match=[matchers.query_param_matcher({"a": "1"})], json={"ok": True})
+    assert client().api_call(path="/future/endpoint", query_params={"a": 1, "skip": None}).body == {"ok": True}
 
 
 @responses.activate

@@ -64,6 +64,11 @@ class AuditLogEventsPage:
     body: dict[str, Any]
 
 
+def iso_ms(ms: int) -> str:
+    """Asana's timestamp format from epoch milliseconds: UTC, milliseconds, Z."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
 def format_datetime(value: datetime | str, name: str) -> str:
     """Asana's wire format (UTC, milliseconds, Z) from an aware datetime or an ISO 8601 string."""
     if isinstance(value, str):
@@ -200,9 +205,7 @@ def _query(
         raise ConfigError(f"start_at ({query['start_at']}) must be before end_at ({query['end_at']})")
     if actor_type is not None:
         if actor_gid is not None:
-            raise ConfigError(
-                "give actor_type or actor_gid, not both: Asana rejects actor_type with actor_gid"
-            )
+            raise ConfigError("give actor_type or actor_gid, not both: Asana rejects actor_type with actor_gid")
         if actor_type not in ACTOR_TYPES:
             raise ConfigError(f"actor_type must be one of {', '.join(ACTOR_TYPES)}, got {actor_type!r}")
         query["actor_type"] = actor_type
@@ -243,13 +246,10 @@ def _to_page(http: HttpResponse) -> AuditLogEventsPage:
             if isinstance(errors, list)
             else []
         )
-        hint = STATUS_HINTS.get(
-            http.status_code, "Asana is having trouble" if http.status_code >= 500 else ""
-        )
+        hint = STATUS_HINTS.get(http.status_code, "Asana is having trouble" if http.status_code >= 500 else "")
         said = "; ".join(messages) or "no message"
         raise AsanaApiError(
-            f"Asana audit_log_events failed with HTTP {http.status_code} ({said})"
-            + (f": {hint}" if hint else ""),
+            f"Asana audit_log_events failed with HTTP {http.status_code} ({said})" + (f": {hint}" if hint else ""),
             response=http,
             status_code=http.status_code,
             messages=messages,

@@ -321,8 +321,6 @@ def all_builtin_retry_handlers(
     """Every built-in handler, as the collector uses them: resets, 5xx and 429 all retried."""
     return [
         ConnectionErrorRetryHandler(max_retry_count=max_retry_count),
-        RateLimitErrorRetryHandler(
-            max_retry_count=max_retry_count, max_wait_seconds=max_rate_limit_wait_seconds
-        ),
+        RateLimitErrorRetryHandler(max_retry_count=max_retry_count, max_wait_seconds=max_rate_limit_wait_seconds),
         ServerErrorRetryHandler(max_retry_count=max_retry_count),
     ]

@@ -37,9 +37,7 @@ ERROR_HINTS = {
     "feature_not_enabled": (
         "the Audit Logs API is only available to Enterprise Grid orgs, through an app installed on the org"
     ),
-    "invalid_cursor": (
-        "the cursor expired or was sent with different filters: restart paging from the first page"
-    ),
+    "invalid_cursor": ("the cursor expired or was sent with different filters: restart paging from the first page"),
     "rate_limited": (
         "over Slack's rate limit (about 50 calls a minute for the whole org, shared with every other "
         "app reading audit logs): wait for Retry-After and lower the call rate"
@@ -421,9 +419,7 @@ def _to_response(http: HttpResponse, *, path: str) -> AuditLogsResponse:
         body = None
     response_args = {"url": http.url, "status_code": http.status_code, "headers": dict(http.headers)}
     if not isinstance(body, dict):
-        shell = AuditLogsResponse(
-            raw_body=http.body.decode("utf-8", "replace"), body={}, path=path, **response_args
-        )
+        shell = AuditLogsResponse(raw_body=http.body.decode("utf-8", "replace"), body={}, path=path, **response_args)
         raise AuditLogsBodyError(
             f"Slack /{path} answered HTTP {http.status_code} with a body that is not a JSON object "
             f"({describe_body(http.body, content_type)}); a proxy or an outage is likely",

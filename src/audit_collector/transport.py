@@ -144,9 +144,7 @@ class ApiTransport:
                     self.stats["retries"] += 1
                     if response is not None and response.status_code == 429:
                         self.stats["rate_limited"] += 1
-                    handler.prepare_for_next_attempt(
-                        state=state, request=request, response=response, error=error
-                    )
+                    handler.prepare_for_next_attempt(state=state, request=request, response=response, error=error)
                     state.count_retry(handler)
                     break
             if state.next_attempt_requested:
@@ -185,9 +183,7 @@ class ApiTransport:
             body=raw.content,  # reading the body here makes truncation a transport error
             url=raw.url,
         )
-        self.logger.debug(
-            "Received %s from %s (%d bytes)", response.status_code, request.url, len(response.body)
-        )
+        self.logger.debug("Received %s from %s (%d bytes)", response.status_code, request.url, len(response.body))
         return response
 
 

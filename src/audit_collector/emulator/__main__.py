@@ -17,9 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=float, default=3.0, help="days of history to generate")
     parser.add_argument("--slack-events", type=int, default=20000)
     parser.add_argument("--asana-events", type=int, default=10000)
-    parser.add_argument(
-        "--fault-rate", type=float, default=0.0, help=f"chance of each fault per request: {FAULTS}"
-    )
+    parser.add_argument("--fault-rate", type=float, default=0.0, help=f"chance of each fault per request: {FAULTS}")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every response")
     args = parser.parse_args(argv)
     now = int(time.time())

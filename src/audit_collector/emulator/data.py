@@ -12,8 +12,9 @@ import json
 import random
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
+
+from ..asana import iso_ms
 
 SLACK_ACTIONS: dict[str, list[str]] = {
     "user": [
@@ -105,10 +106,8 @@ ASANA_EVENTS: list[tuple[str, str, str]] = [  # (event_type, event_category, res
 ASANA_WEIGHTS = [30, 5, 10, 10, 2, 12, 1, 2, 2, 3, 4, 1, 2, 2]
 
 USER_AGENTS = [
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/128.0 Safari/537.36",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/127.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/128.0 Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/127.0 Safari/537.36",
     "Slack/4.39.95 (Macintosh; Intel Mac OS X 14_5)",
     "com.tinyspeck.chatlyio/24.08.10 (iPhone; iOS 17.6; Scale/3.00)",
     "Asana/2.3.1 (iPhone; iOS 17.6)",
@@ -181,8 +180,7 @@ def make_org(seed: int = 1, users: int = 2000) -> Org:
     ]
     ips = [f"203.0.113.{i}" for i in range(1, 60)] + [f"198.51.100.{i}" for i in range(1, 30)]
     asana_users = [
-        {"gid": str(1200000000000000 + i), "name": p["name"], "email": p["email"]}
-        for i, p in enumerate(people)
+        {"gid": str(1200000000000000 + i), "name": p["name"], "email": p["email"]} for i, p in enumerate(people)
     ]
     return Org("E0EXAMPLE", people, workspaces, channels, apps, ips, asana_users)
 
@@ -281,11 +279,6 @@ def _slack_entry(org: Org, rng: random.Random, t: int, kind: str) -> dict[str, A
             "team": location["id"],
         }
     return entry
-
-
-def iso_ms(ms: int) -> str:
-    """Asana's timestamp format: UTC, milliseconds, Z."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 def asana_events(org: Org, start_ms: int, end_ms: int, count: int, seed: int = 1) -> list[dict[str, Any]]:

@@ -218,9 +218,7 @@ class Emulator:
             if api == "slack":
                 self._slack_error(handler, "rate_limited", params, headers=headers, fault=fault)
             else:
-                self._asana_error(
-                    handler, 429, "You've made too many requests.", params, headers, fault=fault
-                )
+                self._asana_error(handler, 429, "You've made too many requests.", params, headers, fault=fault)
         elif fault == "invalid_cursor":
             self._slack_error(handler, "invalid_cursor", params, status=400, fault=fault)
         elif fault == "expired_offset":
@@ -273,9 +271,7 @@ class Emulator:
         headers: dict | None = None,
         fault: str | None = None,
     ) -> None:
-        body = json.dumps(
-            {"errors": [{"message": message, "help": "See https://developers.asana.com/docs/errors"}]}
-        )
+        body = json.dumps({"errors": [{"message": message, "help": "See https://developers.asana.com/docs/errors"}]})
         self._send(handler, "asana", status, body.encode(), params, headers=headers, fault=fault)
 
     def _send(

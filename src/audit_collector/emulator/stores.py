@@ -73,9 +73,7 @@ class _Stored:
 class SlackLog(_SortedLog):
     """Slack's /logs over a sorted list of (date_create, id)."""
 
-    def add(
-        self, entries: Iterable[dict[str, Any]], visible_at: float | None = None, lag: float = 0.0
-    ) -> None:
+    def add(self, entries: Iterable[dict[str, Any]], visible_at: float | None = None, lag: float = 0.0) -> None:
         """Add entries; each reaches the API at ``visible_at`` (default: ``date_create + lag``)."""
         new: list[_Stored] = []
         with self._lock:
@@ -179,9 +177,7 @@ class AsanaLog(_SortedLog):
 
     ACTOR_TYPES = ("user", "asana", "asana_support", "anonymous", "external_administrator")
 
-    def add(
-        self, events: Iterable[dict[str, Any]], visible_at: float | None = None, lag: float = 0.0
-    ) -> None:
+    def add(self, events: Iterable[dict[str, Any]], visible_at: float | None = None, lag: float = 0.0) -> None:
         new: list[_Stored] = []
         with self._lock:
             for event in events:
@@ -242,9 +238,7 @@ class AsanaLog(_SortedLog):
             )
 
         with self._lock:
-            index = (
-                bisect.bisect_right(self._keys, after) if after[1] else bisect.bisect_left(self._keys, after)
-            )
+            index = bisect.bisect_right(self._keys, after) if after[1] else bisect.bisect_left(self._keys, after)
             served: list[_Stored] = []
             while index < len(self._items) and len(served) < limit:
                 item = self._items[index]
@@ -262,7 +256,5 @@ class AsanaLog(_SortedLog):
         next_page = b"null"
         if position is not None:
             token = encode_token({"a": position, "q": _filter_hash(filters), "t": now})
-            next_page = json.dumps(
-                {"offset": token, "path": f"?offset={token}", "uri": f"?offset={token}"}
-            ).encode()
+            next_page = json.dumps({"offset": token, "path": f"?offset={token}", "uri": f"?offset={token}"}).encode()
         return b'{"data":[' + b",".join(i.raw for i in served) + b'],"next_page":' + next_page + b"}"

@@ -1,0 +1,187 @@
+"""The archive: object naming, gzip JSON Lines encoding, and two writers (S3, a local folder).
+
+Layout, the same in S3 and on disk, and what the Athena tables read:
+
+    {prefix}{provider}/dt=YYYY-MM-DD/{window}-p{part:05d}.jsonl.gz
+
+``dt`` is the event's UTC date. Names are deterministic (window and part index, both kept in the
+checkpoint), so a rerun after a crash rewrites the same names instead of adding copies. Encoding is
+deterministic too (gzip without a timestamp), so a rewrite of the same events is the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ArchiveError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+# Athena and S3 charge per object: make objects large, but bounded so memory stays bounded too.
+DEFAULT_MAX_OBJECT_BYTES = 64 * 1024 * 1024  # uncompressed JSON Lines per object
+
+
+def _gzip(data: bytes) -> bytes:
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: a gzip header with mtime 0
+    return compressor.compress(data) + compressor.flush()
+
+
+# What a stale part is overwritten with when a restarted window ends with fewer parts: zero rows.
+EMPTY_GZIP = _gzip(b"")
+
+
+def encode_line(event: dict[str, Any]) -> bytes:
+    """One event, as the API returned it (every key, in order), on one line."""
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+def object_key(prefix: str, provider: str, dt: str, name: str) -> str:
+    return f"{prefix}{provider}/dt={dt}/{name}.jsonl.gz"
+
+
+def normalize_prefix(prefix: str | None) -> str:
+    """'' stays '', 'audit' becomes 'audit/': keys never start with a slash or double one."""
+    prefix = (prefix or "").strip().strip("/")
+    return f"{prefix}/" if prefix else ""
+
+
+class ObjectBuffer:
+    """Events for one object, compressed as they arrive: memory holds compressed bytes only."""
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_OBJECT_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+        self._chunks: list[bytes] = []
+        self.raw_bytes = 0
+        self.events = 0
+        self.dt: str | None = None
+
+    def add(self, event: dict[str, Any]) -> None:
+        line = encode_line(event)
+        self.raw_bytes += len(line)
+        self.events += 1
+        chunk = self._compressor.compress(line)
+        if chunk:
+            self._chunks.append(chunk)
+
+    @property
+    def full(self) -> bool:
+        return self.raw_bytes >= self.max_bytes
+
+    def __bool__(self) -> bool:
+        return self.events > 0
+
+    def finish(self) -> bytes:
+        self._chunks.append(self._compressor.flush())
+        return b"".join(self._chunks)
+
+
+def decode_object(body: bytes) -> Iterator[dict[str, Any]]:
+    """Events of one archived object, in order (for tests, the CLI and audits of the archive)."""
+    text = zlib.decompress(body, 47).decode()  # 47: gzip or zlib header, auto-detected
+    for line in text.splitlines():
+        if line:
+            yield json.loads(line)
+
+
+class ArchiveWriter:
+    """Port: put whole objects under a key; list and read them back. ``_put`` does the I/O."""
+
+    def put(self, key: str, body: bytes) -> None:
+        """Write (or replace) one object. Raises ``ArchiveError``; then nothing was checkpointed."""
+        if not key.endswith(".jsonl.gz") or key.startswith("/") or ".." in key.split("/"):
+            raise ArchiveError(f"refusing to write an object under a malformed key: {key!r}")
+        try:
+            self._put(key, body)
+        except ArchiveError:
+            raise
+        except Exception as exc:
+            raise ArchiveError(f"could not write {self.describe(key)}: {exc}") from exc
+
+    def _put(self, key: str, body: bytes) -> None:
+        raise NotImplementedError
+
+    def keys(self, prefix: str = "") -> Iterable[str]:
+        raise NotImplementedError
+
+    def get(self, key: str) -> bytes:
+        raise NotImplementedError
+
+    def describe(self, key: str = "") -> str:
+        raise NotImplementedError
+
+
+class S3Archive(ArchiveWriter):
+    """Objects in an S3 bucket. The client is created lazily so a bad payload never touches AWS."""
+
+    def __init__(self, bucket: str, *, client: S3Client | None = None) -> None:
+        self.bucket = bucket
+        self._client = client
+
+    @property
+    def client(self) -> S3Client:
+        if self._client is None:
+            import boto3  # deferred: keeps cold starts and the CLI's local mode light
+
+            self._client = boto3.client("s3")
+        return self._client
+
+    def _put(self, key: str, body: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/gzip")
+
+    def keys(self, prefix: str = "") -> Iterable[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield item["Key"]
+
+    def get(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def describe(self, key: str = "") -> str:
+        return f"s3://{self.bucket}/{key}"
+
+
+class LocalArchive(ArchiveWriter):
+    """The same layout and bytes in a folder. Writes are atomic: a killed process leaves no half file."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def _put(self, key: str, body: bytes) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, body)
+
+    def keys(self, prefix: str = "") -> Iterable[str]:
+        if not self.root.exists():
+            return []
+        found = (p.relative_to(self.root).as_posix() for p in self.root.rglob("*.jsonl.gz"))
+        return sorted(k for k in found if k.startswith(prefix))
+
+    def get(self, key: str) -> bytes:
+        return (self.root / key).read_bytes()
+
+    def describe(self, key: str = "") -> str:
+        return str(self.root / key)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, flush it to disk, then rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

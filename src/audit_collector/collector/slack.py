@@ -1,0 +1,137 @@
+"""Slack: forward, bounded windows; newest-first pages inside each window.
+
+Slack pages newest first, so a failure part-way through "everything since the checkpoint" cannot
+resume without a gap. Instead the timeline is cut into closed windows ``[oldest, latest]``:
+``latest`` is at least ``SETTLE_SECONDS`` in the past (late events have arrived) and a window never
+crosses a UTC midnight (all its events share one ``dt``). A window is saved in the checkpoint
+*before* its first request; inside it, each object written moves the checkpoint to the next cursor
+and part index. Only a finished window moves the watermark to ``latest + 1``.
+
+Checkpoint: ``{"watermark": <first second not yet archived>, "window": {...} | null}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..archive import EMPTY_GZIP
+from ..errors import ApiBodyError, BudgetExhausted
+from ..slack import AuditLogsApiError, AuditLogsClient
+from .core import Run, end_of_utc_day, utc_date
+
+
+class SlackSource:
+    provider = "slack"
+
+    def __init__(self, client: AuditLogsClient) -> None:
+        self.client = client
+
+    def stats(self) -> dict[str, int]:
+        return dict(self.client.stats)
+
+    def behind_seconds(self, checkpoint: dict[str, Any], now: float) -> float | None:
+        watermark = checkpoint.get("watermark")
+        return None if watermark is None else max(0.0, now - watermark)
+
+    def collect(self, run: Run) -> bool:
+        while True:
+            window = run.checkpoint.get("window") or self._plan(run)
+            if window is None:
+                return True
+            if not self._collect_window(run, window):
+                return False
+
+    def _plan(self, run: Run) -> dict[str, Any] | None:
+        """The next window, saved before any request so every object written belongs to it."""
+        now = int(run.clock.time())
+        horizon = now - run.settings.settle_seconds
+        oldest = run.checkpoint.get("watermark")
+        if oldest is None:
+            oldest = now - int(run.settings.initial_lookback_days * 86400)
+        latest = min(horizon, end_of_utc_day(oldest))
+        if latest < oldest or not run.budget.allows():
+            return None
+        # Saved after its first page arrives (an auth error leaves the checkpoint untouched), and
+        # always before its first object is written, so every object belongs to a saved window.
+        return {"oldest": oldest, "latest": latest, "cursor": None, "part": 0, "pages": 0, "stale_parts": 0}
+
+    def _collect_window(self, run: Run, window: dict[str, Any]) -> bool:
+        oldest, latest = window["oldest"], window["latest"]
+        dt, window_id = utc_date(oldest), f"{oldest}-{latest}"
+        cursor, part, pages = window["cursor"], window["part"], window["pages"]
+        stale_parts = window["stale_parts"]
+        buffer = run.new_buffer()
+        restarts = 0
+
+        def save_progress(next_cursor: str | None, next_part: int) -> None:
+            progress = {
+                **window,
+                "cursor": next_cursor,
+                "part": next_part,
+                "pages": pages,
+                "stale_parts": stale_parts,
+            }
+            run.save({"watermark": oldest, "window": progress})
+
+        def stop() -> bool:
+            """Out of time: archive what was fetched, and leave the cursor for the next run."""
+            if buffer:
+                run.write(run.key(dt, window_id, part), buffer)
+                save_progress(cursor, part + 1)
+            return False
+
+        saved = run.checkpoint.get("window") == window
+        while True:
+            if not run.budget.allows():
+                return stop()
+            try:
+                page = self.client.logs(
+                    oldest=oldest, latest=latest, limit=run.settings.slack_page_limit, cursor=cursor
+                )
+            except BudgetExhausted:
+                return stop()
+            except AuditLogsApiError as exc:
+                if exc.error != "invalid_cursor" or cursor is None or restarts >= run.settings.max_window_restarts:
+                    raise
+                # The cursor expired: the window starts again from its first page, rewriting the
+                # same part names. Parts this window may have written beyond the new count are
+                # overwritten with empty objects when the window ends (stale_parts).
+                restarts += 1
+                stale_parts = max(stale_parts, part + 1)
+                cursor, part, pages, buffer = None, 0, 0, run.new_buffer()
+                save_progress(None, 0)
+                continue
+            if not saved and (page.body["entries"] or page.next_cursor):
+                save_progress(None, 0)  # before any object of this window is written
+            saved = True
+            for entry in page.body["entries"]:
+                _check_entry(entry, oldest, latest)
+                buffer.add(entry)
+            pages += 1
+            run.result.pages += 1
+            cursor = page.next_cursor
+            if buffer and (buffer.full or cursor is None):
+                run.write(run.key(dt, window_id, part), buffer)
+                part += 1
+                buffer = run.new_buffer()
+                if cursor is not None:
+                    save_progress(cursor, part)
+            if cursor is None:
+                for stale in range(part, stale_parts):
+                    run.archive.put(run.key(dt, window_id, stale), EMPTY_GZIP)
+                run.save({"watermark": latest + 1, "window": None})
+                return True
+
+
+def _check_entry(entry: dict[str, Any], oldest: int, latest: int) -> None:
+    """An entry must say when it happened, inside the window asked for: that decides its ``dt``."""
+    when = entry.get("date_create")
+    if isinstance(when, bool) or not isinstance(when, int):
+        raise ApiBodyError(
+            f"Slack entry {entry.get('id')!r} has no integer date_create ({when!r}); cannot place it by date"
+        )
+    if not oldest <= when <= latest:
+        raise ApiBodyError(
+            f"Slack entry {entry.get('id')!r} has date_create {when}, outside the window "
+            f"[{oldest}, {latest}] that was asked for; refusing to archive it under the wrong date"
+        )

@@ -1,0 +1,120 @@
+"""The Lambda edge: read config, check the payload, wire the adapters, report. No logic of its own.
+
+Order matters for safety: the environment and the payload are checked before any AWS or API call,
+so a malformed invocation costs nothing and changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from .archive import S3Archive
+from .collector import Budget, BudgetedClock, RunResult, collect, make_source
+from .config import Config
+from .errors import AuditCollectorError
+from .http_retry import Clock, SystemClock
+from .invocation import parse_invocation
+from .state import DynamoDBStore
+from .tokens import load_token
+
+logger = Logger(service="audit-collector")
+metrics = Metrics(namespace="AuditCollector", service="audit-collector")
+
+
+class CollectionFailed(AuditCollectorError):
+    """At least one provider failed. Raised so Lambda records an error and the alarm fires."""
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    """Collect every provider the payload names; raise if any of them failed."""
+    config = Config.from_env(os.environ)
+    invocation = parse_invocation(event, config.enabled_providers)
+    return run(
+        invocation.providers,
+        config,
+        remaining_seconds=context.get_remaining_time_in_millis() / 1000,
+        owner=getattr(context, "aws_request_id", None),
+    )
+
+
+def run(
+    providers: tuple[str, ...],
+    config: Config,
+    *,
+    remaining_seconds: float,
+    owner: str | None = None,
+    clock: Clock | None = None,
+    store: DynamoDBStore | None = None,
+    archive: S3Archive | None = None,
+) -> dict[str, Any]:
+    """The handler without Lambda: what tests and the CLI's ``--state dynamodb://`` mode call."""
+    clock = clock or SystemClock()
+    settings = config.settings()
+    budget = Budget(
+        clock,
+        remaining_seconds,
+        reserve_seconds=settings.write_reserve_seconds,
+        request_seconds=settings.http_timeout,
+    )
+    store = store or DynamoDBStore(config.state_table_name)
+    archive = archive or S3Archive(config.archive_bucket_name)
+    results, failures = [], []
+    for provider in providers:
+        logger.append_keys(provider=provider)
+        try:
+            secret_id = config.slack_token_secret_id if provider == "slack" else config.asana_token_secret_id
+            source = make_source(
+                provider,
+                token=load_token(secret_id or ""),
+                base_url=config.slack_api_base_url if provider == "slack" else config.asana_api_base_url,
+                workspace_gid=config.asana_workspace_gid,
+                timeout=settings.http_timeout,
+                clock=BudgetedClock(clock, budget),
+            )
+            result = collect(
+                source,
+                store=store,
+                archive=archive,
+                prefix=config.archive_prefix,
+                settings=settings,
+                clock=clock,
+                budget=budget,
+                owner=owner,
+            )
+        except Exception as exc:
+            logger.exception(f"{provider} collection failed: {exc}")
+            failures.append(f"{provider}: {exc}")
+            continue
+        finally:
+            logger.remove_keys(["provider"])
+        _report(result)
+        results.append(result.as_dict())
+    if failures:
+        raise CollectionFailed("; ".join(failures))
+    return {"results": results}
+
+
+def _report(result: RunResult) -> None:
+    if result.status == "lease_held":
+        logger.info(f"{result.provider}: skipped, {result.message}")
+        return
+    logger.info(
+        f"{result.provider}: archived {result.events_written} events in {result.objects_written} objects "
+        f"from {result.pages} pages; complete={result.complete}",
+        extra={"result": result.as_dict()},
+    )
+    metrics.add_dimension(name="provider", value=result.provider)
+    metrics.add_metric(name="EventsWritten", unit=MetricUnit.Count, value=result.events_written)
+    metrics.add_metric(name="ObjectsWritten", unit=MetricUnit.Count, value=result.objects_written)
+    metrics.add_metric(name="Pages", unit=MetricUnit.Count, value=result.pages)
+    metrics.add_metric(name="Retries", unit=MetricUnit.Count, value=result.retries)
+    metrics.add_metric(name="RateLimited", unit=MetricUnit.Count, value=result.rate_limited)
+    if result.behind_seconds is not None:
+        metrics.add_metric(name="SecondsBehind", unit=MetricUnit.Seconds, value=result.behind_seconds)
+    metrics.flush_metrics()  # one set per provider, each with its own dimension
