@@ -49,13 +49,14 @@ class AsanaSource:
                 return False
 
     def _plan(self, run: Run) -> dict[str, Any] | None:
+        """The next window, or None when caught up (the budget is checked before its first request)."""
         now = run.clock.time()
         end = int((now - run.settings.settle_seconds) * 1000)
         start = run.checkpoint.get("watermark")
         if start is None:
             lookback = min(run.settings.initial_lookback_days, RETENTION_DAYS)
             start = max(int((now - lookback * 86400) * 1000), FIRST_EVENT_MS)
-        if end <= start or not run.budget.allows():
+        if end <= start:
             return None
         # Saved just before its first object is written (_WindowCollector._write), not now: an auth
         # error on the first request then leaves the checkpoint untouched.
@@ -96,6 +97,8 @@ class _WindowCollector:
             except BudgetExhausted:
                 return self._stop()
             except AsanaApiError as exc:
+                if exc.status_code == 429:
+                    return self._stop()  # Retry-After beyond what a run waits: the next run continues
                 if exc.status_code != 400 or self.offset is None or restarts >= run.settings.max_window_restarts:
                     raise
                 restarts += 1  # the offset expired: resume from the position, skipping its gids

@@ -42,14 +42,14 @@ class SlackSource:
                 return False
 
     def _plan(self, run: Run) -> dict[str, Any] | None:
-        """The next window, saved before any request so every object written belongs to it."""
+        """The next window, or None when caught up (the budget is checked before its first request)."""
         now = int(run.clock.time())
         horizon = now - run.settings.settle_seconds
         oldest = run.checkpoint.get("watermark")
         if oldest is None:
             oldest = now - int(run.settings.initial_lookback_days * 86400)
         latest = min(horizon, end_of_utc_day(oldest))
-        if latest < oldest or not run.budget.allows():
+        if latest < oldest:
             return None
         # Saved after its first page arrives (an auth error leaves the checkpoint untouched), and
         # always before its first object is written, so every object belongs to a saved window.
@@ -91,6 +91,8 @@ class SlackSource:
             except BudgetExhausted:
                 return stop()
             except AuditLogsApiError as exc:
+                if exc.error == "rate_limited":
+                    return stop()  # Retry-After beyond what a run waits: the next run continues
                 if exc.error != "invalid_cursor" or cursor is None or restarts >= run.settings.max_window_restarts:
                     raise
                 # The cursor expired: the window starts again from its first page, rewriting the
@@ -101,11 +103,13 @@ class SlackSource:
                 cursor, part, pages, buffer = None, 0, 0, run.new_buffer()
                 save_progress(None, 0)
                 continue
-            if not saved and (page.body["entries"] or page.next_cursor):
+            entries = page.body["entries"]
+            for entry in entries:
+                _check_entry(entry, oldest, latest)
+            if not saved and (entries or page.next_cursor):
                 save_progress(None, 0)  # before any object of this window is written
             saved = True
-            for entry in page.body["entries"]:
-                _check_entry(entry, oldest, latest)
+            for entry in entries:
                 buffer.add(entry)
             pages += 1
             run.result.pages += 1

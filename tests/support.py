@@ -1,0 +1,229 @@
+"""Helpers shared by the collector tests: AWS set-up from template.yaml, crashes, archive checks."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+
+from audit_collector.archive import ArchiveWriter, decode_object
+from audit_collector.collector import Budget, BudgetedClock, Settings, collect, make_source
+from audit_collector.emulator import Emulator
+from audit_collector.http_retry import Clock
+from audit_collector.state import CheckpointStore
+
+ROOT = Path(__file__).resolve().parents[1]
+BUCKET = "audit-archive-test"
+TABLE = "audit-state-test"
+
+
+class FakeClock(Clock):
+    """Time that moves only when someone sleeps (or a test advances it)."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+        self.mono = 1000.0
+        self.sleeps: list[float] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.advance(seconds)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.mono += seconds
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """Reads CloudFormation YAML: intrinsic tags (!Ref, !Sub, …) become {"Fn": value} mappings."""
+
+
+def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {suffix: value}
+
+
+_CfnLoader.add_multi_constructor("!", _tag)
+
+
+def load_template() -> dict[str, Any]:
+    return yaml.load((ROOT / "template.yaml").read_text(), Loader=_CfnLoader)
+
+
+def create_state_table(client, name: str = TABLE) -> None:
+    """The table exactly as template.yaml defines it, so code and template cannot drift."""
+    props = load_template()["Resources"]["StateTable"]["Properties"]
+    client.create_table(
+        TableName=name,
+        BillingMode=props["BillingMode"],
+        AttributeDefinitions=props["AttributeDefinitions"],
+        KeySchema=props["KeySchema"],
+    )
+
+
+def create_aws_resources(region: str = "us-east-1") -> None:
+    create_state_table(boto3.client("dynamodb", region_name=region))
+    boto3.client("s3", region_name=region).create_bucket(Bucket=BUCKET)
+
+
+class Crash(BaseException):
+    """A process dying: not an Exception, so nothing in the code under test can catch it."""
+
+
+class CrashingStore(CheckpointStore):
+    """Wraps a store; the ``crash_at``-th step (a save, counted with the archive's puts) dies."""
+
+    def __init__(self, inner: CheckpointStore, steps: StepCounter) -> None:
+        self.inner, self.steps = inner, steps
+
+    def _acquire(self, *args):
+        return self.inner._acquire(*args)
+
+    def _save(self, lease, checkpoint, new_version):
+        self.steps.tick("save")
+        self.inner._save(lease, checkpoint, new_version)
+
+    def _release(self, lease):
+        pass  # a dead process releases nothing: the lease must expire by itself
+
+    def _read(self, provider):
+        return self.inner._read(provider)
+
+
+class CrashingArchive(ArchiveWriter):
+    def __init__(self, inner: ArchiveWriter, steps: StepCounter, *, after_write: bool = True) -> None:
+        self.inner, self.steps, self.after_write = inner, steps, after_write
+
+    def _put(self, key, body):
+        if not self.after_write:
+            self.steps.tick("put")
+        self.inner._put(key, body)
+        if self.after_write:
+            self.steps.tick("put")  # dies right after the object landed, before the checkpoint
+
+    def keys(self, prefix=""):
+        return self.inner.keys(prefix)
+
+    def get(self, key):
+        return self.inner.get(key)
+
+    def describe(self, key=""):
+        return self.inner.describe(key)
+
+
+@dataclass
+class StepCounter:
+    crash_at: int | None = None
+    count: int = 0
+
+    def tick(self, what: str) -> None:
+        self.count += 1
+        if self.crash_at is not None and self.count == self.crash_at:
+            raise Crash(f"crash at step {self.count} ({what})")
+
+
+class FakeContext:
+    """What Powertools and the handler read from a Lambda context."""
+
+    function_name = "audit-collector"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:audit-collector"
+    memory_limit_in_mb = 512
+    aws_request_id = "req-00000000"
+    log_group_name = "/aws/lambda/audit-collector"
+    log_stream_name = "stream"
+
+    def __init__(self, remaining_ms: int = 900_000) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def run_once(
+    provider: str,
+    emu: Emulator,
+    *,
+    store: CheckpointStore,
+    archive: ArchiveWriter,
+    clock,
+    settings: Settings | None = None,
+    budget_seconds: float = 900,
+    owner: str | None = None,
+    prefix: str = "",
+    token: str | None = None,
+):
+    """One collection run against the emulator, as the handler wires it (minus Secrets Manager)."""
+    settings = settings or Settings(
+        settle_seconds=120, initial_lookback_days=2, slack_page_limit=50, asana_page_limit=20, max_object_bytes=40_000
+    )
+    budget = Budget(
+        clock, budget_seconds, reserve_seconds=settings.write_reserve_seconds, request_seconds=settings.http_timeout
+    )
+    source = make_source(
+        provider,
+        token=token or (emu.slack_token if provider == "slack" else emu.asana_token),
+        base_url=emu.slack_base_url if provider == "slack" else emu.asana_base_url,
+        workspace_gid=emu.workspace_gid,
+        timeout=settings.http_timeout,
+        clock=BudgetedClock(clock, budget),
+    )
+    return collect(
+        source, store=store, archive=archive, prefix=prefix, settings=settings, clock=clock, budget=budget, owner=owner
+    )
+
+
+def archived(archive: ArchiveWriter, provider: str, prefix: str = "") -> list[tuple[str, dict]]:
+    """(dt, event) for every line of every object, in key order."""
+    out = []
+    for key in sorted(archive.keys(f"{prefix}{provider}/")):
+        dt = key.split("/dt=")[1].split("/")[0]
+        out.extend((dt, event) for event in decode_object(archive.get(key)))
+    return out
+
+
+def event_id(provider: str, event: dict) -> str:
+    return event["id"] if provider == "slack" else event["gid"]
+
+
+def event_dt(provider: str, event: dict) -> str:
+    if provider == "slack":
+        return datetime.fromtimestamp(event["date_create"], UTC).strftime("%Y-%m-%d")
+    return event["created_at"][:10]
+
+
+def assert_exactly_once(archive: ArchiveWriter, provider: str, expected: list[dict], prefix: str = "") -> None:
+    """Every expected event once, nothing else, each in its own dt, byte-for-byte the same JSON."""
+    got = archived(archive, provider, prefix)
+    counts = Counter(event_id(provider, e) for _, e in got)
+    duplicated = {i: n for i, n in counts.items() if n > 1}
+    want = {event_id(provider, e): e for e in expected}
+    lost = set(want) - set(counts)
+    extra = set(counts) - set(want)
+    misplaced = [event_id(provider, e) for dt, e in got if dt != event_dt(provider, e)]
+    altered = [
+        event_id(provider, e)
+        for _, e in got
+        if event_id(provider, e) in want and json.dumps(e) != json.dumps(want[event_id(provider, e)])
+    ]
+    assert not (duplicated or lost or extra or misplaced or altered), (
+        f"duplicated={len(duplicated)} lost={len(lost)} extra={len(extra)} misplaced={len(misplaced)} "
+        f"altered={len(altered)} (of {len(want)}): e.g. lost {sorted(lost)[:3]} dup {list(duplicated)[:3]}"
+    )

@@ -1,0 +1,464 @@
+"""The collection loop against the emulator, with S3/DynamoDB (moto) and local adapters alike.
+
+Every test ends the same way: the archive holds each expected event exactly once, in its own dt.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from audit_collector.archive import LocalArchive, S3Archive, decode_object
+from audit_collector.asana import iso_ms
+from audit_collector.collector import Settings
+from audit_collector.emulator import Emulator, FaultPlan, asana_events, slack_events
+from audit_collector.errors import ApiBodyError
+from audit_collector.slack import AuditLogsApiError
+from audit_collector.state import DynamoDBStore, FileStore
+
+from .support import (
+    BUCKET,
+    TABLE,
+    Crash,
+    CrashingArchive,
+    CrashingStore,
+    FakeClock,
+    StepCounter,
+    archived,
+    assert_exactly_once,
+    create_aws_resources,
+    run_once,
+)
+
+PROVIDERS = ["slack", "asana"]
+# 2026-11-20 12:00:00 UTC: history spans two midnights within the 2-day lookback.
+NOW = int(datetime(2026, 11, 20, 12, 0, tzinfo=UTC).timestamp())
+
+
+@pytest.fixture
+def clock():
+    return FakeClock(start=float(NOW))
+
+
+class SlowClock(FakeClock):
+    """Every look at the monotonic clock costs two seconds of budget: runs end part-way."""
+
+    def monotonic(self):
+        self.mono += 2
+        return self.mono
+
+
+@pytest.fixture(params=["local", "aws"])
+def adapters(request, tmp_path):
+    """(store, archive): local file and folder, or DynamoDB and S3 in moto."""
+    if request.param == "local":
+        yield FileStore(tmp_path / "state.json"), LocalArchive(tmp_path / "archive")
+        return
+    with mock_aws():
+        create_aws_resources()
+        yield DynamoDBStore(TABLE), S3Archive(BUCKET)
+
+
+@pytest.fixture
+def local(tmp_path):
+    return FileStore(tmp_path / "state.json"), LocalArchive(tmp_path / "archive")
+
+
+@pytest.fixture
+def emu(clock):
+    with Emulator(clock=clock.time) as emulator:
+        yield emulator
+
+
+def add_history(emu: Emulator, org, provider: str, start: int, end: int, count: int, seed: int = 1) -> list[dict]:
+    """Events with times in [start, end) seconds; returns them."""
+    if provider == "slack":
+        events = slack_events(org, start, end, count, seed=seed)
+        emu.slack.add(events)
+    else:
+        events = asana_events(org, start * 1000, end * 1000, count, seed=seed)
+        emu.asana.add(events)
+    return events
+
+
+def when(provider: str, event: dict) -> float:
+    if provider == "slack":
+        return event["date_create"]
+    return datetime.fromisoformat(event["created_at"].replace("Z", "+00:00")).timestamp()
+
+
+# ------------------------------------------------------------------ the happy paths
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_first_run_starts_at_the_lookback_and_stops_at_the_settle_horizon(provider, emu, org, clock, adapters):
+    store, archive = adapters
+    start = NOW - 2 * 86400
+    events = add_history(emu, org, provider, start - 3600, NOW, 600)
+    result = run_once(provider, emu, store=store, archive=archive, clock=clock)
+    assert result.complete and result.status == "ok"
+    expected = [e for e in events if start <= when(provider, e) < NOW - 120]
+    assert 0 < len(expected) < len(events)  # some too old, some too young
+    assert_exactly_once(archive, provider, expected)
+    assert result.events_written == len(expected)
+    assert {dt for dt, _ in archived(archive, provider)} == {"2026-11-18", "2026-11-19", "2026-11-20"}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_incremental_runs_archive_new_and_late_events_once(provider, emu, org, clock, adapters):
+    store, archive = adapters
+    # History, then live events that reach the API 20 s after they happen (inside SETTLE_SECONDS).
+    events = add_history(emu, org, provider, NOW - 86400, NOW - 600, 300)
+    live = (slack_events if provider == "slack" else asana_events)(
+        org, *((NOW - 600, NOW + 900) if provider == "slack" else ((NOW - 600) * 1000, (NOW + 900) * 1000)), 200, seed=9
+    )
+    (emu.slack if provider == "slack" else emu.asana).add(live, lag=20)
+    events += live
+    for _ in range(4):  # four scheduled runs, 5 minutes apart
+        result = run_once(provider, emu, store=store, archive=archive, clock=clock)
+        assert result.complete and result.status == "ok"
+        assert_exactly_once(archive, provider, [e for e in events if when(provider, e) < clock.time() - 120])
+        clock.advance(300)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_midnight_and_same_second_bursts_at_page_and_window_edges(provider, emu, org, clock, local):
+    store, archive = local
+    midnight = int(datetime(2026, 11, 20, tzinfo=UTC).timestamp())
+    template = add_history(emu, org, provider, NOW - 7200, NOW - 3600, 1)[0]
+    events = []
+    for i, (second, burst) in enumerate(
+        [(midnight - 1, 7), (midnight, 9), (midnight + 1, 3), (NOW - 121, 5), (NOW - 120, 4), (NOW - 119, 2)]
+    ):
+        for j in range(burst):
+            event = dict(template)
+            if provider == "slack":
+                event.update(id=f"edge-{i}-{j}", date_create=second)
+            else:
+                event.update(gid=f"9{i:03d}{j:03d}", created_at=iso_ms(second * 1000))
+            events.append(event)
+    (emu.slack if provider == "slack" else emu.asana).add(events)
+    events.append(template)
+    settings = Settings(
+        settle_seconds=120, initial_lookback_days=2, slack_page_limit=3, asana_page_limit=4, max_object_bytes=3000
+    )
+    assert run_once(provider, emu, store=store, archive=archive, clock=clock, settings=settings).complete
+    horizon = NOW - 120  # Slack's latest is inclusive, Asana's end exclusive
+    expected = [
+        e for e in events if (when(provider, e) <= horizon if provider == "slack" else when(provider, e) < horizon)
+    ]
+    assert_exactly_once(archive, provider, expected)
+    clock.advance(10)
+    assert run_once(provider, emu, store=store, archive=archive, clock=clock, settings=settings).complete
+    assert_exactly_once(archive, provider, [e for e in events if when(provider, e) < NOW - 110])
+
+
+def test_slack_windows_never_cross_midnight(emu, org, clock, local):
+    store, archive = local
+    add_history(emu, org, "slack", NOW - 2 * 86400, NOW, 400)
+    run_once("slack", emu, store=store, archive=archive, clock=clock)
+    for key in archive.keys("slack/"):
+        oldest, latest = (int(x) for x in key.rsplit("/", 1)[1].split("-p")[0].split("-"))
+        dt = key.split("dt=")[1][:10]
+        assert datetime.fromtimestamp(oldest, UTC).strftime("%Y-%m-%d") == dt
+        assert datetime.fromtimestamp(latest, UTC).strftime("%Y-%m-%d") == dt
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_objects_hold_several_pages_and_respect_the_size_bound(provider, emu, org, clock, local):
+    store, archive = local
+    add_history(emu, org, provider, NOW - 86400, NOW - 3600, 1000)
+    settings = Settings(initial_lookback_days=2, slack_page_limit=20, asana_page_limit=20, max_object_bytes=60_000)
+    result = run_once(provider, emu, store=store, archive=archive, clock=clock, settings=settings)
+    assert result.pages > 2 * result.objects_written  # several pages per object
+    for key in archive.keys(provider):
+        raw = sum(len(line) for line in decode_object(archive.get(key)))
+        assert raw < 60_000 + 25_000  # bound plus at most one page
+
+
+# ------------------------------------------------------------------ crashes at every step
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("after_write", [True, False], ids=["crash-after-put", "crash-before-put"])
+def test_a_crash_at_any_step_then_a_rerun_archives_everything_exactly_once(provider, after_write, org, tmp_path):
+    settings = Settings(initial_lookback_days=2, slack_page_limit=15, asana_page_limit=15, max_object_bytes=8000)
+    clock = FakeClock(start=float(NOW))
+    with Emulator(clock=clock.time) as emu:
+        events = add_history(emu, org, provider, NOW - 2 * 86400 + 600, NOW - 600, 150)
+        reference = StepCounter()
+        run_once(
+            provider,
+            emu,
+            store=CrashingStore(FileStore(tmp_path / "ref.json"), reference),
+            archive=CrashingArchive(LocalArchive(tmp_path / "ref"), reference),
+            clock=clock,
+            settings=settings,
+        )
+        assert reference.count > 10
+        for crash_at in range(1, reference.count + 1):
+            steps = StepCounter(crash_at=crash_at)
+            store = CrashingStore(FileStore(tmp_path / f"s{crash_at}.json"), steps)
+            archive = CrashingArchive(LocalArchive(tmp_path / f"a{crash_at}"), steps, after_write=after_write)
+            with pytest.raises(Crash):
+                run_once(provider, emu, store=store, archive=archive, clock=clock, settings=settings, owner="dead")
+            # The dead run's lease outlives its deadline (900 s + margin); the next schedule after that.
+            clock.advance(1000)
+            steps.crash_at = None
+            result = run_once(provider, emu, store=store, archive=archive, clock=clock, settings=settings)
+            assert result.complete, crash_at
+            clock.advance(-1000)
+            assert_exactly_once(archive.inner, provider, events)
+
+
+# ------------------------------------------------------------------ rejected positions, budgets, leases
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_rejected_cursor_or_offset_mid_window(provider, emu, org, clock, adapters):
+    store, archive = adapters
+    events = add_history(emu, org, provider, NOW - 86400, NOW - 3600, 400)
+    fault = "invalid_cursor" if provider == "slack" else "expired_offset"
+    emu.faults.script(provider, fault)
+    settings = Settings(initial_lookback_days=2, slack_page_limit=25, asana_page_limit=25, max_object_bytes=20_000)
+    result = run_once(provider, emu, store=store, archive=archive, clock=clock, settings=settings)
+    assert result.complete and emu.faults.injected[fault] == 1
+    assert_exactly_once(archive, provider, events)
+
+
+def test_restarted_slack_window_blanks_parts_it_no_longer_writes(emu, org, local):
+    """A window restarted after an invalid cursor can end with fewer parts than it had written
+    (here: the object size was raised between deploys). Its old parts must not keep copies."""
+    store, archive = local
+    clock = SlowClock(start=float(NOW))
+    emu.clock = clock.time
+    events = add_history(emu, org, "slack", NOW - 86400 + 600, NOW - 3600, 300)
+    small = Settings(
+        initial_lookback_days=1, slack_page_limit=10, max_object_bytes=3000, write_reserve_seconds=5, http_timeout=5
+    )
+    first = run_once("slack", emu, store=store, archive=archive, clock=clock, settings=small, budget_seconds=60)
+    assert not first.complete and first.objects_written >= 3
+    emu.faults.script("slack", "invalid_cursor")
+    big = Settings(initial_lookback_days=1, slack_page_limit=10, max_object_bytes=10**8)
+    assert run_once("slack", emu, store=store, archive=archive, clock=clock, settings=big).complete
+    assert emu.faults.injected["invalid_cursor"] == 1
+    assert_exactly_once(archive, "slack", events)
+    sizes = sorted(len(list(decode_object(archive.get(k)))) for k in archive.keys("slack/"))
+    assert sizes[0] == 0 and sizes[-1] > 0  # stale parts were blanked, not deleted
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_run_cut_short_by_its_budget_resumes_exactly_once(provider, emu, org, local):
+    store, archive = local
+    clock = SlowClock(start=float(NOW))
+    emu.clock = clock.time
+    events = add_history(emu, org, provider, NOW - 2 * 86400 + 600, NOW - 600, 400)
+    settings = Settings(
+        initial_lookback_days=2,
+        slack_page_limit=10,
+        asana_page_limit=10,
+        max_object_bytes=5000,
+        write_reserve_seconds=5,
+        http_timeout=5,
+    )
+    runs = 0
+    while True:
+        runs += 1
+        result = run_once(
+            provider, emu, store=store, archive=archive, clock=clock, settings=settings, budget_seconds=30
+        )
+        if result.complete:
+            break
+        assert runs < 200
+    assert runs >= 3
+    assert_exactly_once(archive, provider, events)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_retry_wait_past_the_budget_stops_cleanly(provider, emu, org, clock, local):
+    store, archive = local
+    events = add_history(emu, org, provider, NOW - 86400, NOW - 3600, 200)
+    emu.faults.retry_after = "100"  # more than this run has left
+    calls = {"n": 0}
+    original = emu.faults.draw
+
+    def draw(api, has_position):
+        calls["n"] += 1
+        return "rate_limit" if calls["n"] == 3 else original(api, has_position=has_position)
+
+    emu.faults.draw = draw
+    settings = Settings(initial_lookback_days=2, slack_page_limit=20, asana_page_limit=20, max_object_bytes=6000)
+    first = run_once(provider, emu, store=store, archive=archive, clock=clock, settings=settings, budget_seconds=100)
+    assert not first.complete and first.objects_written >= 1
+    assert clock.sleeps == []  # refused the wait rather than sleeping past the deadline
+    second = run_once(provider, emu, store=store, archive=archive, clock=clock, settings=settings)
+    assert second.complete
+    assert_exactly_once(archive, provider, events)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_retry_after_beyond_the_cap_stops_cleanly_instead_of_failing(provider, emu, org, clock, local):
+    store, archive = local
+    events = add_history(emu, org, provider, NOW - 86400, NOW - 3600, 200)
+    emu.faults.retry_after = "3600"
+    emu.faults.script(provider, "rate_limit")
+    first = run_once(provider, emu, store=store, archive=archive, clock=clock)
+    assert not first.complete and first.rate_limited == 1 and first.events_written == 0
+    assert run_once(provider, emu, store=store, archive=archive, clock=clock).complete
+    assert_exactly_once(archive, provider, events)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_two_concurrent_runs_one_works_the_other_says_so(provider, org, local):
+    store, archive = local
+    clock = FakeClock(start=float(NOW))
+    gate, release = threading.Event(), threading.Event()
+    with Emulator(clock=clock.time) as emu:
+        events = add_history(emu, org, provider, NOW - 86400, NOW - 3600, 300)
+        original = emu.handle
+
+        def slow_handle(handler):  # the first run pauses on its first request until the second has run
+            gate.set()
+            release.wait(10)
+            return original(handler)
+
+        emu.handle = slow_handle
+        results = {}
+        first = threading.Thread(
+            target=lambda: results.setdefault(
+                "first", run_once(provider, emu, store=store, archive=archive, clock=clock, owner="first")
+            )
+        )
+        first.start()
+        assert gate.wait(10)
+        results["second"] = run_once(provider, emu, store=store, archive=archive, clock=clock, owner="second")
+        release.set()
+        emu.handle = original
+        first.join(30)
+    assert results["second"].status == "lease_held" and "first" in results["second"].message
+    assert results["second"].events_written == 0
+    assert results["first"].complete
+    assert_exactly_once(archive, provider, events)
+
+
+def test_a_crashed_runs_lease_blocks_only_until_its_deadline(emu, org, clock, local):
+    store, archive = local
+    events = add_history(emu, org, "slack", NOW - 86400, NOW - 3600, 100)
+    store.acquire("slack", owner="crashed", expires_at=clock.time() + 300 + 30, now=clock.time())
+    assert run_once("slack", emu, store=store, archive=archive, clock=clock).status == "lease_held"
+    clock.advance(331)
+    assert run_once("slack", emu, store=store, archive=archive, clock=clock).complete
+    assert_exactly_once(archive, "slack", events)
+
+
+# ------------------------------------------------------------------ errors leave the checkpoint alone
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_bad_token_fails_and_leaves_the_checkpoint_untouched(provider, emu, org, clock, local):
+    store, archive = local
+    add_history(emu, org, provider, NOW - 86400, NOW - 3600, 50)
+    with pytest.raises(Exception) as info:
+        run_once(provider, emu, store=store, archive=archive, clock=clock, token="xoxp-revoked-0000")
+    assert "invalid_authentication" in str(info.value) or "HTTP 401" in str(info.value)
+    assert "xoxp-revoked-0000" not in str(info.value)
+    assert store.read(provider).get("checkpoint", {}) == {}
+    assert "lease_owner" not in store.read(provider)  # released for the next run
+    assert list(archive.keys()) == []
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_persistent_server_errors_fail_after_retries_and_resume_later(provider, emu, org, clock, local):
+    store, archive = local
+    events = add_history(emu, org, provider, NOW - 86400, NOW - 3600, 300)
+    settings = Settings(initial_lookback_days=2, slack_page_limit=20, asana_page_limit=20, max_object_bytes=6000)
+    calls = {"n": 0}
+    original = emu.faults.draw
+
+    def draw(api, has_position):
+        calls["n"] += 1
+        return "server_error" if 4 <= calls["n"] <= 9 else original(api, has_position=has_position)  # 1 + 5 retries
+
+    emu.faults.draw = draw
+    with pytest.raises(Exception, match=r"503|internal_error|trouble"):
+        run_once(provider, emu, store=store, archive=archive, clock=clock, settings=settings)
+    assert run_once(provider, emu, store=store, archive=archive, clock=clock, settings=settings).complete
+    assert_exactly_once(archive, provider, events)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_an_event_outside_the_window_is_refused_not_misfiled(provider, emu, org, clock, local):
+    store, archive = local
+    events = add_history(emu, org, provider, NOW - 86400, NOW - 3600, 20)
+    original = emu.slack.page if provider == "slack" else emu.asana.page
+
+    def lying_page(params, now, ttl):
+        body = original(params, now, ttl)
+        if provider == "slack":
+            return body.replace(b'"date_create":', b'"date_create":1', 1)
+        return body.replace(b'"created_at":"2026', b'"created_at":"2027', 1)
+
+    if provider == "slack":
+        emu.slack.page = lying_page
+    else:
+        emu.asana.page = lying_page
+    with pytest.raises(ApiBodyError, match="outside the window"):
+        run_once(provider, emu, store=store, archive=archive, clock=clock)
+    assert list(archive.keys()) == []
+    checkpoint = store.read(provider).get("checkpoint", {})
+    watermark = checkpoint.get("watermark", 0) / (1 if provider == "slack" else 1000)
+    assert watermark <= min(when(provider, e) for e in events)  # never moved past the refused event
+
+
+def test_slack_invalid_cursor_forever_gives_up_with_the_slack_error(emu, org, clock, local):
+    store, archive = local
+    add_history(emu, org, "slack", NOW - 86400, NOW - 3600, 300)
+    emu.faults.script("slack", *["invalid_cursor"] * 10)
+    settings = Settings(initial_lookback_days=2, slack_page_limit=20, max_object_bytes=10**9)
+    with pytest.raises(AuditLogsApiError, match="invalid_cursor"):
+        run_once("slack", emu, store=store, archive=archive, clock=clock, settings=settings)
+
+
+def test_archive_layout_and_prefix(emu, org, clock):
+    with mock_aws():
+        create_aws_resources()
+        events = add_history(emu, org, "asana", NOW - 86400, NOW - 3600, 50)
+        run_once("asana", emu, store=DynamoDBStore(TABLE), archive=S3Archive(BUCKET), clock=clock, prefix="audit/")
+        keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=BUCKET)["Contents"]]
+        assert all(k.startswith("audit/asana/dt=2026-11-") and k.endswith(".jsonl.gz") for k in keys)
+        assert_exactly_once(S3Archive(BUCKET), "asana", events, prefix="audit/")
+        item = boto3.client("dynamodb").get_item(TableName=TABLE, Key={"pk": {"S": "asana"}, "sk": {"S": "state"}})
+        assert int(item["Item"]["version"]["N"]) >= 1 and "lease_owner" not in item["Item"]
+
+
+def test_faults_everywhere_still_exactly_once(org, local):
+    """Seeded random faults on every request: 5xx, HTML pages, 429s, resets, truncation, bad positions."""
+    store, archive = local
+    clock = FakeClock(start=float(NOW))
+    rates = {
+        "server_error": 0.05,
+        "html": 0.03,
+        "rate_limit": 0.05,
+        "reset": 0.05,
+        "truncated": 0.05,
+        "invalid_cursor": 0.05,
+        "expired_offset": 0.05,
+    }
+    with Emulator(clock=clock.time, faults=FaultPlan(11, rates, retry_after="1")) as emu:
+        slack = add_history(emu, org, "slack", NOW - 2 * 86400 + 600, NOW - 600, 800, seed=3)
+        asana = add_history(emu, org, "asana", NOW - 2 * 86400 + 600, NOW - 600, 800, seed=4)
+        settings = Settings(initial_lookback_days=2, slack_page_limit=30, asana_page_limit=30, max_object_bytes=20_000)
+        for provider in PROVIDERS:
+            for _ in range(10):
+                try:
+                    if run_once(provider, emu, store=store, archive=archive, clock=clock, settings=settings).complete:
+                        break
+                except Exception:
+                    continue
+        assert sum(emu.faults.injected.values()) > 20
+    assert_exactly_once(archive, "slack", slack)
+    assert_exactly_once(archive, "asana", asana)
