@@ -50,7 +50,7 @@ class AsanaSource:
 
     def _plan(self, run: Run) -> dict[str, Any] | None:
         """The next window, or None when caught up (the budget is checked before its first request)."""
-        now = run.clock.time()
+        now = run.started_at
         end = int((now - run.settings.settle_seconds) * 1000)
         start = run.checkpoint.get("watermark")
         if start is None:

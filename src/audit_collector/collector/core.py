@@ -129,6 +129,9 @@ class Run:
         self.clock = clock
         self.budget = budget
         self.result = RunResult(provider)
+        # Fixed once: a run collects up to where real time stood when it started, then stops.
+        # (Planning against a moving "now" would chase the clock in ever thinner windows.)
+        self.started_at = clock.time()
 
     @property
     def checkpoint(self) -> dict[str, Any]:

@@ -43,7 +43,7 @@ class SlackSource:
 
     def _plan(self, run: Run) -> dict[str, Any] | None:
         """The next window, or None when caught up (the budget is checked before its first request)."""
-        now = int(run.clock.time())
+        now = int(run.started_at)
         horizon = now - run.settings.settle_seconds
         oldest = run.checkpoint.get("watermark")
         if oldest is None:
