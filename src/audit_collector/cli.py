@@ -75,8 +75,18 @@ def cmd_collect(args: argparse.Namespace) -> int:
     store = open_state(args.state, args.archive)
     if args.provider == "asana" and not args.workspace_gid:
         raise ConfigError("--workspace-gid is required for asana (or set ASANA_WORKSPACE_GID)")
+    largest = 9999 if args.provider == "slack" else 100
+    if args.page_limit is not None and not 1 <= args.page_limit <= largest:
+        raise ConfigError(f"--page-limit for {args.provider} must be from 1 to {largest}")
+    if not 0.01 <= args.max_object_mb <= 1024:
+        raise ConfigError("--max-object-mb must be from 0.01 to 1024")
+    page_limit = {f"{args.provider}_page_limit": args.page_limit} if args.page_limit else {}
     settings = Settings(
-        settle_seconds=args.settle_seconds, initial_lookback_days=args.lookback_days, http_timeout=args.timeout
+        settle_seconds=args.settle_seconds,
+        initial_lookback_days=args.lookback_days,
+        http_timeout=args.timeout,
+        max_object_bytes=int(args.max_object_mb * 1024 * 1024),
+        **page_limit,
     )
     result = run_collection(
         args.provider,
@@ -222,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     collect_p.add_argument("--lookback-days", type=float, default=7)
     collect_p.add_argument("--timeout", type=float, default=30)
     collect_p.add_argument("--budget-seconds", type=float, default=3600, help="stop (exit 3) after this long")
+    collect_p.add_argument("--page-limit", type=int, help="events per request (default: the API's maximum)")
+    collect_p.add_argument("--max-object-mb", type=float, default=64, help="uncompressed JSON per archive object")
     collect_p.set_defaults(func=cmd_collect)
 
     status_p = sub.add_parser("status", help="checkpoints, lag and archive size per provider")

@@ -1,0 +1,190 @@
+"""The CLI end to end against the emulator: local folder and moto, exit codes, output formats."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+import pytest
+from moto import mock_aws
+
+from audit_collector import cli
+from audit_collector.archive import LocalArchive, S3Archive
+from audit_collector.emulator import Emulator, asana_events, slack_events
+
+from .support import BUCKET, ROOT, TABLE, assert_exactly_once, create_aws_resources
+
+NOW = int(datetime.now(UTC).timestamp())
+
+
+@pytest.fixture
+def emu(org):
+    with Emulator() as e:
+        e.slack.add(slack_events(org, NOW - 20 * 3600, NOW - 3600, 300, seed=31))
+        e.asana.add(asana_events(org, (NOW - 20 * 3600) * 1000, (NOW - 3600) * 1000, 200, seed=32))
+        yield e
+
+
+def collect_args(emu, provider, archive, *extra):
+    args = [
+        "collect",
+        "--provider",
+        provider,
+        "--archive",
+        str(archive),
+        "--lookback-days",
+        "1",
+        "--api-base-url",
+        emu.slack_base_url if provider == "slack" else emu.asana_base_url,
+    ]
+    if provider == "asana":
+        args += ["--workspace-gid", emu.workspace_gid]
+    return args + list(extra)
+
+
+@pytest.mark.parametrize("provider", ["slack", "asana"])
+def test_collect_into_a_local_folder_then_status_and_query(emu, provider, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(f"{provider.upper()}_TOKEN", emu.slack_token if provider == "slack" else emu.asana_token)
+    assert cli.main(collect_args(emu, provider, tmp_path / "a")) == 0
+    out = capsys.readouterr().out
+    assert f"{provider}: " in out and "caught up" in out
+    expected = emu.slack if provider == "slack" else emu.asana
+    assert_exactly_once(LocalArchive(tmp_path / "a"), provider, [json.loads(i.raw) for i in expected._items])
+    assert cli.main(["status", "--archive", str(tmp_path / "a")]) == 0
+    assert f"{provider}: archived up to" in capsys.readouterr().out
+    table = "slack_audit_logs" if provider == "slack" else "asana_audit_log_events"
+    assert (
+        cli.main(["query", f"SELECT count(*) AS n FROM {table}", "--archive", str(tmp_path / "a"), "--format", "json"])
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out) == {"n": len(expected)}
+
+
+def test_query_formats(emu, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SLACK_TOKEN", emu.slack_token)
+    cli.main(collect_args(emu, "slack", tmp_path))
+    capsys.readouterr()
+    sql = "SELECT dt, count(*) AS n FROM slack_audit_logs GROUP BY dt ORDER BY dt"
+    assert cli.main(["query", sql, "--archive", str(tmp_path), "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "dt,n" and sum(int(line.split(",")[1]) for line in lines[1:]) == 300
+    assert cli.main(["query", sql, "--archive", str(tmp_path)]) == 0
+    assert "rows)" in capsys.readouterr().out
+
+
+def test_collect_into_s3_and_dynamodb(emu, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ASANA_TOKEN", emu.asana_token)
+    with mock_aws():
+        create_aws_resources()
+        code = cli.main(collect_args(emu, "asana", f"s3://{BUCKET}/audit", "--state", f"dynamodb://{TABLE}"))
+        assert code == 0
+        assert_exactly_once(S3Archive(BUCKET), "asana", [json.loads(i.raw) for i in emu.asana._items], prefix="audit/")
+
+
+def test_token_from_a_named_variable_and_never_printed(emu, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MY_SLACK", emu.slack_token)
+    assert cli.main(collect_args(emu, "slack", tmp_path, "--token-env", "MY_SLACK")) == 0
+    captured = capsys.readouterr()
+    assert emu.slack_token not in captured.out + captured.err
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["collect", "--provider", "slack"], "no slack token"),
+        (["collect", "--provider", "asana", "--workspace-gid", ""], "--workspace-gid"),
+        (["collect", "--provider", "slack", "--archive", "ftp://x"], "--archive"),
+        (["collect", "--provider", "slack", "--archive", "s3://"], "name a bucket"),
+        (["collect", "--provider", "slack", "--archive", "s3://b/p"], "--state dynamodb://"),
+        (["collect", "--provider", "slack", "--state", "dynamodb://"], "name a table"),
+        (["query", "SELECT 1", "--archive", "s3://b/p"], "Athena"),
+    ],
+)
+def test_bad_usage_exits_2_with_a_message(argv, message, monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("SLACK_TOKEN", raising=False)
+    monkeypatch.chdir(tmp_path)
+    if "--workspace-gid" in argv:
+        monkeypatch.setenv("ASANA_TOKEN", "t")
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "archive").exists()
+
+
+@pytest.mark.parametrize("argv", [["collect"], ["collect", "--provider", "teams"], ["frobnicate"], []])
+def test_argparse_errors_exit_2(argv, capsys):
+    assert cli.main(argv) == 2
+
+
+def test_a_rejected_token_exits_1(emu, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SLACK_TOKEN", "xoxp-not-valid")
+    assert cli.main(collect_args(emu, "slack", tmp_path)) == 1
+    err = capsys.readouterr().err
+    assert "invalid_authentication" in err and "xoxp-not-valid" not in err
+
+
+def test_a_short_budget_exits_3_and_the_next_run_finishes(emu, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SLACK_TOKEN", emu.slack_token)
+    assert cli.main(collect_args(emu, "slack", tmp_path, "--budget-seconds", "20")) == 3
+    assert "stopped early" in capsys.readouterr().out
+    assert cli.main(collect_args(emu, "slack", tmp_path)) == 0
+
+
+def test_python_dash_m_runs_the_cli():
+    out = subprocess.run([sys.executable, "-m", "audit_collector", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("audit-collector ")
+
+
+def test_a_process_killed_mid_run_then_rerun_archives_exactly_once(org, tmp_path):
+    """A real subprocess, SIGKILLed while it works, twice; the rerun finishes; nothing lost or doubled."""
+    events = slack_events(org, NOW - 40 * 3600, NOW - 3600, 3000, seed=41)
+    state_file = tmp_path / "a" / "state.json"
+    with Emulator(latency=0.04) as emu:
+        emu.slack.add(events)
+        env = {**os.environ, "SLACK_TOKEN": emu.slack_token}
+        argv = [
+            sys.executable,
+            "-m",
+            "audit_collector",
+            *collect_args(emu, "slack", tmp_path / "a"),
+            "--lookback-days",
+            "2",
+            "--page-limit",
+            "40",
+            "--max-object-mb",
+            "0.02",
+        ]
+        progress = []
+        for delay in (1.5, 1.5):
+            proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(delay)
+            proc.send_signal(signal.SIGKILL)
+            assert proc.wait(10) == -signal.SIGKILL  # it was still working
+            state = json.loads(state_file.read_text())
+            assert state["slack"]["lease_owner"]  # a killed process releases nothing
+            progress.append(len(list(LocalArchive(tmp_path / "a").keys("slack/"))))
+            state["slack"]["lease_expires_at"] = 0  # what waiting for the dead run's deadline does
+            state_file.write_text(json.dumps(state))
+        assert 0 < progress[0] < progress[1]  # each killed run got somewhere, the second further
+        assert list((tmp_path / "a").rglob("*.tmp")) == []  # atomic writes: no half files
+        done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    assert_exactly_once(LocalArchive(tmp_path / "a"), "slack", events)
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--page-limit", "10000"], "from 1 to 9999"),
+        (["--max-object-mb", "0"], "--max-object-mb"),
+    ],
+)
+def test_tuning_options_are_checked(emu, tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.setenv("SLACK_TOKEN", emu.slack_token)
+    assert cli.main(collect_args(emu, "slack", tmp_path, *argv)) == 2
+    assert message in capsys.readouterr().err
+    assert emu.request_log == []
