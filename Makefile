@@ -3,8 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Template tools conflict with the app's pins (checkov pins urllib3, aws-sam-cli pins click): own venv.
+TOOLS := .tools-venv
+TOOLS_STAMP := $(TOOLS)/.installed
+TOOL_PINS := aws-sam-cli==1.170.0 cfn-lint==1.58.0 checkov==3.2.459
+# sam build needs a real python3.13 (the Lambda runtime) first on PATH; pyenv's shim alone is refused.
+PY313_BIN := $(shell pyenv root 2>/dev/null)/versions/3.13.0/bin
+export SAM_CLI_TELEMETRY := 0
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test unit check-template lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,18 +19,35 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(TOOLS_STAMP): Makefile
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --upgrade pip
+	$(TOOLS)/bin/pip install --quiet $(TOOL_PINS)
+	touch $(TOOLS_STAMP)
+
 ## demo: emulator -> collector -> local archive -> DuckDB queries. No AWS, no token, loopback only.
 demo: $(STAMP)
 	$(VENV)/bin/audit-collector demo --archive ./demo-archive
 
-## test: lint, then the whole suite.
-test: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+## test: lint, the template checks, then the whole suite.
+test: lint check-template unit
+
+unit: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+## check-template: cfn-lint, sam validate --lint, checkov and sam build, all offline.
+check-template: $(TOOLS_STAMP)
+	$(TOOLS)/bin/cfn-lint template.yaml
+	AWS_DEFAULT_REGION=us-east-1 $(TOOLS)/bin/sam validate --lint
+	$(TOOLS)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
+	@if [ -x "$(PY313_BIN)/python3.13" ]; then \
+		PATH="$(PY313_BIN):$$PATH" $(TOOLS)/bin/sam build --build-dir .aws-sam/build >/dev/null && \
+		echo "sam build: ok ($$(du -sh .aws-sam/build/CollectorFunction | cut -f1) unzipped)"; \
+	else echo "sam build: SKIPPED, no python3.13 at $(PY313_BIN)"; fi
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format src tests benchmarks
@@ -33,4 +57,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) demo-archive .pytest_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) $(TOOLS) demo-archive .pytest_cache .ruff_cache .aws-sam

@@ -1,0 +1,239 @@
+"""template.yaml against the code: environment, IAM, schedules, payloads, and the Athena tables."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from datetime import UTC, datetime
+
+import duckdb
+import pytest
+
+from audit_collector.archive import LocalArchive
+from audit_collector.config import ENVIRONMENT_VARIABLES
+from audit_collector.emulator import Emulator, asana_events, slack_events
+from audit_collector.errors import ConfigError
+from audit_collector.invocation import parse_invocation
+from audit_collector.query import ASANA_COLUMNS, SLACK_COLUMNS
+from audit_collector.state import FileStore
+
+from .support import ROOT, FakeClock, load_template, run_once
+
+POWERTOOLS_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}  # read by Powertools itself
+TEMPLATE = load_template()
+RESOURCES = TEMPLATE["Resources"]
+
+
+def function_environment() -> dict:
+    return RESOURCES["CollectorFunction"]["Properties"]["Environment"]["Variables"]
+
+
+def test_every_variable_the_code_reads_is_set_and_every_one_set_is_read():
+    assert set(function_environment()) == set(ENVIRONMENT_VARIABLES) | POWERTOOLS_VARIABLES
+
+
+def test_no_module_reads_the_environment_behind_configs_back():
+    """The Lambda's variables are read in one place: handler.py hands os.environ to Config.from_env.
+    The CLI reads only its own token variables."""
+    readers = set()
+    for path in (ROOT / "src" / "audit_collector").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv"):
+                readers.add(path.relative_to(ROOT / "src" / "audit_collector").as_posix())
+    assert readers == {"handler.py", "cli.py"}
+
+
+def test_the_function_matches_the_contract():
+    props = RESOURCES["CollectorFunction"]["Properties"]
+    assert props["CodeUri"] == "src/"
+    assert props["Handler"] == "audit_collector.handler.lambda_handler"
+    assert props["Runtime"] == "python3.13" and props["Architectures"] == ["arm64"]
+    assert props["Timeout"] == 900
+
+
+@pytest.mark.parametrize("schedule,provider", [("SlackSchedule", "slack"), ("AsanaSchedule", "asana")])
+def test_each_schedule_sends_a_payload_the_handler_accepts(schedule, provider):
+    target = RESOURCES[schedule]["Properties"]["Target"]
+    assert parse_invocation(json.loads(target["Input"]), ("slack", "asana")).providers == (provider,)
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1 and "DeadLetterConfig" in target
+
+
+def test_example_events_are_accepted_and_bad_ones_rejected():
+    good = sorted((ROOT / "events").glob("*.json"))
+    bad = sorted((ROOT / "events" / "bad").glob("*.json"))
+    assert len(good) >= 3 and len(bad) >= 4
+    for path in good:
+        parse_invocation(json.loads(path.read_text()), ("slack", "asana"))
+    for path in bad:
+        with pytest.raises(ConfigError):
+            parse_invocation(json.loads(path.read_text()), ("slack", "asana"))
+
+
+def translated_template() -> dict:
+    """The CloudFormation SAM turns the template into, offline."""
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:
+        def load(self):
+            return {}
+
+    parameters = {
+        "SlackTokenSecret": "audit/slack",
+        "AsanaTokenSecret": "audit/asana",
+        "AsanaWorkspaceGid": "1",
+        "KmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/abc",
+    }
+    from samtranslator.yaml_helper import yaml_parse
+
+    document = yaml_parse((ROOT / "template.yaml").read_text())
+    # What `sam package` does before CloudFormation sees the template.
+    document["Resources"]["CollectorFunction"]["Properties"]["CodeUri"] = "s3://artifacts/collector.zip"
+    return transform(document, parameters, NoManagedPolicies())
+
+
+def iam_statements(node):
+    if isinstance(node, dict):
+        if "Effect" in node and ("Action" in node or "NotAction" in node):
+            yield node
+        for value in node.values():
+            yield from iam_statements(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from iam_statements(value)
+
+
+def test_no_iam_statement_allows_a_wildcard_action_after_sam_translation():
+    translated = translated_template()
+    statements = list(iam_statements(translated["Resources"]))
+    assert statements
+    for statement in statements:
+        if statement["Effect"] != "Allow":
+            continue
+        actions = statement.get("Action")
+        actions = actions if isinstance(actions, list) else [actions]
+        assert "NotAction" not in statement
+        assert all(isinstance(a, str) and "*" not in a for a in actions), statement
+
+
+def test_the_function_role_has_no_wildcard_resources_and_writes_only_archive_prefixes():
+    policy = RESOURCES["CollectorRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    for statement in policy:
+        if "If" in statement:  # a statement that exists only with its provider (or KMS) enabled
+            statement = statement["If"][1]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        assert "*" not in resources, statement
+        if statement.get("Action") == "s3:PutObject":
+            assert [r["Sub"] for r in resources] == [
+                "${ArchiveBucket.Arn}/${ArchivePrefix}slack/*",
+                "${ArchiveBucket.Arn}/${ArchivePrefix}asana/*",
+            ]
+
+
+# ------------------------------------------------------------------ the Athena tables
+
+
+HIVE_TO_DUCKDB = {"string": "VARCHAR", "bigint": "BIGINT", "int": "INTEGER", "boolean": "BOOLEAN", "double": "DOUBLE"}
+
+
+def duckdb_type(hive: str) -> str:
+    """A Hive type string (as Glue holds it) in DuckDB's spelling."""
+    hive = hive.strip()
+    if hive.startswith("struct<"):
+        fields, depth, current = [], 0, ""
+        for char in hive[len("struct<") : -1]:
+            depth += char == "<"
+            depth -= char == ">"
+            if char == "," and depth == 0:
+                fields.append(current)
+                current = ""
+            else:
+                current += char
+        fields.append(current)
+        inner = ", ".join(f'"{name}" {duckdb_type(kind)}' for name, kind in (f.split(":", 1) for f in fields))
+        return f"STRUCT({inner})"
+    return HIVE_TO_DUCKDB[hive]
+
+
+def glue_table(resource: str) -> dict:
+    return RESOURCES[resource]["Properties"]["TableInput"]
+
+
+@pytest.mark.parametrize(
+    "resource,columns", [("SlackAuditLogsTable", SLACK_COLUMNS), ("AsanaAuditLogEventsTable", ASANA_COLUMNS)]
+)
+def test_the_local_query_tables_have_the_glue_columns(resource, columns):
+    glue = [c["Name"] for c in glue_table(resource)["StorageDescriptor"]["Columns"]]
+    assert glue == list(columns)
+    assert [k["Name"] for k in glue_table(resource)["PartitionKeys"]] == ["dt"]
+
+
+@pytest.mark.parametrize("provider,resource", [("slack", "SlackAuditLogsTable"), ("asana", "AsanaAuditLogEventsTable")])
+def test_what_the_collector_writes_reads_back_through_the_glue_table_definition(provider, resource, org, tmp_path):
+    table = glue_table(resource)
+    params = table["Parameters"]
+    assert params["projection.enabled"] == "true" and params["projection.dt.format"] == "yyyy-MM-dd"
+    template = params["storage.location.template"]["Sub"]
+    assert template == f"s3://${{ArchiveBucket}}/${{ArchivePrefix}}{provider}/dt=${{!dt}}/"
+    assert table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"] == "org.openx.data.jsonserde.JsonSerDe"
+
+    now = int(datetime(2026, 11, 20, 12, tzinfo=UTC).timestamp())
+    clock = FakeClock(start=float(now))
+    with Emulator(clock=clock.time) as emu:
+        if provider == "slack":
+            served = slack_events(org, now - 2 * 86400 + 60, now - 3600, 400, seed=51)
+            emu.slack.add(served)
+        else:
+            served = asana_events(org, (now - 2 * 86400 + 60) * 1000, (now - 3600) * 1000, 400, seed=52)
+            emu.asana.add(served)
+        run_once(provider, emu, store=FileStore(tmp_path / "s.json"), archive=LocalArchive(tmp_path / "a"), clock=clock)
+
+    # Every object sits where the projection template says its partition is.
+    keys = list(LocalArchive(tmp_path / "a").keys(f"{provider}/"))
+    assert keys and all(re.fullmatch(rf"{provider}/dt=\d{{4}}-\d\d-\d\d/[^/]+\.jsonl\.gz", k) for k in keys)
+
+    columns = {c["Name"]: duckdb_type(c["Type"]) for c in table["StorageDescriptor"]["Columns"]}
+    spec = ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items()).replace('"', '\\"')
+    rows = duckdb.sql(
+        f"SELECT * FROM read_json('{tmp_path}/a/{provider}/dt=*/*.jsonl.gz', format='newline_delimited', "
+        f"columns={{{spec.replace(chr(92), '')}}}, hive_partitioning=true, hive_types={{'dt': 'VARCHAR'}})"
+    )
+    names = rows.columns
+    got = {(row[0]): dict(zip(names, row, strict=True)) for row in rows.fetchall()}
+    key = "id" if provider == "slack" else "gid"
+    assert set(got) == {e[key] for e in served}
+    for event in served:
+        row = got[event[key]]
+        if provider == "slack":
+            assert row["date_create"] == event["date_create"] and row["action"] == event["action"]
+            assert row["actor"]["user"]["email"] == event["actor"]["user"]["email"]
+            assert json.loads(row["entity"]) == event["entity"]  # a string holding the JSON
+            assert (json.loads(row["details"]) if row["details"] else None) == event.get("details")
+            assert row["context"]["ip_address"] == event["context"]["ip_address"]
+            session = event["context"]["session_id"]
+            assert row["context"]["session_id"] == (None if session is None else str(session))
+            assert row["dt"] == datetime.fromtimestamp(event["date_create"], UTC).strftime("%Y-%m-%d")
+        else:
+            assert row["created_at"] == event["created_at"] and row["event_type"] == event["event_type"]
+            assert row["actor"]["email"] == event["actor"]["email"]
+            assert row["resource"]["gid"] == event["resource"]["gid"]
+            assert json.loads(row["details"]) == event["details"]
+            assert row["context"]["client_ip_address"] == event["context"]["client_ip_address"]
+            assert row["dt"] == event["created_at"][:10]
+
+
+def test_samconfig_and_outputs_name_what_users_need():
+    text = (ROOT / "samconfig.toml").read_text()
+    for needed in ("stack_name", "region", "capabilities", "resolve_s3", "confirm_changeset", "parameter_overrides"):
+        assert needed in text
+    outputs = TEMPLATE["Outputs"]
+    for needed in (
+        "ArchiveBucketName",
+        "GlueDatabase",
+        "SlackTable",
+        "AsanaTable",
+        "AthenaWorkGroupName",
+        "FunctionName",
+        "RunNowCommand",
+    ):
+        assert needed in outputs
