@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import boto3
 import yaml
 
 from audit_collector.archive import ArchiveWriter, decode_object
-from audit_collector.collector import Budget, BudgetedClock, Settings, collect, make_source
+from audit_collector.collector import BackfillRequest, Budget, BudgetedClock, Settings, collect, make_source
 from audit_collector.emulator import Emulator
 from audit_collector.http_retry import Clock
 from audit_collector.state import CheckpointStore
@@ -169,11 +170,17 @@ def run_once(
     owner: str | None = None,
     prefix: str = "",
     token: str | None = None,
+    backfill: BackfillRequest | None = None,
+    pace: bool = False,
 ):
-    """One collection run against the emulator, as the handler wires it (minus Secrets Manager)."""
+    """One collection run against the emulator, as the handler wires it (minus Secrets Manager).
+
+    Pacing is off unless asked for: these tests move a fake clock themselves."""
     settings = settings or Settings(
         settle_seconds=120, initial_lookback_days=2, slack_page_limit=50, asana_page_limit=20, max_object_bytes=40_000
     )
+    if not pace:
+        settings = dataclasses.replace(settings, slack_calls_per_minute=None, asana_calls_per_minute=None)
     budget = Budget(
         clock, budget_seconds, reserve_seconds=settings.write_reserve_seconds, request_seconds=settings.http_timeout
     )
@@ -184,10 +191,23 @@ def run_once(
         workspace_gid=emu.workspace_gid,
         timeout=settings.http_timeout,
         clock=BudgetedClock(clock, budget),
+        calls_per_minute=settings.calls_per_minute(provider),
     )
     return collect(
-        source, store=store, archive=archive, prefix=prefix, settings=settings, clock=clock, budget=budget, owner=owner
+        source,
+        store=store,
+        archive=archive,
+        prefix=prefix,
+        settings=settings,
+        clock=clock,
+        budget=budget,
+        owner=owner,
+        backfill=backfill,
     )
+
+
+def live_watermark(store: CheckpointStore, provider: str) -> int | None:
+    return store.read(provider).get("checkpoint", {}).get("jobs", {}).get("live", {}).get("watermark")
 
 
 def archived(archive: ArchiveWriter, provider: str, prefix: str = "") -> list[tuple[str, dict]]:

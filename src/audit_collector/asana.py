@@ -17,7 +17,7 @@ from urllib.parse import quote
 import requests
 
 from .errors import ApiBodyError, ApiError, ConfigError
-from .http_retry import Clock, HttpRequest, HttpResponse, RetryHandler
+from .http_retry import Clock, HttpRequest, HttpResponse, RequestPacer, RetryHandler
 from .transport import ApiTransport, describe_body
 
 DEFAULT_BASE_URL = "https://app.asana.com/api/1.0/"
@@ -100,6 +100,7 @@ class AsanaAuditLogClient(ApiTransport):
         clock: Clock | None = None,
         user_agent_prefix: str | None = None,
         user_agent_suffix: str | None = None,
+        pacer: RequestPacer | None = None,
     ) -> None:
         super().__init__(
             token=token,
@@ -113,6 +114,7 @@ class AsanaAuditLogClient(ApiTransport):
             logger=logger,
             retry_handlers=retry_handlers,
             clock=clock,
+            pacer=pacer,
         )
 
     def get_audit_log_events(

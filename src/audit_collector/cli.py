@@ -16,7 +16,9 @@ from typing import Any
 
 from . import __version__
 from .archive import ArchiveWriter, LocalArchive, S3Archive, normalize_prefix
-from .collector import Budget, BudgetedClock, RunResult, Settings, collect, make_source
+from .collector import BackfillRequest, Budget, BudgetedClock, RunResult, Settings, collect, make_source
+from .collector.core import Progress, ProgressCallback, iso, summarize_backfills
+from .collector.jobs import LIVE, jobs_of
 from .config import ASANA_DEFAULT_BASE_URL, PROVIDERS, SLACK_DEFAULT_BASE_URL
 from .errors import AuditCollectorError, ConfigError
 from .http_retry import SystemClock
@@ -70,24 +72,32 @@ def resolve_token(args: argparse.Namespace) -> str:
 # --------------------------------------------------------------------------- commands
 
 
-def cmd_collect(args: argparse.Namespace) -> int:
-    archive, prefix = open_archive(args.archive)
-    store = open_state(args.state, args.archive)
-    if args.provider == "asana" and not args.workspace_gid:
-        raise ConfigError("--workspace-gid is required for asana (or set ASANA_WORKSPACE_GID)")
+def collect_settings(args: argparse.Namespace) -> Settings:
     largest = 9999 if args.provider == "slack" else 100
     if args.page_limit is not None and not 1 <= args.page_limit <= largest:
         raise ConfigError(f"--page-limit for {args.provider} must be from 1 to {largest}")
     if not 0.01 <= args.max_object_mb <= 1024:
         raise ConfigError("--max-object-mb must be from 0.01 to 1024")
-    page_limit = {f"{args.provider}_page_limit": args.page_limit} if args.page_limit else {}
-    settings = Settings(
+    if args.provider == "asana" and not args.workspace_gid:
+        raise ConfigError("--workspace-gid is required for asana (or set ASANA_WORKSPACE_GID)")
+    tuning = {f"{args.provider}_page_limit": args.page_limit} if args.page_limit else {}
+    if args.calls_per_minute is not None:
+        tuning[f"{args.provider}_calls_per_minute"] = args.calls_per_minute or None
+    if getattr(args, "slices", None):
+        tuning["asana_backfill_slices"] = args.slices
+    return Settings(
         settle_seconds=args.settle_seconds,
         initial_lookback_days=args.lookback_days,
         http_timeout=args.timeout,
         max_object_bytes=int(args.max_object_mb * 1024 * 1024),
-        **page_limit,
+        **tuning,
     )
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    archive, prefix = open_archive(args.archive)
+    store = open_state(args.state, args.archive)
+    settings = collect_settings(args)
     result = run_collection(
         args.provider,
         resolve_token(args),
@@ -116,6 +126,8 @@ def run_collection(
     settings: Settings,
     budget_seconds: float,
     workspace_gid: str | None = None,
+    backfill: BackfillRequest | None = None,
+    progress: ProgressCallback | None = None,
 ) -> RunResult:
     """One run, wired as the Lambda wires it, with whatever adapters the caller chose."""
     clock = SystemClock()
@@ -131,8 +143,19 @@ def run_collection(
         timeout=settings.http_timeout,
         clock=BudgetedClock(clock, budget),
         user_agent_suffix="(cli)",
+        calls_per_minute=settings.calls_per_minute(provider),
     )
-    return collect(source, store=store, archive=archive, prefix=prefix, settings=settings, clock=clock, budget=budget)
+    return collect(
+        source,
+        store=store,
+        archive=archive,
+        prefix=prefix,
+        settings=settings,
+        clock=clock,
+        budget=budget,
+        backfill=backfill,
+        progress=progress,
+    )
 
 
 def print_result(result: RunResult) -> None:
@@ -153,21 +176,134 @@ def cmd_status(args: argparse.Namespace) -> int:
     now = time.time()
     for provider in PROVIDERS:
         record = store.read(provider)
-        checkpoint = record.get("checkpoint") or {}
-        watermark = checkpoint.get("watermark")
-        if watermark is None:
-            print(f"{provider}: never collected")
-            continue
-        seconds = watermark if provider == "slack" else watermark / 1000
+        document = record.get("checkpoint") or {}
+        jobs = jobs_of(document)
+        live = jobs.get(LIVE)
+        unit = 1 if provider == "slack" else 1000
         objects = sum(1 for _ in archive.keys(f"{prefix}{provider}/"))
-        window = checkpoint.get("window")
-        print(
-            f"{provider}: archived up to {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(seconds))} "
-            f"({now - seconds:.0f}s behind real time), {objects} objects"
-            + (", a window in progress" if window else "")
-            + (f", lease held by {record['lease_owner']}" if record.get("lease_owner") else "")
-        )
+        if live is None or live.watermark is None:
+            print(f"{provider}: live collection has not archived anything yet, {objects} objects")
+        else:
+            seconds = live.watermark / unit
+            print(
+                f"{provider}: archived up to {iso(seconds)} ({now - seconds:.0f}s behind real time), "
+                f"{objects} objects" + (", a window in progress" if live.window else "")
+            )
+        if record.get("lease_owner"):
+            print(
+                f"  a run is working now (lease held by {record['lease_owner']} until "
+                f"{iso(record['lease_expires_at'])})"
+            )
+        archived = []  # finished windows of every job, merged
+        for job in jobs.values():
+            for start, end in job.ranges if job.watermark is not None else []:
+                stop = job.watermark if end is None else min(end, job.watermark)
+                if start < stop:
+                    archived.append([start, stop])
+        for start, end in merge(archived):
+            print(f"  archived range: {iso(start / unit)} .. {iso(end / unit)}")
+        for backfill in summarize_backfills(document, _Unit(provider, unit)):
+            state = "done" if backfill["done"] else f"{backfill['progress']:.0%} done"
+            print(
+                f"  backfill {backfill['id']}: {backfill['start']} .. {backfill['end']}, {state}, "
+                f"{backfill['slices_done']}/{backfill['slices']} slices"
+            )
     return EXIT_OK
+
+
+class _Unit:
+    """Just what summarize_backfills needs from a source."""
+
+    def __init__(self, provider: str, units_per_second: int) -> None:
+        self.provider, self.units_per_second = provider, units_per_second
+
+
+def merge(ranges: list[list[int]]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for start, end in sorted(ranges):
+        if out and start <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], end)
+        elif start < end:
+            out.append([start, end])
+    return out
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from .invocation import parse_backfill
+
+    request = parse_backfill(args.provider, {"start": args.start, "end": args.end}, now=time.time())
+    for note in request.notes:
+        print(f"note: {note}", file=sys.stderr)
+    archive, prefix = open_archive(args.archive)
+    store = open_state(args.state, args.archive)
+    settings = collect_settings(args)
+    token = resolve_token(args)
+    bar = ProgressBar(enabled=not args.no_progress)
+    started = time.monotonic()
+    try:
+        result = run_collection(
+            args.provider,
+            token,
+            base_url=args.api_base_url,
+            archive=archive,
+            prefix=prefix,
+            store=store,
+            settings=settings,
+            budget_seconds=args.budget_seconds,
+            workspace_gid=args.workspace_gid,
+            backfill=request,
+            progress=bar.update,
+        )
+    finally:
+        bar.close()
+    print_result(result)
+    backfill = result.backfill or {}
+    if backfill.get("existing"):
+        print(f"backfill {backfill['id']} already exists; this run continued it")
+    for start, end in backfill.get("skipped", []):
+        print(f"skipped {start} .. {end}: already archived by another job")
+    elapsed = time.monotonic() - started
+    print(
+        f"backfill {backfill.get('id')}: {backfill.get('progress', 0):.0%} done, "
+        f"{result.events_written:,} events in {elapsed:.1f}s ({result.events_written / max(elapsed, 1e-9):,.0f}/s)"
+    )
+    if result.status == "lease_held":
+        return EXIT_INCOMPLETE
+    return EXIT_OK if backfill.get("done") else EXIT_INCOMPLETE
+
+
+class ProgressBar:
+    """pages, events, events/s, slices done and ETA on one live line (tqdm), on stderr."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self._bar = None
+        self._enabled = enabled
+
+    def update(self, progress: Progress) -> None:
+        if not self._enabled:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=1000,
+                unit="‰",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}",
+            )
+        if progress.backfill_fraction is not None:
+            self._bar.n = int(progress.backfill_fraction * 1000)
+        elapsed = self._bar.format_dict["elapsed"] or 1e-9
+        self._bar.set_postfix_str(
+            f"{progress.pages} pages, {progress.events:,} events, {progress.events / elapsed:,.0f} events/s, "
+            f"{progress.slices_done}/{progress.slices} slices",
+            refresh=True,
+        )
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -219,22 +355,36 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--archive", default="./archive", help="a folder (default ./archive) or s3://bucket/prefix")
         p.add_argument("--state", help="a JSON file (default: state.json in the archive folder) or dynamodb://table")
 
+    def collection(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--provider", required=True, choices=PROVIDERS)
+        where(p)
+        p.add_argument("--token-env", help="environment variable holding the token (default SLACK_TOKEN / ASANA_TOKEN)")
+        p.add_argument("--secret-id", help="read the token from this Secrets Manager secret instead")
+        p.add_argument("--api-base-url", help="another API host (GovSlack, the emulator)")
+        p.add_argument("--workspace-gid", default=os.environ.get("ASANA_WORKSPACE_GID"))
+        p.add_argument("--settle-seconds", type=int, default=120)
+        p.add_argument("--lookback-days", type=float, default=7, help="where live collection starts on its first run")
+        p.add_argument("--timeout", type=float, default=30)
+        p.add_argument("--budget-seconds", type=float, default=3600, help="stop (exit 3) after this long")
+        p.add_argument("--page-limit", type=int, help="events per request (default: the API's maximum)")
+        p.add_argument("--max-object-mb", type=float, default=64, help="uncompressed JSON per archive object")
+        p.add_argument(
+            "--calls-per-minute",
+            type=float,
+            help="pace requests to this rate (default: just under the API's limit; 0 disables)",
+        )
+
     collect_p = sub.add_parser("collect", help="one run, as the Lambda would do it")
-    collect_p.add_argument("--provider", required=True, choices=PROVIDERS)
-    where(collect_p)
-    collect_p.add_argument(
-        "--token-env", help="environment variable holding the token (default SLACK_TOKEN / ASANA_TOKEN)"
-    )
-    collect_p.add_argument("--secret-id", help="read the token from this Secrets Manager secret instead")
-    collect_p.add_argument("--api-base-url", help="another API host (GovSlack, the emulator)")
-    collect_p.add_argument("--workspace-gid", default=os.environ.get("ASANA_WORKSPACE_GID"))
-    collect_p.add_argument("--settle-seconds", type=int, default=120)
-    collect_p.add_argument("--lookback-days", type=float, default=7)
-    collect_p.add_argument("--timeout", type=float, default=30)
-    collect_p.add_argument("--budget-seconds", type=float, default=3600, help="stop (exit 3) after this long")
-    collect_p.add_argument("--page-limit", type=int, help="events per request (default: the API's maximum)")
-    collect_p.add_argument("--max-object-mb", type=float, default=64, help="uncompressed JSON per archive object")
+    collection(collect_p)
     collect_p.set_defaults(func=cmd_collect)
+
+    backfill_p = sub.add_parser("backfill", help="archive a past range (skipping what is archived already)")
+    collection(backfill_p)
+    backfill_p.add_argument("--start", required=True, help="ISO 8601 UTC, inclusive (2026-10-01T00:00:00Z)")
+    backfill_p.add_argument("--end", required=True, help="ISO 8601 UTC, exclusive")
+    backfill_p.add_argument("--slices", type=int, help="Asana: time slices fetched at once (default 8)")
+    backfill_p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    backfill_p.set_defaults(func=cmd_backfill)
 
     status_p = sub.add_parser("status", help="checkpoints, lag and archive size per provider")
     where(status_p)

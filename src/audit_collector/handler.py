@@ -13,7 +13,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from .archive import S3Archive
-from .collector import Budget, BudgetedClock, RunResult, collect, make_source
+from .collector import BackfillRequest, Budget, BudgetedClock, RunResult, collect, make_source
 from .config import Config
 from .errors import AuditCollectorError
 from .http_retry import Clock, SystemClock
@@ -40,6 +40,7 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         config,
         remaining_seconds=context.get_remaining_time_in_millis() / 1000,
         owner=getattr(context, "aws_request_id", None),
+        backfill=invocation.backfill,
     )
 
 
@@ -52,6 +53,7 @@ def run(
     clock: Clock | None = None,
     store: DynamoDBStore | None = None,
     archive: S3Archive | None = None,
+    backfill: BackfillRequest | None = None,
 ) -> dict[str, Any]:
     """The handler without Lambda: what tests and the CLI's ``--state dynamodb://`` mode call."""
     clock = clock or SystemClock()
@@ -76,6 +78,7 @@ def run(
                 workspace_gid=config.asana_workspace_gid,
                 timeout=settings.http_timeout,
                 clock=BudgetedClock(clock, budget),
+                calls_per_minute=settings.calls_per_minute(provider),
             )
             result = collect(
                 source,
@@ -86,6 +89,7 @@ def run(
                 clock=clock,
                 budget=budget,
                 owner=owner,
+                backfill=backfill,
             )
         except Exception as exc:
             logger.exception(f"{provider} collection failed: {exc}")

@@ -30,6 +30,7 @@ __all__ = [
     "RandomJitter",
     "RateLimitErrorRetryHandler",
     "ReadTimeoutError",
+    "RequestPacer",
     "RetryHandler",
     "RetryIntervalCalculator",
     "RetryState",
@@ -62,6 +63,31 @@ class Clock:
 
 class SystemClock(Clock):
     """The real clock."""
+
+
+class RequestPacer:
+    """Spaces requests to stay under a published rate limit (``per_minute``), shared by threads.
+
+    Proactive pacing beats reacting to 429s: Slack's 50 calls a minute are shared by the whole org,
+    and every 429 costs a round trip and a ``Retry-After``. Waits go through the caller's clock.
+    """
+
+    def __init__(self, per_minute: float, *, burst: int = 1) -> None:
+        import threading
+
+        self.interval = 60.0 / per_minute
+        self.burst = burst
+        self._next: float | None = None  # the earliest time the next request may start (GCRA)
+        self._lock = threading.Lock()
+
+    def wait(self, clock: Clock) -> None:
+        with self._lock:
+            now = clock.monotonic()
+            slot = now if self._next is None else max(self._next, now)
+            delay = max(0.0, slot - now - (self.burst - 1) * self.interval)
+            self._next = slot + self.interval
+        if delay > 0:
+            clock.sleep(delay)
 
 
 # --------------------------------------------------------------------------- neutral errors

@@ -21,7 +21,7 @@ import requests
 
 from ._models import Model
 from .errors import ApiBodyError, ApiError, ConfigError
-from .http_retry import Clock, HttpRequest, HttpResponse, RetryHandler
+from .http_retry import Clock, HttpRequest, HttpResponse, RequestPacer, RetryHandler
 from .transport import ApiTransport, describe_body
 
 DEFAULT_BASE_URL = "https://api.slack.com/audit/v1/"
@@ -261,6 +261,7 @@ class AuditLogsClient(ApiTransport):
         logger: logging.Logger | None = None,
         retry_handlers: list[RetryHandler] | None = None,
         clock: Clock | None = None,
+        pacer: RequestPacer | None = None,
     ) -> None:
         super().__init__(
             token=token,
@@ -274,6 +275,7 @@ class AuditLogsClient(ApiTransport):
             logger=logger,
             retry_handlers=retry_handlers,
             clock=clock,
+            pacer=pacer,
         )
 
     def logs(

@@ -22,6 +22,7 @@ from .http_retry import (
     HttpRequest,
     HttpResponse,
     ReadTimeoutError,
+    RequestPacer,
     RetryHandler,
     RetryState,
     SystemClock,
@@ -95,8 +96,10 @@ class ApiTransport:
         logger: logging.Logger | None = None,
         retry_handlers: list[RetryHandler] | None = None,
         clock: Clock | None = None,
+        pacer: RequestPacer | None = None,
     ) -> None:
         self.token = token
+        self.pacer = pacer
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.timeout = timeout
         self.proxy = proxy
@@ -157,6 +160,8 @@ class ApiTransport:
             return response
 
     def _perform(self, request: HttpRequest) -> HttpResponse:
+        if self.pacer is not None:
+            self.pacer.wait(self.clock)
         self.stats["requests"] += 1
         if self.logger.isEnabledFor(logging.DEBUG):
             query = f"?{urlencode(request.query_params)}" if request.query_params else ""

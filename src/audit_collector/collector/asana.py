@@ -10,17 +10,22 @@ every ``gid`` archived at that instant. An expired offset resumes from ``start_a
 ``created_at``, skipping those gids. Objects never mix two UTC dates: a page that crosses midnight
 is split, and the checkpoint then holds the position only.
 
-Checkpoint: ``{"watermark": <ms: everything before it is archived>, "window": {...} | null}``.
+Backfills split their ranges into time slices fetched at once, one client per thread, all paced
+together under Asana's per-token limit.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 from ..asana import AsanaApiError, AsanaAuditLogClient, iso_ms
 from ..errors import ApiBodyError, BudgetExhausted
 from .core import Run
+from .jobs import LIVE, Job, subtract, taken_by_others
 
 RETENTION_DAYS = 90  # Asana deletes older events
 FIRST_EVENT_MS = int(datetime(2021, 10, 8, tzinfo=UTC).timestamp() * 1000)  # nothing exists before
@@ -28,34 +33,75 @@ FIRST_EVENT_MS = int(datetime(2021, 10, 8, tzinfo=UTC).timestamp() * 1000)  # no
 
 class AsanaSource:
     provider = "asana"
+    units_per_second = 1000
 
-    def __init__(self, client: AsanaAuditLogClient, workspace_gid: str) -> None:
+    def __init__(
+        self,
+        client: AsanaAuditLogClient,
+        workspace_gid: str,
+        client_factory: Callable[[], AsanaAuditLogClient] | None = None,
+    ) -> None:
         self.client = client
         self.workspace_gid = workspace_gid
+        self._client_factory = client_factory  # one client per thread for concurrent backfill slices
+        self._clients = [client]
+        self._local = threading.local()
+        self._lock = threading.Lock()
 
     def stats(self) -> dict[str, int]:
-        return dict(self.client.stats)
+        totals = {"requests": 0, "retries": 0, "rate_limited": 0}
+        for client in list(self._clients):
+            for name in totals:
+                totals[name] += client.stats[name]
+        return totals
 
-    def behind_seconds(self, checkpoint: dict[str, Any], now: float) -> float | None:
-        watermark = checkpoint.get("watermark")
-        return None if watermark is None else max(0.0, now - watermark / 1000)
+    def _thread_client(self) -> AsanaAuditLogClient:
+        if self._client_factory is None or threading.current_thread() is threading.main_thread():
+            return self.client
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self._client_factory()
+            with self._lock:
+                self._clients.append(client)
+        return client
 
-    def collect(self, run: Run) -> bool:
+    def live_origin(self, run: Run) -> int:
+        lookback = min(run.settings.initial_lookback_days, RETENTION_DAYS)
+        return max(int((run.started_at - lookback * 86400) * 1000), FIRST_EVENT_MS)
+
+    def collect(self, run: Run, job_ids: list[str]) -> bool:
+        workers = min(len(job_ids), run.settings.asana_backfill_slices)
+        if workers <= 1 or self._client_factory is None:
+            return all(self._collect_job(run, job_id) for job_id in job_ids)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="asana-slice") as pool:
+            futures = [pool.submit(self._collect_job, run, job_id) for job_id in job_ids]
+            results = [f.exception() or f.result() for f in futures]
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+        return all(results)
+
+    def _collect_job(self, run: Run, job_id: str) -> bool:
+        client = self._thread_client()
         while True:
-            window = run.checkpoint.get("window") or self._plan(run)
+            job = run.job(job_id)
+            window = job.window or self._plan(run, job)
             if window is None:
                 return True
-            if not _WindowCollector(self, run, window).collect():
+            if not _WindowCollector(self, client, run, job, window).collect():
                 return False
 
-    def _plan(self, run: Run) -> dict[str, Any] | None:
-        """The next window, or None when caught up (the budget is checked before its first request)."""
-        now = run.started_at
-        end = int((now - run.settings.settle_seconds) * 1000)
-        start = run.checkpoint.get("watermark")
-        if start is None:
-            lookback = min(run.settings.initial_lookback_days, RETENTION_DAYS)
-            start = max(int((now - lookback * 86400) * 1000), FIRST_EVENT_MS)
+    def _plan(self, run: Run, job: Job) -> dict[str, Any] | None:
+        """The job's next window ``[start, end)``, or None when it is caught up (or done)."""
+        if job.id == LIVE and not job.ranges:  # the first live run: from the lookback on, around backfills
+            job.ranges = subtract([[self.live_origin(run), None]], taken_by_others(run.document, LIVE))
+        gap = job.next_gap(job.watermark)
+        if gap is None:
+            return None
+        start, gap_end = gap
+        end = int((run.started_at - run.settings.settle_seconds) * 1000)
+        if gap_end is not None:
+            end = min(end, gap_end)
         if end <= start:
             return None
         # Saved just before its first object is written (_WindowCollector._write), not now: an auth
@@ -66,10 +112,13 @@ class AsanaSource:
 class _WindowCollector:
     """One window's loop. Holds the in-memory position, which may run ahead of the saved one."""
 
-    def __init__(self, source: AsanaSource, run: Run, window: dict[str, Any]) -> None:
-        self.client = source.client
+    def __init__(
+        self, source: AsanaSource, client: AsanaAuditLogClient, run: Run, job: Job, window: dict[str, Any]
+    ) -> None:
+        self.client = client
         self.workspace_gid = source.workspace_gid
         self.run = run
+        self.job = job
         self.window = window
         self.window_id = f"{window['start']}-{window['end']}"
         self.offset: str | None = window["offset"]
@@ -104,7 +153,7 @@ class _WindowCollector:
                 restarts += 1  # the offset expired: resume from the position, skipping its gids
                 self.offset = self.offset_start = None
                 continue
-            run.result.pages += 1
+            run.page_fetched(self.job.id, len(page.data))
             if not page.data:
                 return self._finish()
             skip = self.position if by_position else None  # archived before the offset expired
@@ -130,24 +179,24 @@ class _WindowCollector:
     def _write(self) -> None:
         """Write the buffer as the next part, the window having been saved first."""
         run = self.run
-        if run.checkpoint.get("window") is None:
-            run.save({"watermark": self.window["start"], "window": self.window})
+        if self.job.window is None:
+            self.job.window = self.window
+            run.save_job(self.job)
         run.write(run.key(self.buffer.dt, self.window_id, self.part), self.buffer)
 
     def _flush(self, *, next_offset: str | None, offset_start: int | None) -> None:
         """Write the buffer, then save where the next run picks up."""
-        run = self.run
         self._write()
         self.part += 1
-        self.buffer = run.new_buffer()
-        window = {
+        self.buffer = self.run.new_buffer()
+        self.job.window = {
             **self.window,
             "offset": next_offset,
             "offset_start": offset_start,
             "position": self.position,
             "part": self.part,
         }
-        run.save({"watermark": self.window["start"], "window": window})
+        self.run.save_job(self.job)
 
     def _stop(self) -> bool:
         if self.buffer:
@@ -157,7 +206,8 @@ class _WindowCollector:
     def _finish(self) -> bool:
         if self.buffer:
             self._write()
-        self.run.save({"watermark": self.window["end"], "window": None})
+        self.job.watermark, self.job.window = self.window["end"], None
+        self.run.save_job(self.job)
         return True
 
 

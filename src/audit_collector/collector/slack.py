@@ -1,13 +1,11 @@
 """Slack: forward, bounded windows; newest-first pages inside each window.
 
 Slack pages newest first, so a failure part-way through "everything since the checkpoint" cannot
-resume without a gap. Instead the timeline is cut into closed windows ``[oldest, latest]``:
+resume without a gap. Instead each job's ranges are cut into closed windows ``[oldest, latest]``:
 ``latest`` is at least ``SETTLE_SECONDS`` in the past (late events have arrived) and a window never
-crosses a UTC midnight (all its events share one ``dt``). A window is saved in the checkpoint
-*before* its first request; inside it, each object written moves the checkpoint to the next cursor
-and part index. Only a finished window moves the watermark to ``latest + 1``.
-
-Checkpoint: ``{"watermark": <first second not yet archived>, "window": {...} | null}``.
+crosses a UTC midnight (all its events share one ``dt``). A window is saved in the job's checkpoint
+before its first object is written; inside it, each object written moves the checkpoint to the
+next cursor and part index. Only a finished window moves the job's watermark to ``latest + 1``.
 """
 
 from __future__ import annotations
@@ -18,10 +16,14 @@ from ..archive import EMPTY_GZIP
 from ..errors import ApiBodyError, BudgetExhausted
 from ..slack import AuditLogsApiError, AuditLogsClient
 from .core import Run, end_of_utc_day, utc_date
+from .jobs import LIVE, Job, subtract, taken_by_others
+
+FIRST_EVENT = 1519862400  # 2018-03-01: nothing exists before
 
 
 class SlackSource:
     provider = "slack"
+    units_per_second = 1
 
     def __init__(self, client: AuditLogsClient) -> None:
         self.client = client
@@ -29,49 +31,55 @@ class SlackSource:
     def stats(self) -> dict[str, int]:
         return dict(self.client.stats)
 
-    def behind_seconds(self, checkpoint: dict[str, Any], now: float) -> float | None:
-        watermark = checkpoint.get("watermark")
-        return None if watermark is None else max(0.0, now - watermark)
+    def live_origin(self, run: Run) -> int:
+        return max(FIRST_EVENT, int(run.started_at - run.settings.initial_lookback_days * 86400))
 
-    def collect(self, run: Run) -> bool:
-        while True:
-            window = run.checkpoint.get("window") or self._plan(run)
-            if window is None:
-                return True
-            if not self._collect_window(run, window):
-                return False
+    def collect(self, run: Run, job_ids: list[str]) -> bool:
+        for job_id in job_ids:  # one at a time: the org-wide rate limit leaves nothing to overlap
+            while True:
+                job = run.job(job_id)
+                window = job.window or self._plan(run, job)
+                if window is None:
+                    break
+                if not self._collect_window(run, job, window):
+                    return False
+        return True
 
-    def _plan(self, run: Run) -> dict[str, Any] | None:
-        """The next window, or None when caught up (the budget is checked before its first request)."""
-        now = int(run.started_at)
-        horizon = now - run.settings.settle_seconds
-        oldest = run.checkpoint.get("watermark")
-        if oldest is None:
-            oldest = now - int(run.settings.initial_lookback_days * 86400)
-        latest = min(horizon, end_of_utc_day(oldest))
+    def _plan(self, run: Run, job: Job) -> dict[str, Any] | None:
+        """The job's next window, or None when it is caught up (or done)."""
+        if job.id == LIVE and not job.ranges:  # the first live run: from the lookback on, around backfills
+            job.ranges = subtract([[self.live_origin(run), None]], taken_by_others(run.document, LIVE))
+        gap = job.next_gap(job.watermark)
+        if gap is None:
+            return None
+        oldest, gap_end = gap
+        latest = min(int(run.started_at) - run.settings.settle_seconds, end_of_utc_day(oldest))
+        if gap_end is not None:
+            latest = min(latest, gap_end - 1)
         if latest < oldest:
             return None
         # Saved after its first page arrives (an auth error leaves the checkpoint untouched), and
         # always before its first object is written, so every object belongs to a saved window.
         return {"oldest": oldest, "latest": latest, "cursor": None, "part": 0, "pages": 0, "stale_parts": 0}
 
-    def _collect_window(self, run: Run, window: dict[str, Any]) -> bool:
+    def _collect_window(self, run: Run, job: Job, window: dict[str, Any]) -> bool:
         oldest, latest = window["oldest"], window["latest"]
         dt, window_id = utc_date(oldest), f"{oldest}-{latest}"
         cursor, part, pages = window["cursor"], window["part"], window["pages"]
         stale_parts = window["stale_parts"]
         buffer = run.new_buffer()
         restarts = 0
+        saved = job.window == window
 
         def save_progress(next_cursor: str | None, next_part: int) -> None:
-            progress = {
+            job.window = {
                 **window,
                 "cursor": next_cursor,
                 "part": next_part,
                 "pages": pages,
                 "stale_parts": stale_parts,
             }
-            run.save({"watermark": oldest, "window": progress})
+            run.save_job(job)
 
         def stop() -> bool:
             """Out of time: archive what was fetched, and leave the cursor for the next run."""
@@ -80,7 +88,6 @@ class SlackSource:
                 save_progress(cursor, part + 1)
             return False
 
-        saved = run.checkpoint.get("window") == window
         while True:
             if not run.budget.allows():
                 return stop()
@@ -112,7 +119,7 @@ class SlackSource:
             for entry in entries:
                 buffer.add(entry)
             pages += 1
-            run.result.pages += 1
+            run.page_fetched(job.id, len(entries))
             cursor = page.next_cursor
             if buffer and (buffer.full or cursor is None):
                 run.write(run.key(dt, window_id, part), buffer)
@@ -123,7 +130,8 @@ class SlackSource:
             if cursor is None:
                 for stale in range(part, stale_parts):
                     run.archive.put(run.key(dt, window_id, stale), EMPTY_GZIP)
-                run.save({"watermark": latest + 1, "window": None})
+                job.watermark, job.window = latest + 1, None
+                run.save_job(job)
                 return True
 
 

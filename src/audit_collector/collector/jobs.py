@@ -1,0 +1,101 @@
+"""Jobs: the live collection and backfills, each owning disjoint time ranges of one provider.
+
+Exactly-once across jobs is arithmetic: a new backfill takes its requested range *minus* every
+range another job already owns (the live job owns ``[origin, ∞)`` from its first run on), so no
+instant is ever collected by two jobs. All jobs of a provider live in one checkpoint document,
+so a claim is one conditional write under the provider's lease.
+
+Ranges are half-open ``[start, end)`` in the provider's unit (Slack: seconds, Asana: ms); ``end``
+is None for the live job's open end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+LIVE = "live"
+Range = list  # [start, end | None]
+
+
+def subtract(ranges: list[Range], taken: list[Range]) -> list[Range]:
+    """``ranges`` without anything in ``taken`` (both lists of half-open ranges)."""
+    out = [list(r) for r in ranges]
+    for t_start, t_end in taken:
+        next_out = []
+        for start, end in out:
+            if (t_end is not None and t_end <= start) or (end is not None and end <= t_start):
+                next_out.append([start, end])
+                continue
+            if start < t_start:
+                next_out.append([start, t_start])
+            if t_end is not None and (end is None or t_end < end):
+                next_out.append([t_end, end])
+        out = next_out
+    return sorted(out, key=lambda r: r[0])
+
+
+def covered(ranges: list[Range]) -> int | None:
+    """Total length of bounded ranges (None when one is open-ended)."""
+    if any(end is None for _, end in ranges):
+        return None
+    return sum(end - start for start, end in ranges)
+
+
+@dataclass
+class Job:
+    """One job's ranges and progress. ``watermark``: everything before it (in its ranges) is archived."""
+
+    id: str
+    ranges: list[Range] = field(default_factory=list)
+    watermark: int | None = None
+    window: dict[str, Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # backfills: request, clamps, skipped ranges
+
+    @classmethod
+    def from_dict(cls, job_id: str, data: dict[str, Any]) -> Job:
+        return cls(
+            job_id,
+            [list(r) for r in data.get("ranges", [])],
+            data.get("watermark"),
+            data.get("window"),
+            dict(data.get("meta", {})),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ranges": self.ranges, "watermark": self.watermark, "window": self.window, "meta": self.meta}
+
+    def next_gap(self, at: int | None) -> tuple[int, int | None] | None:
+        """The first stretch still to collect at or after ``at``: (start, end), or None when done."""
+        for start, end in self.ranges:
+            if at is None or end is None or at < end:
+                return (start if at is None else max(at, start)), end
+        return None
+
+    @property
+    def done(self) -> bool:
+        return self.window is None and self.next_gap(self.watermark) is None
+
+    def progress(self) -> float | None:
+        """The fraction of a bounded job already archived."""
+        total = covered(self.ranges)
+        if not total:
+            return None if total is None else 1.0
+        if self.watermark is None:
+            return 0.0
+        archived = covered(subtract(self.ranges, [[self.watermark, None]])) or 0
+        return archived / total
+
+
+def backfill_id(provider: str, start: int, end: int) -> str:
+    """The same range always names the same job, so a second invoke finds the first."""
+    return "backfill-" + hashlib.sha256(f"{provider}:{start}:{end}".encode()).hexdigest()[:12]
+
+
+def jobs_of(document: dict[str, Any]) -> dict[str, Job]:
+    return {job_id: Job.from_dict(job_id, data) for job_id, data in document.get("jobs", {}).items()}
+
+
+def taken_by_others(document: dict[str, Any], job_id: str) -> list[Range]:
+    return [r for other_id, job in jobs_of(document).items() if other_id != job_id for r in job.ranges]
