@@ -137,6 +137,17 @@ BAD_PAYLOADS = [
     ({"provider": "slack", "extra": 1}, "unknown field"),
     ({"detail-type": "Scheduled Event", "source": "aws.events", "surprise": True}, "names no provider"),
     ({"source": "aws.events"}, "names no provider"),
+    ({"provider": "slack", "backfill": None}, "backfill must be"),
+    ({"provider": "slack", "backfill": "last week"}, "backfill must be"),
+    ({"provider": "slack", "backfill": {"start": "2026-10-01T00:00:00Z"}}, "backfill must be"),
+    ({"provider": "slack", "backfill": {"start": "2026-10-01", "end": "nope"}}, "UTC"),
+    ({"provider": "slack", "backfill": {"start": "noon", "end": "nope"}}, "not an ISO 8601"),
+    ({"provider": "slack", "backfill": {"start": "2026-10-02T00:00:00Z", "end": "2026-10-01T00:00:00Z"}}, "before"),
+    ({"provider": "slack", "backfill": {"start": "2026-10-01T00:00:00+05:00", "end": "2026-10-02T00:00:00Z"}}, "UTC"),
+    ({"provider": "slack", "backfill": {"start": "2026-10-01T00:00:00Z", "end": "2099-01-01T00:00:00Z"}}, "future"),
+    ({"provider": "slack", "backfill": {"start": "2010-01-01T00:00:00Z", "end": "2011-01-01T00:00:00Z"}}, "2018-03-01"),
+    ({"provider": "asana", "backfill": {"start": "2022-01-01T00:00:00Z", "end": "2022-02-01T00:00:00Z"}}, "90 days"),
+    ({"backfill": {"start": "2026-10-01T00:00:00Z", "end": "2026-10-02T00:00:00Z"}}, "names no provider"),
 ]
 
 
@@ -303,3 +314,21 @@ def test_aws_endpoint_url_is_honoured_not_overridden(env, emu, org, monkeypatch)
 
 def test_every_variable_read_is_documented():
     assert set(ENVIRONMENT_VARIABLES) >= {"STATE_TABLE_NAME", "ARCHIVE_BUCKET_NAME", "SLACK_TOKEN_SECRET_ID"}
+
+
+def test_a_backfill_invoke_archives_the_range_and_reports_it(aws, emu, org):
+    now = int(datetime.now(UTC).timestamp())
+    older = slack_events(org, now - 5 * 86400, now - 2 * 86400, 300, seed=71)
+    emu.slack.add(older)
+    payload = json.loads((handler_events_dir() / "slack-backfill.json").read_text())
+    start = datetime.fromtimestamp(now - 5 * 86400, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    end = datetime.fromtimestamp(now - 2 * 86400, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    payload["backfill"] = {"start": start, "end": end}
+    out = handler.lambda_handler(payload, FakeContext())
+    backfill = out["results"][0]["backfill"]
+    assert backfill["done"] and backfill["progress"] == 1.0 and not backfill["existing"]
+    assert backfill["start"] == start and backfill["end"] == end
+    assert_exactly_once(S3Archive(BUCKET), "slack", older)
+    again = handler.lambda_handler(payload, FakeContext())["results"][0]["backfill"]
+    assert again["existing"] and again["done"]
+    assert_exactly_once(S3Archive(BUCKET), "slack", older)

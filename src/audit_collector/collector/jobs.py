@@ -82,9 +82,13 @@ class Job:
         total = covered(self.ranges)
         if not total:
             return None if total is None else 1.0
-        if self.watermark is None:
+        mark = self.watermark
+        position = (self.window or {}).get("position")
+        if position:  # Asana windows archive oldest first: their saved position is progress too
+            mark = max(mark or position["ms"], position["ms"] + 1)
+        if mark is None:
             return 0.0
-        archived = covered(subtract(self.ranges, [[self.watermark, None]])) or 0
+        archived = covered(subtract(self.ranges, [[mark, None]])) or 0
         return archived / total
 
 
