@@ -53,7 +53,13 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format src tests benchmarks
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+## bench: every benchmark, one line per figure; writes benchmarks/RESULTS.md and the README chart.
+bench: $(BENCH_STAMP)
 	$(PY) benchmarks/run_all.py
 
 clean:

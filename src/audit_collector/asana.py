@@ -7,7 +7,6 @@ Oldest first, offset paging, at most 100 events a page. An empty ``data`` means 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -18,7 +17,7 @@ import requests
 
 from .errors import ApiBodyError, ApiError, ConfigError
 from .http_retry import Clock, HttpRequest, HttpResponse, RequestPacer, RetryHandler
-from .transport import ApiTransport, describe_body
+from .transport import ApiTransport, describe_body, loads_json
 
 DEFAULT_BASE_URL = "https://app.asana.com/api/1.0/"
 MAX_LIMIT = 100
@@ -231,7 +230,7 @@ def _query(
 def _to_page(http: HttpResponse) -> AuditLogEventsPage:
     content_type = http.header("Content-Type")
     try:
-        body = json.loads(http.body.decode("utf-8"))
+        body = loads_json(http.body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         body = None
     if not isinstance(body, dict):

@@ -10,7 +10,6 @@ Knows Slack's parameters and error bodies; knows nothing of AWS, checkpoints or 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
@@ -22,7 +21,7 @@ import requests
 from ._models import Model
 from .errors import ApiBodyError, ApiError, ConfigError
 from .http_retry import Clock, HttpRequest, HttpResponse, RequestPacer, RetryHandler
-from .transport import ApiTransport, describe_body
+from .transport import ApiTransport, describe_body, loads_json
 
 DEFAULT_BASE_URL = "https://api.slack.com/audit/v1/"
 MAX_LIMIT = 9999
@@ -416,7 +415,7 @@ def _to_response(http: HttpResponse, *, path: str) -> AuditLogsResponse:
     content_type = http.header("Content-Type")
     try:
         raw_body = http.body.decode("utf-8")
-        body = json.loads(raw_body) if raw_body.strip() else {}
+        body = loads_json(raw_body) if raw_body.strip() else {}
     except (UnicodeDecodeError, ValueError):
         body = None
     response_args = {"url": http.url, "status_code": http.status_code, "headers": dict(http.headers)}

@@ -6,10 +6,14 @@ the neutral ``OSError`` types of ``http_retry`` so retry handlers never see ``re
 
 from __future__ import annotations
 
+import gc
+import json
 import logging
 import platform
 import sys
+import threading
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 import requests
@@ -37,6 +41,26 @@ REDACTED = "Bearer [redacted]"
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """A copy safe to log: the Authorization value never leaves this function."""
     return {k: (REDACTED if k.lower() == "authorization" else v) for k, v in headers.items()}
+
+
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+
+
+def loads_json(text: str | bytes) -> Any:
+    """``json.loads`` with the cyclic GC paused: a 9,999-event page is ~300,000 small objects, and
+    the collections they would trigger double the parse time. Nothing here makes cycles."""
+    global _gc_pauses
+    with _gc_lock:
+        _gc_pauses += 1
+        gc.disable()
+    try:
+        return json.loads(text)
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0:
+                gc.enable()
 
 
 def describe_body(body: bytes, content_type: str | None) -> str:
