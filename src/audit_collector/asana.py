@@ -17,7 +17,7 @@ import requests
 
 from .errors import ApiBodyError, ApiError, ConfigError
 from .http_retry import Clock, HttpRequest, HttpResponse, RequestPacer, RetryHandler
-from .transport import ApiTransport, describe_body, loads_json
+from .transport import ApiTransport, describe_body, parse_json
 
 DEFAULT_BASE_URL = "https://app.asana.com/api/1.0/"
 MAX_LIMIT = 100
@@ -230,8 +230,8 @@ def _query(
 def _to_page(http: HttpResponse) -> AuditLogEventsPage:
     content_type = http.header("Content-Type")
     try:
-        body = loads_json(http.body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        body = parse_json(http.body)
+    except ValueError:  # UnicodeDecodeError is one too
         body = None
     if not isinstance(body, dict):
         raise AsanaBodyError(

@@ -21,7 +21,7 @@ import requests
 from ._models import Model
 from .errors import ApiBodyError, ApiError, ConfigError
 from .http_retry import Clock, HttpRequest, HttpResponse, RequestPacer, RetryHandler
-from .transport import ApiTransport, describe_body, loads_json
+from .transport import ApiTransport, describe_body, parse_json
 
 DEFAULT_BASE_URL = "https://api.slack.com/audit/v1/"
 MAX_LIMIT = 9999
@@ -415,8 +415,8 @@ def _to_response(http: HttpResponse, *, path: str) -> AuditLogsResponse:
     content_type = http.header("Content-Type")
     try:
         raw_body = http.body.decode("utf-8")
-        body = loads_json(raw_body) if raw_body.strip() else {}
-    except (UnicodeDecodeError, ValueError):
+        body = parse_json(http.body) if raw_body.strip() else {}
+    except ValueError:  # UnicodeDecodeError is one too
         body = None
     response_args = {"url": http.url, "status_code": http.status_code, "headers": dict(http.headers)}
     if not isinstance(body, dict):

@@ -6,13 +6,14 @@ the neutral ``OSError`` types of ``http_retry`` so retry handlers never see ``re
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
 import platform
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -43,24 +44,43 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: (REDACTED if k.lower() == "authorization" else v) for k, v in headers.items()}
 
 
-_gc_lock = threading.Lock()
-_gc_pauses = 0
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC for a whole run, then collect once.
 
-
-def loads_json(text: str | bytes) -> Any:
-    """``json.loads`` with the cyclic GC paused: a 9,999-event page is ~300,000 small objects, and
-    the collections they would trigger double the parse time. Nothing here makes cycles."""
-    global _gc_pauses
+    A 9,999-event page is ~300,000 small objects; the collections their allocation triggers cost as
+    much CPU as parsing them (benchmarks/RESULTS.md). Pages are acyclic and freed by reference
+    counting the moment the next one replaces them, so memory stays bounded by one page (measured).
+    Nests and is thread-safe: the GC comes back when the outermost pause ends, if it was on.
+    """
     with _gc_lock:
-        _gc_pauses += 1
-        gc.disable()
+        if _gc_state["depth"] == 0:
+            _gc_state["was_enabled"] = gc.isenabled()
+            gc.disable()
+        _gc_state["depth"] += 1
     try:
-        return json.loads(text)
+        yield
     finally:
         with _gc_lock:
-            _gc_pauses -= 1
-            if _gc_pauses == 0:
+            _gc_state["depth"] -= 1
+            if _gc_state["depth"] == 0 and _gc_state["was_enabled"]:
                 gc.enable()
+                gc.collect()
+
+
+_gc_lock = threading.Lock()
+_gc_state = {"depth": 0, "was_enabled": False}
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON value of a UTF-8 body, exactly. The stdlib, not orjson: orjson parses twice as fast
+    (measured) but turns an integer beyond 64 bits into a float, and an archive must not alter data.
+    NaN and Infinity, which are not JSON, are refused. Raises ``ValueError`` for anything else."""
+    return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
 
 
 def describe_body(body: bytes, content_type: str | None) -> str:
@@ -205,11 +225,16 @@ class ApiTransport:
             headers=dict(request.headers),
             timeout=(min(10.0, self.timeout), self.timeout),
             proxies=proxies,
+            stream=True,
         )
+        with raw:
+            # Read the whole body here, so a truncated one is a transport error; in 1 MiB reads, as
+            # requests' own 10 KiB ones cost ~800 system calls per 9,999-event page.
+            body = b"".join(raw.iter_content(1 << 20))
         response = HttpResponse(
             status_code=raw.status_code,
             headers={k.lower(): v for k, v in raw.headers.items()},
-            body=raw.content,  # reading the body here makes truncation a transport error
+            body=body,
             url=raw.url,
         )
         self.logger.debug("Received %s from %s (%d bytes)", response.status_code, request.url, len(response.body))

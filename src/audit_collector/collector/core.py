@@ -18,6 +18,7 @@ from ..archive import DEFAULT_MAX_OBJECT_BYTES, ArchiveWriter, ObjectBuffer, obj
 from ..errors import BudgetExhausted
 from ..http_retry import Clock
 from ..state import CheckpointStore, Lease, LeaseHeld
+from ..transport import gc_paused
 from .jobs import LIVE, Job, Range, backfill_id, covered, jobs_of, subtract, taken_by_others
 
 
@@ -37,7 +38,7 @@ class Settings:
     # Published limits: Slack ~50 calls/min for the whole org, Asana 1,500 calls/min per token.
     # Pace just under them: proactive spacing costs nothing, every 429 costs a round trip and a wait.
     slack_calls_per_minute: float | None = 48.0  # None: no pacing (tests that control time)
-    asana_calls_per_minute: float | None = 1450.0
+    asana_calls_per_minute: float | None = 1480.0
     asana_backfill_slices: int = 8  # Asana backfills fetch this many time slices at once
 
     def calls_per_minute(self, provider: str) -> float | None:
@@ -265,12 +266,13 @@ def collect(
     )
     before = source.stats()
     try:
-        if backfill is not None:
-            run.result.backfill = start_backfill(run, source, backfill)
-        complete = source.collect(run, [LIVE])
-        pending = [job.id for job in jobs_of(run.document).values() if job.id != LIVE and not job.done]
-        if complete and pending:
-            complete = source.collect(run, pending)
+        with gc_paused():
+            if backfill is not None:
+                run.result.backfill = start_backfill(run, source, backfill)
+            complete = source.collect(run, [LIVE])
+            pending = [job.id for job in jobs_of(run.document).values() if job.id != LIVE and not job.done]
+            if complete and pending:
+                complete = source.collect(run, pending)
         run.result.complete = complete
     finally:
         store.release(lease)

@@ -116,8 +116,7 @@ class SlackSource:
             if not saved and (entries or page.next_cursor):
                 save_progress(None, 0)  # before any object of this window is written
             saved = True
-            for entry in entries:
-                buffer.add(entry)
+            buffer.extend(entries)
             pages += 1
             run.page_fetched(job.id, len(entries))
             cursor = page.next_cursor

@@ -306,6 +306,7 @@ class Emulator:
                     "params": dict(params),
                     "fault": fault,
                     "data": data and api != "none",
+                    "at": time.time(),  # when it was answered (benchmarks chart calls over time)
                 }
             )
 
