@@ -42,16 +42,23 @@ def run(provider: str, org) -> dict:
             events = asana_events(org, int(start * 1000), int(end * 1000), ASANA_PER_DAY * DAYS, seed=8)
             emu.asana.add(events)
         os.environ.update(
-            STATE_TABLE_NAME="bench-state", ARCHIVE_BUCKET_NAME="bench-archive", SLACK_TOKEN_SECRET_ID="slack",
-            ASANA_TOKEN_SECRET_ID="asana", ASANA_WORKSPACE_GID=emu.workspace_gid,
-            SLACK_API_BASE_URL=emu.slack_base_url, ASANA_API_BASE_URL=emu.asana_base_url,
-            INITIAL_LOOKBACK_DAYS="0.01", AWS_DEFAULT_REGION="us-east-1",
+            STATE_TABLE_NAME="bench-state",
+            ARCHIVE_BUCKET_NAME="bench-archive",
+            SLACK_TOKEN_SECRET_ID="slack",
+            ASANA_TOKEN_SECRET_ID="asana",
+            ASANA_WORKSPACE_GID=emu.workspace_gid,
+            SLACK_API_BASE_URL=emu.slack_base_url,
+            ASANA_API_BASE_URL=emu.asana_base_url,
+            INITIAL_LOOKBACK_DAYS="0.01",
+            AWS_DEFAULT_REGION="us-east-1",
         )
         boto3.client("s3").create_bucket(Bucket="bench-archive")
         boto3.client("dynamodb").create_table(
-            TableName="bench-state", BillingMode="PAY_PER_REQUEST",
+            TableName="bench-state",
+            BillingMode="PAY_PER_REQUEST",
             AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in ("pk", "sk")],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        )
         secrets = boto3.client("secretsmanager")
         secrets.create_secret(Name="slack", SecretString=emu.slack_token)
         secrets.create_secret(Name="asana", SecretString=emu.asana_token)
@@ -71,10 +78,18 @@ def run(provider: str, org) -> dict:
     per_page = 9999 if provider == "slack" else 100
     fewest = math.ceil(len(events) / per_page) + (0 if provider == "slack" else 1)
     ideal = fewest / (RATES[provider] / 60)
-    return {"events": len(events), "written": out["events_written"], "done": out["backfill"]["done"],
-            "elapsed": elapsed, "fewest": fewest, "calls": len(log), "throttled": sum(r["status"] == 429 for r in log),
-            "efficiency": ideal / elapsed, "times": [r["at"] - began for r in log if r["status"] == 200],
-            "rate": RATES[provider]}
+    return {
+        "events": len(events),
+        "written": out["events_written"],
+        "done": out["backfill"]["done"],
+        "elapsed": elapsed,
+        "fewest": fewest,
+        "calls": len(log),
+        "throttled": sum(r["status"] == 429 for r in log),
+        "efficiency": ideal / elapsed,
+        "times": [r["at"] - began for r in log if r["status"] == 200],
+        "rate": RATES[provider],
+    }
 
 
 def chart(results: dict[str, dict], path: Path) -> None:
@@ -88,8 +103,13 @@ def chart(results: dict[str, dict], path: Path) -> None:
         times = sorted(r["times"])
         ax.step(times, range(1, len(times) + 1), where="post", label="calls answered (this collector)")
         horizon = max(times) if times else 1
-        ax.plot([0, horizon], [1, 1 + r["rate"] / 60 * horizon], "--", color="grey",
-                label=f"rate-limit ceiling ({r['rate']:,.0f}/min)")
+        ax.plot(
+            [0, horizon],
+            [1, 1 + r["rate"] / 60 * horizon],
+            "--",
+            color="grey",
+            label=f"rate-limit ceiling ({r['rate']:,.0f}/min)",
+        )
         ax.set_title(f"{provider}: {r['events']:,} events, {r['efficiency']:.0%} of the ceiling")
         ax.set_xlabel("seconds")
         ax.set_ylabel("API calls")
@@ -105,10 +125,18 @@ def main() -> None:
         assert r["done"] and r["written"] == r["events"], r
         figure(f"{provider} backfill efficiency", f"{r['efficiency']:.1%}", "", ">= 90%", r["efficiency"] >= 0.9)
         share = r["throttled"] / r["calls"]
-        figure(f"{provider} calls answered 429", f"{share:.1%}", f"({r['throttled']} of {r['calls']})", "<= 1%",
-               share <= 0.01)
-        figure(f"{provider} backfill", f"{r['events']:,} events in {r['elapsed']:.1f} s, {r['calls']} calls",
-               f"(fewest possible {r['fewest']})")
+        figure(
+            f"{provider} calls answered 429",
+            f"{share:.1%}",
+            f"({r['throttled']} of {r['calls']})",
+            "<= 1%",
+            share <= 0.01,
+        )
+        figure(
+            f"{provider} backfill",
+            f"{r['events']:,} events in {r['elapsed']:.1f} s, {r['calls']} calls",
+            f"(fewest possible {r['fewest']})",
+        )
     chart(results, ROOT / "benchmarks" / "backfill-vs-rate-limit.png")
     figure("chart", "benchmarks/backfill-vs-rate-limit.png")
 

@@ -19,7 +19,7 @@ COUNTS = {"slack": 300_000, "asana": 100_000}
 TARGET_CPU = {"slack": 10.0, "asana": 25.0}
 
 CHILD = """
-import json, os, time, resource
+import json, os, time
 from audit_collector import handler
 class Context:
     aws_request_id, function_name, memory_limit_in_mb = "bench", "bench", 512
@@ -29,8 +29,9 @@ payload = json.loads(os.environ["BENCH_PAYLOAD"])
 cpu = time.process_time()
 out = handler.lambda_handler(payload, Context())["results"][0]
 cpu = time.process_time() - cpu
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
 print(json.dumps({"cpu": cpu, "events": out["events_written"], "objects": out["objects_written"],
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": hwm / 1024}))
 """
 
 
@@ -45,27 +46,46 @@ def main() -> None:
         secrets.create_secret(Name="asana", SecretString=emu.asana_token)
         emu.slack.add(slack_events(org, int(start), int(end), COUNTS["slack"], seed=9))
         emu.asana.add(asana_events(org, int(start * 1000), int(end * 1000), COUNTS["asana"], seed=10))
-        env = {"AWS_ENDPOINT_URL": url, "STATE_TABLE_NAME": "bench-state", "ARCHIVE_BUCKET_NAME": "bench-archive",
-               "SLACK_TOKEN_SECRET_ID": "slack", "ASANA_TOKEN_SECRET_ID": "asana",
-               "ASANA_WORKSPACE_GID": emu.workspace_gid, "SLACK_API_BASE_URL": emu.slack_base_url,
-               "ASANA_API_BASE_URL": emu.asana_base_url, "INITIAL_LOOKBACK_DAYS": "0.01",
-               "POWERTOOLS_METRICS_NAMESPACE": "AuditCollector", "POWERTOOLS_LOG_LEVEL": "WARNING"}
+        env = {
+            "AWS_ENDPOINT_URL": url,
+            "STATE_TABLE_NAME": "bench-state",
+            "ARCHIVE_BUCKET_NAME": "bench-archive",
+            "SLACK_TOKEN_SECRET_ID": "slack",
+            "ASANA_TOKEN_SECRET_ID": "asana",
+            "ASANA_WORKSPACE_GID": emu.workspace_gid,
+            "SLACK_API_BASE_URL": emu.slack_base_url,
+            "ASANA_API_BASE_URL": emu.asana_base_url,
+            "INITIAL_LOOKBACK_DAYS": "0.01",
+            "POWERTOOLS_METRICS_NAMESPACE": "AuditCollector",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+        }
         s3 = boto3.client("s3", endpoint_url=url)
         for provider in ("slack", "asana"):
             payload = {"provider": provider, "backfill": {"start": iso(start), "end": iso(end)}}
             result = run_child(CHILD, {**env, "BENCH_PAYLOAD": json.dumps(payload)})
             assert result["events"] == COUNTS[provider], result
-            stored = sum(o["Size"] for page in s3.get_paginator("list_objects_v2").paginate(
-                Bucket="bench-archive", Prefix=f"{provider}/") for o in page.get("Contents", []))
+            stored = sum(
+                o["Size"]
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket="bench-archive", Prefix=f"{provider}/")
+                for o in page.get("Contents", [])
+            )
             per_million = 1_000_000 / result["events"]
             cpu = result["cpu"] * per_million
             objects = result["objects"] * per_million
-            figure(f"{provider} CPU per million events", f"{cpu:.1f}", "s", f"<= {TARGET_CPU[provider]:g} s",
-                   cpu <= TARGET_CPU[provider])
+            figure(
+                f"{provider} CPU per million events",
+                f"{cpu:.1f}",
+                "s",
+                f"<= {TARGET_CPU[provider]:g} s",
+                cpu <= TARGET_CPU[provider],
+            )
             figure(f"{provider} objects per million events", f"{objects:.0f}", "", "<= 200", objects <= 200)
             figure(f"{provider} stored bytes per event", f"{stored / result['events']:.0f}", "bytes (gzip)")
-            figure(f"{provider} cost run", f"{result['events']:,} events, {result['objects']} objects, "
-                   f"{result['cpu']:.1f} s CPU, peak RSS {result['peak_rss_mb']:.0f} MB")
+            figure(
+                f"{provider} cost run",
+                f"{result['events']:,} events, {result['objects']} objects, "
+                f"{result['cpu']:.1f} s CPU, peak RSS {result['peak_rss_mb']:.0f} MB",
+            )
 
 
 if __name__ == "__main__":

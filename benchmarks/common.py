@@ -39,8 +39,10 @@ def machine() -> str:
         memory = f", {kb / 1024 / 1024:.0f} GiB"
     except (OSError, ValueError, IndexError):
         pass
-    return (f"{os.cpu_count()} cores ({cpu}){memory}, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, {datetime.now(UTC).strftime('%Y-%m-%d')}")
+    return (
+        f"{os.cpu_count()} cores ({cpu}){memory}, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, {datetime.now(UTC).strftime('%Y-%m-%d')}"
+    )
 
 
 def free_port() -> int:
@@ -64,11 +66,15 @@ def moto_server():
         s3 = boto3.client("s3", endpoint_url=url)
         s3.create_bucket(Bucket="bench-archive")
         ddb = boto3.client("dynamodb", endpoint_url=url)
-        ddb.create_table(TableName="bench-state", BillingMode="PAY_PER_REQUEST",
-                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                               {"AttributeName": "sk", "AttributeType": "S"}],
-                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                                    {"AttributeName": "sk", "KeyType": "RANGE"}])
+        ddb.create_table(
+            TableName="bench-state",
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        )
         yield url
     finally:
         server.stop()
@@ -76,8 +82,14 @@ def moto_server():
 
 def run_child(code: str, env: dict[str, str], timeout: float = 900) -> dict:
     """Run Python code in a child process; it prints one JSON line last, which is returned."""
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, cwd=ROOT, capture_output=True,
-                         text=True, timeout=timeout)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"child failed ({out.returncode}): {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
