@@ -63,6 +63,9 @@ def moto_server():
     url = f"http://127.0.0.1:{port}"
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
     try:
+        import requests
+
+        requests.post(f"{url}/moto-api/reset", timeout=10)  # servers in one process share moto's state
         s3 = boto3.client("s3", endpoint_url=url)
         s3.create_bucket(Bucket="bench-archive")
         ddb = boto3.client("dynamodb", endpoint_url=url)

@@ -247,3 +247,12 @@ def test_token_never_appears_in_debug_logs_or_repr(caplog):
     text = caplog.text + repr(c) + str(info.value) + json.dumps(info.value.response.body)
     assert "Sending GET" in caplog.text and "[redacted]" in caplog.text
     assert TOKEN not in text and "secret-value" not in text
+
+
+def test_proxies_come_from_the_environment_when_none_is_given(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert client().session.proxies["https"] == "http://127.0.0.1:3128"
+    monkeypatch.setenv("NO_PROXY", "slack.test")
+    assert "https" not in client().session.proxies  # NO_PROXY names the API host

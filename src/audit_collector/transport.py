@@ -152,7 +152,7 @@ class ApiTransport:
         self.logger = logger or logging.getLogger(type(self).__module__)
         self.retry_handlers = retry_handlers if retry_handlers is not None else default_retry_handlers()
         self.clock = clock or SystemClock()
-        self.session = session or _pooled_session()
+        self.session = session or _pooled_session(self.base_url)
         # Counted for metrics: the collector reports retries and 429s per run.
         self.stats = {"requests": 0, "retries": 0, "rate_limited": 0}
 
@@ -241,9 +241,13 @@ class ApiTransport:
         return response
 
 
-def _pooled_session() -> requests.Session:
-    """Keep-alive connections, reused across pages. requests reads proxies from the environment."""
+def _pooled_session(base_url: str) -> requests.Session:
+    """Keep-alive connections, reused across pages, with the environment's proxies (HTTPS_PROXY,
+    NO_PROXY) read once here: requests would re-read them and ~/.netrc on every request, which
+    costs more CPU than parsing a 100-event Asana page (measured)."""
     session = requests.Session()
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    session.trust_env = False
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
