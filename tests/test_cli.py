@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from moto import mock_aws
@@ -190,3 +191,36 @@ def test_tuning_options_are_checked(emu, tmp_path, monkeypatch, capsys, argv, me
     assert cli.main(collect_args(emu, "slack", tmp_path, *argv)) == 2
     assert message in capsys.readouterr().err
     assert emu.request_log == []
+
+
+def test_the_demo_runs_end_to_end_from_the_installed_command(tmp_path):
+    """What `make demo` runs (smaller): emulator, collection, backfill, check, queries; loopback only."""
+    command = Path(sys.executable).with_name("audit-collector")
+    assert command.exists(), "the console script is installed with the package"
+    out = subprocess.run(
+        [str(command), "demo", "--archive", str(tmp_path / "demo"), "--days", "2", "--users", "300"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count(": exactly once") == 2
+    assert "Who failed to log in to Slack most" in out.stdout and "(5 rows)" in out.stdout
+    assert (tmp_path / "demo" / "state.json").exists()
+    # A second demo into the same folder starts clean; a folder it did not create is refused.
+    again = subprocess.run(
+        [str(command), "demo", "--archive", str(tmp_path / "demo"), "--days", "1", "--users", "300"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert again.returncode == 0
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "precious.txt").write_text("keep")
+    refused = subprocess.run(
+        [str(command), "demo", "--archive", str(tmp_path / "mine")], capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 2 and "not a demo archive" in refused.stderr
+    assert (tmp_path / "mine" / "precious.txt").read_text() == "keep"

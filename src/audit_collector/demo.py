@@ -75,7 +75,9 @@ def run_demo(*, archive_dir: Path, days: float, users: int, seed: int, fault_rat
     archive, store = LocalArchive(archive_dir), FileStore(archive_dir / "state.json")
     # Live collection starts a day back; the days before are a backfill. Slack is not paced here:
     # the emulator has no org-wide limit to share (the Lambda paces at 48 calls a minute).
-    settings = Settings(settle_seconds=60, initial_lookback_days=1, http_timeout=10, slack_calls_per_minute=None)
+    settings = Settings(
+        settle_seconds=60, initial_lookback_days=min(1.0, days), http_timeout=10, slack_calls_per_minute=None
+    )
     backfill_spec = {"start": iso(start), "end": iso(now - 86400)}
     started = time.monotonic()
     with Emulator(faults=plan) as emu:
@@ -100,31 +102,32 @@ def run_demo(*, archive_dir: Path, days: float, users: int, seed: int, fault_rat
                 workspace_gid=emu.workspace_gid,
             )
             print_result(result)
-        print(f"\n2. Backfill of the days before ({backfill_spec['start']} .. {backfill_spec['end']}):")
-        for provider in PROVIDERS:
-            request = parse_backfill(provider, backfill_spec, now=time.time())
-            bar = ProgressBar(enabled=sys.stderr.isatty())
-            try:
-                result = run_collection(
-                    provider,
-                    tokens(emu)[provider],
-                    base_url=urls(emu)[provider],
-                    archive=archive,
-                    prefix="",
-                    store=store,
-                    settings=settings,
-                    budget_seconds=600,
-                    workspace_gid=emu.workspace_gid,
-                    backfill=request,
-                    progress=bar.update,
+        if days > 1:  # live collection covered the last day; the days before are a backfill
+            print(f"\n2. Backfill of the days before ({backfill_spec['start']} .. {backfill_spec['end']}):")
+            for provider in PROVIDERS:
+                request = parse_backfill(provider, backfill_spec, now=time.time())
+                bar = ProgressBar(enabled=sys.stderr.isatty())
+                try:
+                    result = run_collection(
+                        provider,
+                        tokens(emu)[provider],
+                        base_url=urls(emu)[provider],
+                        archive=archive,
+                        prefix="",
+                        store=store,
+                        settings=settings,
+                        budget_seconds=600,
+                        workspace_gid=emu.workspace_gid,
+                        backfill=request,
+                        progress=bar.update,
+                    )
+                finally:
+                    bar.close()
+                backfill = result.backfill or {}
+                print(
+                    f"{provider}: backfill {backfill.get('progress', 0):.0%} done in {backfill.get('slices', 1)} "
+                    f"slice(s): {result.events_written:,} events in {result.objects_written} objects"
                 )
-            finally:
-                bar.close()
-            backfill = result.backfill or {}
-            print(
-                f"{provider}: backfill {backfill.get('progress', 0):.0%} done in {backfill.get('slices', 1)} "
-                f"slice(s): {result.events_written:,} events in {result.objects_written} objects"
-            )
         injected = ", ".join(f"{n} {name}" for name, n in sorted(plan.injected.items())) or "none"
         print(f"\nFaults the collector rode out: {injected}.")
     horizon = now - settings.settle_seconds
