@@ -118,10 +118,10 @@ def test_slack_token_errors(emulator, token, code):
 
 def test_slack_feature_not_enabled():
     with (
-        Emulator(slack_tokens_without_feature=["xoxp-workspace-app"]) as emu,
+        Emulator(slack_tokens_without_feature=["xoxp-wsapp"]) as emu,
         pytest.raises(AuditLogsApiError, match="Enterprise Grid"),
     ):
-        AuditLogsClient(token="xoxp-workspace-app", base_url=emu.slack_base_url).logs()
+        AuditLogsClient(token="xoxp-wsapp", base_url=emu.slack_base_url).logs()
 
 
 def test_schemas_and_actions(emulator):

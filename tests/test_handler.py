@@ -22,7 +22,7 @@ from audit_collector.tokens import TokenError, parse_secret_value
 
 from .support import BUCKET, TABLE, FakeContext, assert_exactly_once, create_aws_resources
 
-SLACK_TOKEN = "xoxp-9999-handler-secret-token"
+SLACK_TOKEN = "fake-slack-handler-secret"
 ASANA_TOKEN = "2/1200/handler-asana-secret"
 WORKSPACE = "1200000000000001"
 
@@ -242,13 +242,13 @@ def test_a_missing_secret_fails_the_run_with_what_to_check(aws, emu):
 
 def test_a_revoked_token_fails_loudly_and_leaves_the_checkpoint_alone(aws, emu, org, logs):
     history(emu, org)
-    aws.put_secret_value(SecretId="audit/slack", SecretString="xoxp-0000-revoked-token-value")
+    aws.put_secret_value(SecretId="audit/slack", SecretString="fake-revoked-token-value")
     with pytest.raises(handler.CollectionFailed, match="invalid_authentication") as info:
         handler.lambda_handler({"provider": "slack"}, FakeContext())
     assert "auditlogs:read" in str(info.value)
     assert DynamoDBStore(TABLE).read("slack").get("checkpoint", {}) == {}
     logged = logs.getvalue()
-    assert "xoxp-0000-revoked-token-value" not in logged + str(info.value)
+    assert "fake-revoked-token-value" not in logged + str(info.value)
     assert "invalid_authentication" in logged  # the failure is logged, as JSON, with the provider
     assert any(json.loads(line).get("provider") == "slack" for line in logged.splitlines() if line.startswith("{"))
 

@@ -20,7 +20,7 @@ from audit_collector.slack import (
 )
 
 BASE = "https://slack.test/audit/v1/"
-TOKEN = "xoxp-1111-2222-secret-value"
+TOKEN = "fake-slack-secret-value"
 
 # Our own fixture, shaped like Slack's documented samples, drift included.
 ENTRY = {

@@ -51,7 +51,7 @@ class Emulator:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        slack_tokens: Iterable[str] = ("xoxp-emulator-token",),
+        slack_tokens: Iterable[str] = ("xoxp-emulator",),
         slack_tokens_without_feature: Iterable[str] = (),
         asana_tokens: Iterable[str] = ("asana-emulator-token",),
         asana_workspaces: Iterable[str] = ("1200000000000001",),
