@@ -238,3 +238,7 @@ def test_samconfig_and_outputs_name_what_users_need():
         "RunNowCommand",
     ):
         assert needed in outputs
+    backfill = outputs["BackfillCommand"]["Value"]["Sub"]
+    payload = json.loads(backfill.split("--payload '")[1].split("'")[0])
+    written = datetime(2026, 11, 22, tzinfo=UTC).timestamp()
+    assert parse_invocation(payload, ("slack",), now=written).backfill is not None
