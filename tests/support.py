@@ -14,7 +14,7 @@ import boto3
 import yaml
 
 from audit_collector.archive import ArchiveWriter, decode_object
-from audit_collector.collector import BackfillRequest, Budget, BudgetedClock, Settings, collect, make_source
+from audit_collector.collector import BackfillRequest, Budget, Settings, run_provider
 from audit_collector.emulator import Emulator
 from audit_collector.http_retry import Clock
 from audit_collector.state import CheckpointStore
@@ -184,17 +184,11 @@ def run_once(
     budget = Budget(
         clock, budget_seconds, reserve_seconds=settings.write_reserve_seconds, request_seconds=settings.http_timeout
     )
-    source = make_source(
+    return run_provider(
         provider,
         token=token or (emu.slack_token if provider == "slack" else emu.asana_token),
         base_url=emu.slack_base_url if provider == "slack" else emu.asana_base_url,
         workspace_gid=emu.workspace_gid,
-        timeout=settings.http_timeout,
-        clock=BudgetedClock(clock, budget),
-        calls_per_minute=settings.calls_per_minute(provider),
-    )
-    return collect(
-        source,
         store=store,
         archive=archive,
         prefix=prefix,
@@ -247,3 +241,16 @@ def assert_exactly_once(archive: ArchiveWriter, provider: str, expected: list[di
         f"duplicated={len(duplicated)} lost={len(lost)} extra={len(extra)} misplaced={len(misplaced)} "
         f"altered={len(altered)} (of {len(want)}): e.g. lost {sorted(lost)[:3]} dup {list(duplicated)[:3]}"
     )
+
+
+def add_history(emu: Emulator, org, provider: str, start: int, end: int, count: int, seed: int = 1) -> list[dict]:
+    """Generated events with times in [start, end) seconds, served by the emulator; returns them."""
+    from audit_collector.emulator import asana_events, slack_events
+
+    if provider == "slack":
+        events = slack_events(org, start, end, count, seed=seed)
+        emu.slack.add(events)
+    else:
+        events = asana_events(org, start * 1000, end * 1000, count, seed=seed)
+        emu.asana.add(events)
+    return events

@@ -11,13 +11,13 @@ import pytest
 from audit_collector.archive import LocalArchive
 from audit_collector.collector import BackfillRequest, Settings
 from audit_collector.collector.jobs import Job, subtract
-from audit_collector.emulator import Emulator, asana_events, slack_events
+from audit_collector.emulator import Emulator, asana_events
 from audit_collector.errors import ConfigError
 from audit_collector.http_retry import RequestPacer
 from audit_collector.invocation import parse_backfill, parse_invocation
 from audit_collector.state import FileStore
 
-from .support import FakeClock, assert_exactly_once, run_once
+from .support import FakeClock, add_history, assert_exactly_once, run_once
 
 NOW = int(datetime(2026, 11, 20, 12, tzinfo=UTC).timestamp())
 DAY = 86400
@@ -113,16 +113,6 @@ def local(tmp_path):
     return FileStore(tmp_path / "state.json"), LocalArchive(tmp_path / "archive")
 
 
-def history(emu, org, provider, start, end, count, seed=1):
-    if provider == "slack":
-        events = slack_events(org, start, end, count, seed=seed)
-        emu.slack.add(events)
-    else:
-        events = asana_events(org, start * 1000, end * 1000, count, seed=seed)
-        emu.asana.add(events)
-    return events
-
-
 SETTINGS = Settings(initial_lookback_days=2, slack_page_limit=40, asana_page_limit=25, max_object_bytes=30_000)
 
 
@@ -130,7 +120,7 @@ SETTINGS = Settings(initial_lookback_days=2, slack_page_limit=40, asana_page_lim
 def test_backfills_overlapping_live_and_each_other_archive_nothing_twice(provider, org, clock, local):
     store, archive = local
     with Emulator(clock=clock.time) as emu:
-        events = history(emu, org, provider, NOW - 10 * DAY, NOW - 600, 1500)
+        events = add_history(emu, org, provider, NOW - 10 * DAY, NOW - 600, 1500)
         first = run_once(provider, emu, store=store, archive=archive, clock=clock, settings=SETTINGS)  # live: 2 days
         assert first.complete
         # Overlaps the live range by a day, and a second backfill overlaps the first.
@@ -167,7 +157,7 @@ def time_of(provider, event):
 def test_a_backfill_before_the_first_live_run_makes_live_go_around_it(provider, org, clock, local):
     store, archive = local
     with Emulator(clock=clock.time) as emu:
-        events = history(emu, org, provider, NOW - 3 * DAY, NOW - 600, 600)
+        events = add_history(emu, org, provider, NOW - 3 * DAY, NOW - 600, 600)
         run_once(
             provider,
             emu,
@@ -203,7 +193,7 @@ def test_a_backfill_resumes_over_several_invocations_and_scheduled_runs_finish_i
         asana_backfill_slices=3,
     )
     with Emulator(clock=clock.time) as emu:
-        events = history(emu, org, provider, NOW - 6 * DAY, NOW - DAY - 600, 800)
+        events = add_history(emu, org, provider, NOW - 6 * DAY, NOW - DAY - 600, 800)
         wanted = request(provider, NOW - 6 * DAY, NOW - DAY)
         first = run_once(
             provider,

@@ -28,6 +28,7 @@ from .support import (
     CrashingStore,
     FakeClock,
     StepCounter,
+    add_history,
     archived,
     assert_exactly_once,
     create_aws_resources,
@@ -73,17 +74,6 @@ def local(tmp_path):
 def emu(clock):
     with Emulator(clock=clock.time) as emulator:
         yield emulator
-
-
-def add_history(emu: Emulator, org, provider: str, start: int, end: int, count: int, seed: int = 1) -> list[dict]:
-    """Events with times in [start, end) seconds; returns them."""
-    if provider == "slack":
-        events = slack_events(org, start, end, count, seed=seed)
-        emu.slack.add(events)
-    else:
-        events = asana_events(org, start * 1000, end * 1000, count, seed=seed)
-        emu.asana.add(events)
-    return events
 
 
 def when(provider: str, event: dict) -> float:

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import __version__
 from .archive import ArchiveWriter, LocalArchive, S3Archive, normalize_prefix
-from .collector import BackfillRequest, Budget, BudgetedClock, RunResult, Settings, collect, make_source
+from .collector import BackfillRequest, Budget, RunResult, Settings, run_provider
 from .collector.core import Progress, ProgressCallback, iso, summarize_backfills
 from .collector.jobs import LIVE, jobs_of
 from .config import ASANA_DEFAULT_BASE_URL, PROVIDERS, SLACK_DEFAULT_BASE_URL
@@ -135,18 +135,11 @@ def run_collection(
         clock, budget_seconds, reserve_seconds=settings.write_reserve_seconds, request_seconds=settings.http_timeout
     )
     default_url = SLACK_DEFAULT_BASE_URL if provider == "slack" else ASANA_DEFAULT_BASE_URL
-    source = make_source(
+    return run_provider(
         provider,
         token=token,
         base_url=base_url or default_url,
         workspace_gid=workspace_gid,
-        timeout=settings.http_timeout,
-        clock=BudgetedClock(clock, budget),
-        user_agent_suffix="(cli)",
-        calls_per_minute=settings.calls_per_minute(provider),
-    )
-    return collect(
-        source,
         store=store,
         archive=archive,
         prefix=prefix,
@@ -155,6 +148,7 @@ def run_collection(
         budget=budget,
         backfill=backfill,
         progress=progress,
+        user_agent_suffix="(cli)",
     )
 
 

@@ -13,7 +13,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from .archive import S3Archive
-from .collector import BackfillRequest, Budget, BudgetedClock, RunResult, collect, make_source
+from .collector import BackfillRequest, Budget, RunResult, run_provider
 from .config import Config
 from .errors import AuditCollectorError
 from .http_retry import Clock, SystemClock
@@ -71,17 +71,11 @@ def run(
         logger.append_keys(provider=provider)
         try:
             secret_id = config.slack_token_secret_id if provider == "slack" else config.asana_token_secret_id
-            source = make_source(
+            result = run_provider(
                 provider,
                 token=load_token(secret_id or ""),
                 base_url=config.slack_api_base_url if provider == "slack" else config.asana_api_base_url,
                 workspace_gid=config.asana_workspace_gid,
-                timeout=settings.http_timeout,
-                clock=BudgetedClock(clock, budget),
-                calls_per_minute=settings.calls_per_minute(provider),
-            )
-            result = collect(
-                source,
                 store=store,
                 archive=archive,
                 prefix=config.archive_prefix,

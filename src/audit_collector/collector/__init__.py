@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from ..archive import ArchiveWriter
 from ..asana import AsanaAuditLogClient
 from ..http_retry import Clock, RequestPacer, all_builtin_retry_handlers
 from ..slack import AuditLogsClient
+from ..state import CheckpointStore
 from .asana import AsanaSource
-from .core import BackfillRequest, Budget, BudgetedClock, Run, RunResult, Settings, Source, collect
+from .core import (
+    BackfillRequest,
+    Budget,
+    BudgetedClock,
+    ProgressCallback,
+    Run,
+    RunResult,
+    Settings,
+    Source,
+    collect,
+)
 from .slack import SlackSource
 
 __all__ = [
@@ -21,6 +33,7 @@ __all__ = [
     "Source",
     "collect",
     "make_source",
+    "run_provider",
 ]
 
 # Transient faults get several tries before a run gives up and leaves its checkpoint for the next.
@@ -63,3 +76,46 @@ def make_source(
             client_factory=lambda: AsanaAuditLogClient(**client_args()),
         )
     raise ValueError(f"unknown provider {provider!r}")
+
+
+def run_provider(
+    provider: str,
+    *,
+    token: str,
+    base_url: str,
+    store: CheckpointStore,
+    archive: ArchiveWriter,
+    prefix: str,
+    settings: Settings,
+    clock: Clock,
+    budget: Budget,
+    workspace_gid: str | None = None,
+    owner: str | None = None,
+    backfill: BackfillRequest | None = None,
+    progress: ProgressCallback | None = None,
+    user_agent_suffix: str | None = None,
+) -> RunResult:
+    """One provider's run, wired the one way the Lambda, the CLI and the tests all use: clients whose
+    retry waits answer to the run's budget, paced under the provider's rate limit."""
+    source = make_source(
+        provider,
+        token=token,
+        base_url=base_url,
+        workspace_gid=workspace_gid,
+        timeout=settings.http_timeout,
+        clock=BudgetedClock(clock, budget),
+        calls_per_minute=settings.calls_per_minute(provider),
+        user_agent_suffix=user_agent_suffix,
+    )
+    return collect(
+        source,
+        store=store,
+        archive=archive,
+        prefix=prefix,
+        settings=settings,
+        clock=clock,
+        budget=budget,
+        owner=owner,
+        backfill=backfill,
+        progress=progress,
+    )
