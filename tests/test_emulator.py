@@ -318,3 +318,43 @@ def test_seeded_random_faults_are_reproducible():
 def test_emulator_refuses_non_loopback_hosts():
     with pytest.raises(ValueError, match="loopback"):
         Emulator(host="0.0.0.0")
+
+
+def test_the_emulator_runs_from_the_command_line():
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "audit_collector.emulator",
+            "--port",
+            str(port),
+            "--days",
+            "1",
+            "--slack-events",
+            "300",
+            "--asana-events",
+            "200",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("Slack: http://127.0.0.1:") and "token xoxp-emulator" in first
+        asana_line = proc.stdout.readline()
+        assert "workspace 1200000000000001" in asana_line
+        client = AuditLogsClient(token="xoxp-emulator", base_url=f"http://127.0.0.1:{port}/audit/v1/")
+        assert sum(len(p.body["entries"]) for p in client.iter_logs(limit=1000)) == 300
+        asana_client = AsanaAuditLogClient(token="asana-emulator-token", base_url=f"http://127.0.0.1:{port}/api/1.0/")
+        assert sum(len(p.data) for p in asana_client.iter_audit_log_events("1200000000000001", limit=100)) == 200
+    finally:
+        proc.terminate()
+        proc.wait(10)
