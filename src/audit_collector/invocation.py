@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from .collector.asana import FIRST_EVENT_MS as ASANA_FIRST_EVENT_MS
+from .collector.asana import RETENTION_DAYS
 from .collector.core import BackfillRequest
+from .collector.slack import FIRST_EVENT as SLACK_FIRST_EVENT
 from .errors import ConfigError
 
 PROVIDERS = ("slack", "asana")
 SCHEDULED_EVENT_KEYS = {"version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"}
-SLACK_FIRST = datetime(2018, 3, 1, tzinfo=UTC)  # the Audit Logs API has nothing before
-ASANA_FIRST = datetime(2021, 10, 8, tzinfo=UTC)
-ASANA_RETENTION_DAYS = 90
+SLACK_FIRST = datetime.fromtimestamp(SLACK_FIRST_EVENT, UTC)  # the Audit Logs API has nothing before
+ASANA_FIRST = datetime.fromtimestamp(ASANA_FIRST_EVENT_MS / 1000, UTC)
 
 
 @dataclass(frozen=True)
@@ -89,12 +91,12 @@ def parse_backfill(provider: str, spec: Any, *, now: float) -> BackfillRequest:
     notes = []
     first = SLACK_FIRST if provider == "slack" else ASANA_FIRST
     if provider == "asana":
-        first = max(first, datetime.fromtimestamp(now - ASANA_RETENTION_DAYS * 86400, UTC).replace(microsecond=0))
+        first = max(first, datetime.fromtimestamp(now - RETENTION_DAYS * 86400, UTC).replace(microsecond=0))
     if end <= first:
         reason = (
             "nothing exists before 2018-03-01"
             if provider == "slack"
-            else (f"Asana keeps {ASANA_RETENTION_DAYS} days of events (nothing before {first.isoformat()})")
+            else (f"Asana keeps {RETENTION_DAYS} days of events (nothing before {first.isoformat()})")
         )
         raise ConfigError(f"backfill range ends before anything can be fetched: {reason}")
     if start < first:
@@ -103,7 +105,7 @@ def parse_backfill(provider: str, spec: Any, *, now: float) -> BackfillRequest:
             + (
                 "the Audit Logs API has nothing earlier"
                 if provider == "slack"
-                else f"Asana deletes events after {ASANA_RETENTION_DAYS} days"
+                else f"Asana deletes events after {RETENTION_DAYS} days"
             )
         )
         start = first
