@@ -131,9 +131,7 @@ def run_collection(
 ) -> RunResult:
     """One run, wired as the Lambda wires it, with whatever adapters the caller chose."""
     clock = SystemClock()
-    budget = Budget(
-        clock, budget_seconds, reserve_seconds=settings.write_reserve_seconds, request_seconds=settings.http_timeout
-    )
+    budget = Budget.for_run(clock, budget_seconds, settings)
     default_url = SLACK_DEFAULT_BASE_URL if provider == "slack" else ASANA_DEFAULT_BASE_URL
     return run_provider(
         provider,

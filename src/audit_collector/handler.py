@@ -58,12 +58,7 @@ def run(
     """The handler without Lambda: what tests and the CLI's ``--state dynamodb://`` mode call."""
     clock = clock or SystemClock()
     settings = config.settings()
-    budget = Budget(
-        clock,
-        remaining_seconds,
-        reserve_seconds=settings.write_reserve_seconds,
-        request_seconds=settings.http_timeout,
-    )
+    budget = Budget.for_run(clock, remaining_seconds, settings)
     store = store or DynamoDBStore(config.state_table_name)
     archive = archive or S3Archive(config.archive_bucket_name)
     results, failures = [], []

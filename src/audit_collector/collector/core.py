@@ -54,6 +54,14 @@ class Budget:
         self.reserve_seconds = reserve_seconds
         self.request_seconds = request_seconds
 
+    @classmethod
+    def for_run(cls, clock: Clock, seconds: float, settings: Settings) -> Budget:
+        """A run's budget: ``seconds`` from now, keeping back what the settings say a request and the
+        last write need."""
+        return cls(
+            clock, seconds, reserve_seconds=settings.write_reserve_seconds, request_seconds=settings.http_timeout
+        )
+
     def remaining(self) -> float:
         return self.deadline - self.clock.monotonic()
 
