@@ -47,6 +47,18 @@ class FakeClock(Clock):
         self.mono += seconds
 
 
+class SlowClock(FakeClock):
+    """Every look at the monotonic clock costs ``step`` seconds of budget: runs end part-way."""
+
+    def __init__(self, start: float = 1_800_000_000.0, step: float = 2.0) -> None:
+        super().__init__(start)
+        self.step = step
+
+    def monotonic(self) -> float:
+        self.mono += self.step
+        return self.mono
+
+
 class _CfnLoader(yaml.SafeLoader):
     """Reads CloudFormation YAML: intrinsic tags (!Ref, !Sub, …) become {"Fn": value} mappings."""
 
@@ -181,9 +193,7 @@ def run_once(
     )
     if not pace:
         settings = dataclasses.replace(settings, slack_calls_per_minute=None, asana_calls_per_minute=None)
-    budget = Budget(
-        clock, budget_seconds, reserve_seconds=settings.write_reserve_seconds, request_seconds=settings.http_timeout
-    )
+    budget = Budget.for_run(clock, budget_seconds, settings)
     return run_provider(
         provider,
         token=token or (emu.slack_token if provider == "slack" else emu.asana_token),

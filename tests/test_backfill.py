@@ -17,7 +17,7 @@ from audit_collector.http_retry import RequestPacer
 from audit_collector.invocation import parse_backfill, parse_invocation
 from audit_collector.state import FileStore
 
-from .support import FakeClock, add_history, assert_exactly_once, run_once
+from .support import FakeClock, SlowClock, add_history, assert_exactly_once, run_once
 
 NOW = int(datetime(2026, 11, 20, 12, tzinfo=UTC).timestamp())
 DAY = 86400
@@ -177,12 +177,7 @@ def test_a_backfill_before_the_first_live_run_makes_live_go_around_it(provider, 
 def test_a_backfill_resumes_over_several_invocations_and_scheduled_runs_finish_it(provider, org, local):
     store, archive = local
 
-    class SlowClock(FakeClock):
-        def monotonic(self):
-            self.mono += 1.5
-            return self.mono
-
-    clock = SlowClock(start=float(NOW))
+    clock = SlowClock(start=float(NOW), step=1.5)
     settings = Settings(
         initial_lookback_days=1,
         slack_page_limit=20,

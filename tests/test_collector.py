@@ -27,6 +27,7 @@ from .support import (
     CrashingArchive,
     CrashingStore,
     FakeClock,
+    SlowClock,
     StepCounter,
     add_history,
     archived,
@@ -44,14 +45,6 @@ NOW = int(datetime(2026, 11, 20, 12, 0, tzinfo=UTC).timestamp())
 @pytest.fixture
 def clock():
     return FakeClock(start=float(NOW))
-
-
-class SlowClock(FakeClock):
-    """Every look at the monotonic clock costs two seconds of budget: runs end part-way."""
-
-    def monotonic(self):
-        self.mono += 2
-        return self.mono
 
 
 @pytest.fixture(params=["local", "aws"])
