@@ -323,6 +323,7 @@ def _handler_for(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, like the real APIs
         server_version = "audit-emulator"
+        disable_nagle_algorithm = True  # headers and body go out at once, as from a real API
 
         def setup(self) -> None:
             super().setup()
