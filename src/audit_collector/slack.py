@@ -209,9 +209,14 @@ class AuditLogsResponse:
     url: str
     status_code: int
     headers: Mapping[str, str]
-    raw_body: str
     body: dict[str, Any]
     path: str = "logs"
+    raw: bytes = dataclasses.field(default=b"", repr=False)
+
+    @cached_property
+    def raw_body(self) -> str:
+        """The body as text, decoded only if asked for (a 9,999-event page is megabytes)."""
+        return self.raw.decode("utf-8", "replace")
 
     @cached_property
     def typed_body(self) -> LogsResponse | SchemasResponse | ActionsResponse | None:
@@ -303,7 +308,7 @@ class AuditLogsClient(ApiTransport):
         query.update({k: str(v) for k, v in (additional_query_params or {}).items() if v is not None})
         response = self.api_call(path="logs", query_params=query, headers=headers)
         entries = response.body.get("entries")
-        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        if not isinstance(entries, list) or not set(map(type, entries)) <= {dict}:
             raise AuditLogsBodyError(
                 "Slack /logs answered without an 'entries' list of objects "
                 f"(got {type(entries).__name__}); the API changed or a proxy answered",
@@ -414,20 +419,19 @@ def _logs_query(
 def _to_response(http: HttpResponse, *, path: str) -> AuditLogsResponse:
     content_type = http.header("Content-Type")
     try:
-        raw_body = http.body.decode("utf-8")
-        body = parse_json(http.body) if raw_body.strip() else {}
+        body = parse_json(http.body) if http.body.strip() else {}
     except ValueError:  # UnicodeDecodeError is one too
         body = None
-    response_args = {"url": http.url, "status_code": http.status_code, "headers": dict(http.headers)}
+    response_args = {"url": http.url, "status_code": http.status_code, "headers": dict(http.headers), "raw": http.body}
     if not isinstance(body, dict):
-        shell = AuditLogsResponse(raw_body=http.body.decode("utf-8", "replace"), body={}, path=path, **response_args)
+        shell = AuditLogsResponse(body={}, path=path, **response_args)
         raise AuditLogsBodyError(
             f"Slack /{path} answered HTTP {http.status_code} with a body that is not a JSON object "
             f"({describe_body(http.body, content_type)}); a proxy or an outage is likely",
             response=shell,
             error="non_json_body",
         )
-    response = AuditLogsResponse(raw_body=raw_body, body=body, path=path, **response_args)
+    response = AuditLogsResponse(body=body, path=path, **response_args)
     if 200 <= http.status_code < 300 and body.get("ok") is not False:
         return response
     code = body.get("error") if isinstance(body.get("error"), str) and body.get("error") else None

@@ -111,8 +111,7 @@ class SlackSource:
                 save_progress(None, 0)
                 continue
             entries = page.body["entries"]
-            for entry in entries:
-                _check_entry(entry, oldest, latest)
+            _check_entries(entries, oldest, latest)
             if not saved and (entries or page.next_cursor):
                 save_progress(None, 0)  # before any object of this window is written
             saved = True
@@ -120,6 +119,7 @@ class SlackSource:
             pages += 1
             run.page_fetched(job.id, len(entries))
             cursor = page.next_cursor
+            page = entries = None  # freed before the next page arrives: memory holds one page, not two
             if buffer and (buffer.full or cursor is None):
                 run.write(run.key(dt, window_id, part), buffer)
                 part += 1
@@ -134,8 +134,16 @@ class SlackSource:
                 return True
 
 
+def _check_entries(entries: list[dict[str, Any]], oldest: int, latest: int) -> None:
+    """Every entry must say when it happened, inside the window asked for: that decides its ``dt``.
+    Checked for the whole page at once (a call per entry was a tenth of the run's CPU)."""
+    dates = [entry.get("date_create") for entry in entries]
+    if dates and (set(map(type, dates)) != {int} or min(dates) < oldest or max(dates) > latest):
+        for entry in entries:  # find the first culprit, for the message
+            _check_entry(entry, oldest, latest)
+
+
 def _check_entry(entry: dict[str, Any], oldest: int, latest: int) -> None:
-    """An entry must say when it happened, inside the window asked for: that decides its ``dt``."""
     when = entry.get("date_create")
     if isinstance(when, bool) or not isinstance(when, int):
         raise ApiBodyError(
