@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import zlib
+from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audit_collector.archive import EMPTY_GZIP, LocalArchive, ObjectBuffer, decode_object, encode_line, object_key
+from audit_collector.archive import EMPTY_GZIP, LocalArchive, ObjectBuffer, decode_object, object_key
 from audit_collector.errors import ArchiveError
-from audit_collector.transport import parse_json
+from audit_collector.json_text import PageReader, encode_line, parse_json
 
 AWKWARD = {
     "big": 123456789012345678901234567890,  # beyond 64 bits
@@ -32,14 +35,29 @@ def test_integers_of_any_size_stay_exact(big):
     assert parsed == {"n": big, "f": 1.5} and type(parsed["n"]) is int
 
 
-def test_every_value_survives_parse_encode_decode_exactly():
-    served = json.dumps({"entries": [AWKWARD]}).encode()
-    parsed = parse_json(served)["entries"][0]
+class Key(msgspec.Struct):
+    id: Any = None
+
+
+READER = PageReader("entries", Key, fields=("next",))
+
+
+def archived(served: bytes) -> tuple[list[bytes], list[Any]]:
+    """A page as the collector archives it: the object's lines, and their values read back."""
+    page = READER.read(served)
+    assert page.events is not None
     buffer = ObjectBuffer()
-    buffer.extend([parsed])
-    (back,) = list(decode_object(buffer.finish()))
-    assert back == AWKWARD and type(back["big"]) is int and list(back["order"]) == ["z", "a"]
-    assert json.dumps(back) == json.dumps(AWKWARD)
+    buffer.extend(page.events.lines)
+    body = buffer.finish()
+    return zlib.decompress(body, 31).split(b"\n")[:-1], list(decode_object(body))
+
+
+def test_each_event_is_archived_byte_for_byte_as_served():
+    lines = [json.dumps(AWKWARD, ensure_ascii=False).encode(), b'{"id":"x","n":1E400,"esc":"\\u00e9"}']
+    served = b'{"next":null,"entries":[' + b",".join(lines) + b"]}"
+    got, values = archived(served)
+    assert got == lines  # the text itself: key order, escapes, number spelling, all as served
+    assert values[0] == AWKWARD and type(values[0]["big"]) is int and list(values[0]["order"]) == ["z", "a"]
 
 
 # Any JSON document: integers of any size, every float a double can hold, any text (lone surrogates
@@ -67,18 +85,34 @@ def test_parsing_agrees_with_the_standard_library_and_archives_every_value_exact
         assert not ensure_ascii
         return
     assert parsed == expected and json.dumps(parsed) == json.dumps(expected)  # same types, same key order
-    buffer = ObjectBuffer()
-    buffer.extend(parsed["entries"])
-    (back,) = list(decode_object(buffer.finish()))
-    assert json.dumps(back) == json.dumps(expected["entries"][0])
+    lines, (back,) = archived(served)
+    assert len(lines) == 1 and json.dumps(back) == json.dumps(expected["entries"][0])
 
 
 def test_a_lone_surrogate_escape_is_archived_not_fatal():
     served = b'{"entries":[{"id":"a","text":"broken \\ud83d emoji"},{"id":"b","text":"fine"}]}'
-    entries = parse_json(served)["entries"]
-    buffer = ObjectBuffer()
-    buffer.extend(entries)
-    assert list(decode_object(buffer.finish())) == entries
+    lines, values = archived(served)
+    assert values == parse_json(served)["entries"] and len(lines) == 2
+
+
+def test_a_pretty_printed_page_is_archived_one_event_per_line():
+    served = json.dumps({"entries": [{"id": "a", "t": "x\ny"}, {"id": "b", "n": [1, 2]}]}, indent=2).encode()
+    lines, values = archived(served)
+    assert values == json.loads(served)["entries"] and lines == [b'{"id":"a","t":"x\\ny"}', b'{"id":"b","n":[1,2]}']
+
+
+@pytest.mark.parametrize(
+    "served",
+    [b'{"entries":[{"id":"a"},5]}', b'{"entries":"many"}', b'{"next":1}', b"{}"],
+)
+def test_a_list_that_is_not_of_objects_gives_no_events(served):
+    assert READER.read(served).events is None
+
+
+@pytest.mark.parametrize("served", [b"[]", b"<html>", b'{"entries":[{"id":"\xff"}]}', b'{"entries":[{"id":1,}]}'])
+def test_a_body_that_is_not_a_json_object_is_refused(served):
+    with pytest.raises(ValueError):
+        READER.read(served)
 
 
 @pytest.mark.parametrize(
@@ -92,12 +126,12 @@ def test_non_json_constants_are_refused(body):
 def test_encoding_is_deterministic_so_rewrites_are_identical():
     def build():
         buffer = ObjectBuffer()
-        buffer.extend([AWKWARD, {"id": "x"}])
+        buffer.extend([encode_line(AWKWARD), encode_line({"id": "x"})])
         return buffer.finish()
 
     assert build() == build()
     assert list(decode_object(EMPTY_GZIP)) == []
-    assert encode_line({"a": "é"}) == '{"a":"é"}\n'.encode()
+    assert encode_line({"a": "é"}) == '{"a":"é"}'.encode()
 
 
 def test_keys_and_refusals(tmp_path):

@@ -21,6 +21,7 @@ from moto import mock_aws
 from audit_collector.archive import S3Archive
 from audit_collector.collector import Settings
 from audit_collector.emulator import Emulator, FaultPlan, asana_events, slack_events
+from audit_collector.emulator.stores import served_text
 from audit_collector.state import DynamoDBStore
 
 from .support import (
@@ -32,6 +33,7 @@ from .support import (
     FakeClock,
     StepCounter,
     archived,
+    archived_text,
     create_aws_resources,
     event_dt,
     event_id,
@@ -187,6 +189,7 @@ def safe(fn, *args, **kwargs):
 
 def verdict(archive, provider, served, horizon) -> dict:
     got = archived(archive, provider)
+    text = archived_text(archive, provider)
     counts = Counter(event_id(provider, e) for _, e in got)
     by_id = {event_id(provider, e): e for e in served}
     due = {i for i, e in by_id.items() if when(provider, e) < horizon}
@@ -196,7 +199,12 @@ def verdict(archive, provider, served, horizon) -> dict:
         "lost": len(due - set(counts)),
         "duplicated": sum(n - 1 for n in counts.values() if n > 1),
         "misplaced": sum(dt != event_dt(provider, e) for dt, e in got),
-        "altered": sum(1 for _, e in got if by_id.get(event_id(provider, e)) != e),
+        "altered": sum(  # byte for byte: the text the emulator served
+            1
+            for i, lines in text.items()
+            for line in lines
+            if i not in by_id or line != served_text(provider, by_id[i])
+        ),
     }
 
 

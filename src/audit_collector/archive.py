@@ -15,13 +15,12 @@ import json
 import os
 import tempfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from .errors import ArchiveError
+from .json_text import Line
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -30,8 +29,7 @@ if TYPE_CHECKING:
 DEFAULT_MAX_OBJECT_BYTES = 64 * 1024 * 1024  # uncompressed JSON Lines per object
 
 # Chosen by measurement (benchmarks/RESULTS.md): ISA-L's deflate at level 2 costs a ninth of zlib's
-# level 6 CPU for 24 % more bytes (optional at run time: zlib writes the same format). msgspec
-# writes a page's lines in one call, faster than json.dumps or orjson, and any integer exactly.
+# level 6 CPU for 24 % more bytes (optional at run time: zlib writes the same format).
 try:
     from isal import isal_zlib as _deflate
 
@@ -39,8 +37,6 @@ try:
 except ImportError:  # pragma: no cover - the wheel is in the Lambda package and the dev install
     _deflate = zlib
     _LEVEL = 6
-
-_encoder = msgspec.json.Encoder()
 
 
 def _compressor() -> Any:
@@ -54,23 +50,6 @@ def _gzip(data: bytes) -> bytes:
 
 # What a stale part is overwritten with when a restarted window ends with fewer parts: zero rows.
 EMPTY_GZIP = _gzip(b"")
-
-
-def encode_line(event: dict[str, Any]) -> bytes:
-    """One event, as the API returned it (every key, in order), on one line."""
-    try:
-        return _encoder.encode(event) + b"\n"
-    except UnicodeEncodeError:
-        # A lone surrogate (JSON allows the escape "\\ud800"; UTF-8 cannot hold it): escape it again.
-        return json.dumps(event, separators=(",", ":")).encode() + b"\n"
-
-
-def encode_lines(events: list[dict[str, Any]]) -> bytes:
-    """A page of events as JSON Lines, in one call (per-line calls cost a third more CPU)."""
-    try:
-        return _encoder.encode_lines(events)
-    except UnicodeEncodeError:
-        return b"".join([encode_line(event) for event in events])
 
 
 def object_key(prefix: str, provider: str, dt: str, name: str) -> str:
@@ -94,14 +73,14 @@ class ObjectBuffer:
         self.events = 0
         self.dt: str | None = None
 
-    def add(self, event: dict[str, Any]) -> None:
-        self.extend([event])
-
-    def extend(self, events: list[dict[str, Any]]) -> None:
-        """Add a page's events with one encoder and one compressor call."""
-        data = encode_lines(events)
+    def extend(self, lines: Sequence[Line]) -> None:
+        """Add events, each one line of JSON text, with one compressor call (a call per line costs a
+        third more CPU)."""
+        if not lines:
+            return
+        data = b"\n".join(lines) + b"\n"
         self.raw_bytes += len(data)
-        self.events += len(events)
+        self.events += len(lines)
         chunk = self._compressor.compress(data)
         if chunk:
             self._chunks.append(chunk)

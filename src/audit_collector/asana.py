@@ -10,14 +10,17 @@ import dataclasses
 import logging
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 from urllib.parse import quote
 
+import msgspec
 import requests
 
 from .errors import ApiBodyError, ApiError, ConfigError
 from .http_retry import Clock, HttpRequest, HttpResponse, RequestPacer, RetryHandler
-from .transport import ApiTransport, describe_body, parse_json
+from .json_text import Events, PageReader, parse_json
+from .transport import ApiTransport, describe_body
 
 DEFAULT_BASE_URL = "https://app.asana.com/api/1.0/"
 MAX_LIMIT = 100
@@ -53,14 +56,38 @@ class AsanaBodyError(AsanaApiError, ApiBodyError):
     """The body was not Asana's documented JSON."""
 
 
+class EventKey(msgspec.Struct):
+    """What the collector reads of an event; the archive keeps the event's own text."""
+
+    gid: Any = None
+    created_at: Any = None
+
+
+_EVENTS_PAGE = PageReader("data", EventKey, fields=("next_page", "errors"))
+
+
 @dataclasses.dataclass(frozen=True)
 class AuditLogEventsPage:
-    """One page: the events as returned, the offset of the next page, and the raw response."""
+    """One page: its events (each one's text as served, with its gid and created_at), the offset
+    of the next page, and the raw response. ``data`` and ``body`` are parsed on first use."""
 
-    data: list[dict[str, Any]]
+    events: Events[EventKey]
     next_offset: str | None
     response: HttpResponse
-    body: dict[str, Any]
+    parsed: dataclasses.InitVar[dict[str, Any] | None] = None
+
+    def __post_init__(self, parsed: dict[str, Any] | None) -> None:
+        if parsed is not None:
+            self.__dict__["body"] = parsed
+
+    @cached_property
+    def body(self) -> dict[str, Any]:
+        return parse_json(self.response.body)
+
+    @property
+    def data(self) -> list[dict[str, Any]]:
+        """The events as values."""
+        return self.body["data"]
 
 
 def iso_ms(ms: int) -> str:
@@ -175,7 +202,7 @@ class AsanaAuditLogClient(ApiTransport):
                 limit=limit,
                 offset=offset,
             )
-            if not page.data:
+            if not page.events:
                 return
             yield page
             if page.next_offset is None:
@@ -228,20 +255,17 @@ def _query(
 
 
 def _to_page(http: HttpResponse) -> AuditLogEventsPage:
-    content_type = http.header("Content-Type")
     try:
-        body = parse_json(http.body)
+        page = _EVENTS_PAGE.read(http.body)
     except ValueError:  # UnicodeDecodeError is one too
-        body = None
-    if not isinstance(body, dict):
         raise AsanaBodyError(
             f"Asana answered HTTP {http.status_code} with a body that is not a JSON object "
-            f"({describe_body(http.body, content_type)}); a proxy or an outage is likely",
+            f"({describe_body(http.body, http.header('Content-Type'))}); a proxy or an outage is likely",
             response=http,
             status_code=http.status_code,
-        )
+        ) from None
     if not 200 <= http.status_code < 300:
-        errors = body.get("errors")
+        errors = page.fields["errors"]
         messages = (
             [str(e.get("message")) for e in errors if isinstance(e, dict) and e.get("message")]
             if isinstance(errors, list)
@@ -255,18 +279,18 @@ def _to_page(http: HttpResponse) -> AuditLogEventsPage:
             status_code=http.status_code,
             messages=messages,
         )
-    data = body.get("data")
-    if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):
+    if page.events is None:
+        data = (page.body or parse_json(http.body)).get("data")
         raise AsanaBodyError(
             f"Asana answered without a 'data' list of objects (got {type(data).__name__})",
             response=http,
             status_code=http.status_code,
         )
-    next_page = body.get("next_page")
+    next_page = page.fields["next_page"]
     offset = next_page.get("offset") if isinstance(next_page, dict) else None
     return AuditLogEventsPage(
-        data=data,
+        events=page.events,
         next_offset=offset if isinstance(offset, str) and offset else None,
         response=http,
-        body=body,
+        parsed=page.body,
     )

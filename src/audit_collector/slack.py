@@ -16,12 +16,14 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import urljoin
 
+import msgspec
 import requests
 
 from ._models import Model
 from .errors import ApiBodyError, ApiError, ConfigError
 from .http_retry import Clock, HttpRequest, HttpResponse, RequestPacer, RetryHandler
-from .transport import ApiTransport, describe_body, parse_json
+from .json_text import Events, PageReader, parse_json
+from .transport import ApiTransport, describe_body
 
 DEFAULT_BASE_URL = "https://api.slack.com/audit/v1/"
 MAX_LIMIT = 9999
@@ -204,14 +206,37 @@ class ActionsResponse(Model):
 # --------------------------------------------------------------------------- responses and errors
 
 
+class EntryKey(msgspec.Struct):
+    """What the collector reads of an entry; the archive keeps the entry's own text."""
+
+    id: Any = None
+    date_create: Any = None
+
+
+_LOGS_PAGE = PageReader("entries", EntryKey, fields=("ok", "error", "response_metadata"))
+
+
 @dataclasses.dataclass(frozen=True)
 class AuditLogsResponse:
+    """One response. ``body`` is the whole JSON body as values, parsed on first use; the collector
+    reads ``events`` instead (/logs): each entry's text as served, with its id and date_create."""
+
     url: str
     status_code: int
     headers: Mapping[str, str]
-    body: dict[str, Any]
     path: str = "logs"
     raw: bytes = dataclasses.field(default=b"", repr=False)
+    events: Events[EntryKey] | None = dataclasses.field(default=None, repr=False)
+    next_cursor: str | None = None  # the cursor for the next page; None at the end
+    parsed: dataclasses.InitVar[dict[str, Any] | None] = None
+
+    def __post_init__(self, parsed: dict[str, Any] | None) -> None:
+        if parsed is not None:
+            self.__dict__["body"] = parsed
+
+    @cached_property
+    def body(self) -> dict[str, Any]:
+        return parse_json(self.raw) if self.raw.strip() else {}
 
     @cached_property
     def raw_body(self) -> str:
@@ -222,13 +247,6 @@ class AuditLogsResponse:
     def typed_body(self) -> LogsResponse | SchemasResponse | ActionsResponse | None:
         model = {"schemas": SchemasResponse, "actions": ActionsResponse}.get(self.path, LogsResponse)
         return model.from_dict(self.body)
-
-    @property
-    def next_cursor(self) -> str | None:
-        """The cursor for the next page, or None at the end (empty or missing metadata)."""
-        metadata = self.body.get("response_metadata")
-        cursor = metadata.get("next_cursor") if isinstance(metadata, dict) else None
-        return cursor or None
 
 
 class AuditLogsApiError(ApiError):
@@ -307,8 +325,8 @@ class AuditLogsClient(ApiTransport):
         )
         query.update({k: str(v) for k, v in (additional_query_params or {}).items() if v is not None})
         response = self.api_call(path="logs", query_params=query, headers=headers)
-        entries = response.body.get("entries")
-        if not isinstance(entries, list) or not set(map(type, entries)) <= {dict}:
+        if response.events is None:
+            entries = response.body.get("entries")
             raise AuditLogsBodyError(
                 "Slack /logs answered without an 'entries' list of objects "
                 f"(got {type(entries).__name__}); the API changed or a proxy answered",
@@ -416,25 +434,43 @@ def _logs_query(
     return query
 
 
-def _to_response(http: HttpResponse, *, path: str) -> AuditLogsResponse:
-    content_type = http.header("Content-Type")
+def _read_body(http: HttpResponse, path: str) -> tuple[dict[str, Any] | None, Events[EntryKey] | None, Any]:
+    """The body's top-level fields (None if it is not a JSON object), /logs entries, and the body
+    as values if it was parsed whole (/logs pages are not, unless msgspec refused them)."""
+    if not http.body.strip():
+        return {}, None, {}
     try:
-        body = parse_json(http.body) if http.body.strip() else {}
+        if path == "logs":
+            page = _LOGS_PAGE.read(http.body)
+            return page.fields, page.events, page.body
+        parsed = parse_json(http.body)
     except ValueError:  # UnicodeDecodeError is one too
-        body = None
+        return None, None, None
+    return (parsed, None, parsed) if isinstance(parsed, dict) else (None, None, None)
+
+
+def _to_response(http: HttpResponse, *, path: str) -> AuditLogsResponse:
+    fields, events, parsed = _read_body(http, path)
     response_args = {"url": http.url, "status_code": http.status_code, "headers": dict(http.headers), "raw": http.body}
-    if not isinstance(body, dict):
-        shell = AuditLogsResponse(body={}, path=path, **response_args)
+    if fields is None:
         raise AuditLogsBodyError(
             f"Slack /{path} answered HTTP {http.status_code} with a body that is not a JSON object "
-            f"({describe_body(http.body, content_type)}); a proxy or an outage is likely",
-            response=shell,
+            f"({describe_body(http.body, http.header('Content-Type'))}); a proxy or an outage is likely",
+            response=AuditLogsResponse(path=path, parsed={}, **response_args),
             error="non_json_body",
         )
-    response = AuditLogsResponse(body=body, path=path, **response_args)
-    if 200 <= http.status_code < 300 and body.get("ok") is not False:
+    metadata = fields.get("response_metadata")
+    cursor = metadata.get("next_cursor") if isinstance(metadata, dict) else None
+    response = AuditLogsResponse(
+        path=path,
+        events=events,
+        next_cursor=cursor if isinstance(cursor, str) and cursor else None,
+        parsed=parsed,
+        **response_args,
+    )
+    if 200 <= http.status_code < 300 and fields.get("ok") is not False:
         return response
-    code = body.get("error") if isinstance(body.get("error"), str) and body.get("error") else None
+    code = fields.get("error") if isinstance(fields.get("error"), str) and fields.get("error") else None
     code = code or f"http_{http.status_code}"
     hint = ERROR_HINTS.get(code)
     if hint is None and http.status_code >= 500:

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import logging
 import platform
 import sys
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any
 from urllib.parse import urlencode
 
-import msgspec
 import requests
 from requests.adapters import HTTPAdapter
 
@@ -71,28 +68,6 @@ def gc_paused() -> Iterator[None]:
 
 _gc_lock = threading.Lock()
 _gc_state = {"depth": 0, "was_enabled": False}
-
-
-_decoder = msgspec.json.Decoder()
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def parse_json(body: bytes) -> Any:
-    """The JSON value of a UTF-8 body, exactly (integers of any size stay integers).
-
-    msgspec reads it 1.6 times as fast as the stdlib (benchmarks/RESULTS.md); orjson would be as fast
-    but turns an integer beyond 64 bits into a float, and an archive must not alter data. What msgspec
-    refuses goes to the stdlib, which decides: it reads a lone surrogate escape and a number beyond
-    a double, refuses NaN and Infinity (not JSON), and its error names what is wrong. Raises
-    ``ValueError`` for anything that is not JSON.
-    """
-    try:
-        return _decoder.decode(body)
-    except (msgspec.DecodeError, ValueError):
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
 
 
 def describe_body(body: bytes, content_type: str | None) -> str:

@@ -19,11 +19,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..asana import AsanaApiError, AsanaAuditLogClient, iso_ms
+from ..asana import AsanaApiError, AsanaAuditLogClient, EventKey, iso_ms
 from ..errors import ApiBodyError, BudgetExhausted
+from ..json_text import Events, Line
 from .core import Run
 from .jobs import LIVE, Job, subtract, taken_by_others
 
@@ -153,28 +154,47 @@ class _WindowCollector:
                 restarts += 1  # the offset expired: resume from the position, skipping its gids
                 self.offset = self.offset_start = None
                 continue
-            run.page_fetched(self.job.id, len(page.data))
-            if not page.data:
+            events = page.events
+            run.page_fetched(self.job.id, len(events))
+            if not events:
                 return self._finish()
             skip = self.position if by_position else None  # archived before the offset expired
-            for event in page.data:
-                ms, dt = _place(event, start, end)
-                gid = event["gid"]
-                if skip is not None and ms == skip["ms"] and gid in skip["gids"]:
-                    continue
-                if self.buffer and dt != self.buffer.dt:
-                    self._flush(next_offset=None, offset_start=None)  # a page across midnight: split it
-                self.buffer.dt = dt
-                self.buffer.add(event)
-                if self.position is not None and self.position["ms"] == ms:
-                    self.position = {**self.position, "gids": [*self.position["gids"], gid]}
-                else:
-                    self.position = {"created_at": event["created_at"], "ms": ms, "gids": [gid]}
+            self._add_page(events, start, end, skip)
             self.offset, self.offset_start = page.next_offset, query_start if page.next_offset else None
             if page.next_offset is None:
                 return self._finish()
             if self.buffer.full:
                 self._flush(next_offset=self.offset, offset_start=self.offset_start)
+
+    def _add_page(self, events: Events[EventKey], start: int, end: int, skip: dict[str, Any] | None) -> None:
+        """Add a page's events to the buffer, a run of same-date events at a time (a page across
+        midnight writes the first date's object before it goes on), moving the position with them."""
+        batch: list[Line] = []
+        placed: list[tuple[int, str, str]] = []  # (ms, gid, created_at) of the batch's events
+        batch_dt = None
+        places = [_place(key, start, end) for key in events.keys]  # all checked before any is added
+        for line, key, (ms, dt) in zip(events.lines, events.keys, places, strict=True):
+            if skip is not None and ms == skip["ms"] and key.gid in skip["gids"]:
+                continue
+            if dt != batch_dt and batch:
+                self._add_batch(batch_dt, batch, placed)
+                batch, placed = [], []
+            batch_dt = dt
+            batch.append(line)
+            placed.append((ms, key.gid, key.created_at))
+        if batch:
+            self._add_batch(batch_dt, batch, placed)
+
+    def _add_batch(self, dt: str, lines: list[Line], placed: list[tuple[int, str, str]]) -> None:
+        if self.buffer and dt != self.buffer.dt:
+            self._flush(next_offset=None, offset_start=None)  # the checkpoint then holds the position only
+        self.buffer.dt = dt
+        self.buffer.extend(lines)
+        last_ms, _, created_at = placed[-1]
+        gids = [gid for ms, gid, _ in placed if ms == last_ms]
+        if self.position is not None and self.position["ms"] == last_ms:
+            gids = [*self.position["gids"], *gids]
+        self.position = {"created_at": created_at, "ms": last_ms, "gids": gids}
 
     def _write(self) -> None:
         """Write the buffer as the next part, the window having been saved first."""
@@ -211,21 +231,26 @@ class _WindowCollector:
         return True
 
 
-def _place(event: dict[str, Any], start: int, end: int) -> tuple[int, str]:
+def _place(key: EventKey, start: int, end: int) -> tuple[int, str]:
     """The event's millisecond and UTC date; refuses events that cannot be placed or positioned."""
-    gid, created_at = event.get("gid"), event.get("created_at")
+    gid, created_at = key.gid, key.created_at
     if not isinstance(gid, str) or not gid:
         raise ApiBodyError(f"Asana event without a string gid (created_at {created_at!r}); cannot track it")
     try:
-        when = datetime.fromisoformat(str(created_at).replace("Z", "+00:00"))
-    except ValueError:
+        when = datetime.fromisoformat(created_at)
+    except (TypeError, ValueError):
         raise ApiBodyError(f"Asana event {gid} has an unreadable created_at {created_at!r}") from None
     if when.tzinfo is None:
         raise ApiBodyError(f"Asana event {gid} has a created_at without a time zone: {created_at!r}")
-    ms = int(when.timestamp() * 1000)
+    ms = (when - _EPOCH) // _MILLISECOND
     if not start <= ms < end:
         raise ApiBodyError(
             f"Asana event {gid} has created_at {created_at}, outside the window asked for; "
             "refusing to archive it under the wrong date"
         )
-    return ms, when.astimezone(UTC).strftime("%Y-%m-%d")
+    return ms, (when if when.utcoffset() == _ZERO else when.astimezone(UTC)).date().isoformat()
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+_ZERO = timedelta(0)

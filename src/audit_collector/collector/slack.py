@@ -10,11 +10,12 @@ next cursor and part index. Only a finished window moves the job's watermark to 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..archive import EMPTY_GZIP
 from ..errors import ApiBodyError, BudgetExhausted
-from ..slack import AuditLogsApiError, AuditLogsClient
+from ..slack import AuditLogsApiError, AuditLogsClient, EntryKey
 from .core import Run, end_of_utc_day, utc_date
 from .jobs import LIVE, Job, subtract, taken_by_others
 
@@ -110,16 +111,16 @@ class SlackSource:
                 cursor, part, pages, buffer = None, 0, 0, run.new_buffer()
                 save_progress(None, 0)
                 continue
-            entries = page.body["entries"]
-            _check_entries(entries, oldest, latest)
-            if not saved and (entries or page.next_cursor):
+            events = page.events
+            _check_entries(events.keys, oldest, latest)
+            if not saved and (events or page.next_cursor):
                 save_progress(None, 0)  # before any object of this window is written
             saved = True
-            buffer.extend(entries)
+            buffer.extend(events.lines)
             pages += 1
-            run.page_fetched(job.id, len(entries))
+            run.page_fetched(job.id, len(events))
             cursor = page.next_cursor
-            page = entries = None  # freed before the next page arrives: memory holds one page, not two
+            page = events = None  # freed before the next page arrives: memory holds one page, not two
             if buffer and (buffer.full or cursor is None):
                 run.write(run.key(dt, window_id, part), buffer)
                 part += 1
@@ -134,23 +135,21 @@ class SlackSource:
                 return True
 
 
-def _check_entries(entries: list[dict[str, Any]], oldest: int, latest: int) -> None:
+def _check_entries(keys: Sequence[EntryKey], oldest: int, latest: int) -> None:
     """Every entry must say when it happened, inside the window asked for: that decides its ``dt``.
     Checked for the whole page at once (a call per entry was a tenth of the run's CPU)."""
-    dates = [entry.get("date_create") for entry in entries]
+    dates = [key.date_create for key in keys]
     if dates and (set(map(type, dates)) != {int} or min(dates) < oldest or max(dates) > latest):
-        for entry in entries:  # find the first culprit, for the message
-            _check_entry(entry, oldest, latest)
+        for key in keys:  # find the first culprit, for the message
+            _check_entry(key, oldest, latest)
 
 
-def _check_entry(entry: dict[str, Any], oldest: int, latest: int) -> None:
-    when = entry.get("date_create")
+def _check_entry(key: EntryKey, oldest: int, latest: int) -> None:
+    when = key.date_create
     if isinstance(when, bool) or not isinstance(when, int):
-        raise ApiBodyError(
-            f"Slack entry {entry.get('id')!r} has no integer date_create ({when!r}); cannot place it by date"
-        )
+        raise ApiBodyError(f"Slack entry {key.id!r} has no integer date_create ({when!r}); cannot place it by date")
     if not oldest <= when <= latest:
         raise ApiBodyError(
-            f"Slack entry {entry.get('id')!r} has date_create {when}, outside the window "
+            f"Slack entry {key.id!r} has date_create {when}, outside the window "
             f"[{oldest}, {latest}] that was asked for; refusing to archive it under the wrong date"
         )

@@ -46,6 +46,14 @@ def _filter_hash(filters: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(filters, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def served_text(api: str, event: dict[str, Any]) -> bytes:
+    """An event's JSON text as the API writes it. Slack escapes every "/" as "\\/" (PHP's
+    json_encode), so an archive that wrote events again, rather than keeping the served text,
+    would show here."""
+    text = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+    return (text.replace("/", "\\/") if api == "slack" else text).encode()
+
+
 class _SortedLog:
     """Items kept sorted by key; added in batches so a million events load in seconds."""
 
@@ -83,7 +91,7 @@ class SlackLog(_SortedLog):
                 actor = ((entry.get("actor") or {}).get("user") or {}).get("id")
                 item = _Stored(
                     key=(int(entry["date_create"]), str(entry.get("id"))),
-                    raw=json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode(),
+                    raw=served_text("slack", entry),
                     visible_at=visible_at if visible_at is not None else entry["date_create"] + lag,
                     attrs=(
                         entry.get("action"),
@@ -185,7 +193,7 @@ class AsanaLog(_SortedLog):
                 actor = event.get("actor") or {}
                 item = _Stored(
                     key=(ms, str(event["gid"])),
-                    raw=json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode(),
+                    raw=served_text("asana", event),
                     visible_at=visible_at if visible_at is not None else ms / 1000 + lag,
                     attrs=(
                         event.get("event_type"),
