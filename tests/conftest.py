@@ -19,6 +19,17 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "AuditCollector")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "audit-collector")
 
 
+@pytest.fixture(autouse=True)
+def fresh_aws_adapters():
+    """Each test gets its own Lambda container: AWS clients cached by one (under one moto mock)
+    never serve another."""
+    from audit_collector import handler
+
+    handler.aws_adapters.cache_clear()
+    yield
+    handler.aws_adapters.cache_clear()
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

@@ -120,6 +120,20 @@ def test_a_provider_payload_runs_that_provider_only(aws, emu, org, provider):
     assert emu.calls("asana" if provider == "slack" else "slack") == 0
 
 
+def test_a_warm_invocation_creates_no_aws_client(aws, emu, org, monkeypatch):
+    import boto3
+
+    history(emu, org)
+    created = []
+    real_client = boto3.client
+    monkeypatch.setattr(boto3, "client", lambda *a, **k: created.append(a[0] if a else k) or real_client(*a, **k))
+    handler.lambda_handler({"provider": "slack"}, FakeContext())
+    assert {"s3", "dynamodb"} <= set(created)  # the cold invocation made them
+    created.clear()
+    out = handler.lambda_handler({"provider": "asana"}, FakeContext())
+    assert out["results"][0]["events_written"] == 150 and created == []
+
+
 def handler_events_dir():
     from .support import ROOT
 
