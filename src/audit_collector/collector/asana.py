@@ -17,7 +17,7 @@ together under Asana's per-token limit.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -168,33 +168,39 @@ class _WindowCollector:
 
     def _add_page(self, events: Events[EventKey], start: int, end: int, skip: dict[str, Any] | None) -> None:
         """Add a page's events to the buffer, a run of same-date events at a time (a page across
-        midnight writes the first date's object before it goes on), moving the position with them."""
-        batch: list[Line] = []
-        placed: list[tuple[int, str, str]] = []  # (ms, gid, created_at) of the batch's events
-        batch_dt = None
-        places = [_place(key, start, end) for key in events.keys]  # all checked before any is added
-        for line, key, (ms, dt) in zip(events.lines, events.keys, places, strict=True):
+        midnight writes the first date's object before it goes on), moving the position with them.
+        Every event is checked before any is added."""
+        places = [_place(key, start, end) for key in events.keys]
+        if skip is None and len({dt for _, dt in places}) == 1:  # the usual page: one date, nothing to skip
+            self._add_batch(places[0][1], events.lines, events.keys, places)
+            return
+        batch: tuple[list[Line], list[EventKey], list[tuple[int, str]]] = ([], [], [])
+        for line, key, place in zip(events.lines, events.keys, places, strict=True):
+            ms, dt = place
             if skip is not None and ms == skip["ms"] and key.gid in skip["gids"]:
-                continue
-            if dt != batch_dt and batch:
-                self._add_batch(batch_dt, batch, placed)
-                batch, placed = [], []
-            batch_dt = dt
-            batch.append(line)
-            placed.append((ms, key.gid, key.created_at))
-        if batch:
-            self._add_batch(batch_dt, batch, placed)
+                continue  # archived before the offset expired
+            if batch[0] and dt != batch[2][-1][1]:
+                self._add_batch(batch[2][-1][1], *batch)
+                batch = ([], [], [])
+            batch[0].append(line)
+            batch[1].append(key)
+            batch[2].append(place)
+        if batch[0]:
+            self._add_batch(batch[2][-1][1], *batch)
 
-    def _add_batch(self, dt: str, lines: list[Line], placed: list[tuple[int, str, str]]) -> None:
+    def _add_batch(
+        self, dt: str, lines: Sequence[Line], keys: Sequence[EventKey], places: Sequence[tuple[int, str]]
+    ) -> None:
+        """Add same-date events; the position moves to the last of them."""
         if self.buffer and dt != self.buffer.dt:
             self._flush(next_offset=None, offset_start=None)  # the checkpoint then holds the position only
         self.buffer.dt = dt
         self.buffer.extend(lines)
-        last_ms, _, created_at = placed[-1]
-        gids = [gid for ms, gid, _ in placed if ms == last_ms]
+        last_ms = places[-1][0]
+        gids = [key.gid for key, (ms, _) in zip(keys, places, strict=True) if ms == last_ms]
         if self.position is not None and self.position["ms"] == last_ms:
             gids = [*self.position["gids"], *gids]
-        self.position = {"created_at": created_at, "ms": last_ms, "gids": gids}
+        self.position = {"created_at": keys[-1].created_at, "ms": last_ms, "gids": gids}
 
     def _write(self) -> None:
         """Write the buffer as the next part, the window having been saved first."""
@@ -240,17 +246,18 @@ def _place(key: EventKey, start: int, end: int) -> tuple[int, str]:
         when = datetime.fromisoformat(created_at)
     except (TypeError, ValueError):
         raise ApiBodyError(f"Asana event {gid} has an unreadable created_at {created_at!r}") from None
-    if when.tzinfo is None:
-        raise ApiBodyError(f"Asana event {gid} has a created_at without a time zone: {created_at!r}")
+    if when.tzinfo is not UTC:
+        if when.tzinfo is None:
+            raise ApiBodyError(f"Asana event {gid} has a created_at without a time zone: {created_at!r}")
+        when = when.astimezone(UTC)
     ms = (when - _EPOCH) // _MILLISECOND
     if not start <= ms < end:
         raise ApiBodyError(
             f"Asana event {gid} has created_at {created_at}, outside the window asked for; "
             "refusing to archive it under the wrong date"
         )
-    return ms, (when if when.utcoffset() == _ZERO else when.astimezone(UTC)).date().isoformat()
+    return ms, when.date().isoformat()
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
-_ZERO = timedelta(0)
