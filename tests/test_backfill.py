@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import time
 from datetime import UTC, datetime
@@ -302,3 +303,16 @@ def test_the_pacer_is_shared_by_threads():
     stamps.sort()
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert len(stamps) == 12 and min(gaps) > 0.07  # never two at once, whatever the threads do
+
+
+@pytest.mark.parametrize(("provider", "published"), [("slack", 50), ("asana", 1500)])
+def test_no_minute_of_default_pacing_exceeds_the_published_limit(provider, published, clock):
+    """Whatever the burst, the busiest 60 seconds of a paced run stay within the API's limit."""
+    settings = Settings()
+    pacer = RequestPacer(settings.calls_per_minute(provider), burst=settings.pacing_burst(provider))
+    starts = []
+    for _ in range(3 * published):
+        pacer.wait(clock)
+        starts.append(clock.monotonic())
+    busiest = max(bisect.bisect_left(starts, t + 60) - i for i, t in enumerate(starts))
+    assert published * 0.95 <= busiest <= published

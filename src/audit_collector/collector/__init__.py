@@ -50,9 +50,10 @@ def make_source(
     workspace_gid: str | None = None,
     user_agent_suffix: str | None = None,
     calls_per_minute: float | None = None,
+    pacing_burst: int = 1,
 ) -> Source:
     """The strategy for ``provider``: clients that retry every transient fault and share one pacer."""
-    pacer = RequestPacer(calls_per_minute) if calls_per_minute else None
+    pacer = RequestPacer(calls_per_minute, burst=pacing_burst) if calls_per_minute else None
 
     def client_args() -> dict:
         return {
@@ -105,6 +106,7 @@ def run_provider(
         timeout=settings.http_timeout,
         clock=BudgetedClock(clock, budget),
         calls_per_minute=settings.calls_per_minute(provider),
+        pacing_burst=settings.pacing_burst(provider),
         user_agent_suffix=user_agent_suffix,
     )
     return collect(

@@ -39,10 +39,18 @@ class Settings:
     # Pace just under them: proactive spacing costs nothing, every 429 costs a round trip and a wait.
     slack_calls_per_minute: float | None = 48.0  # None: no pacing (tests that control time)
     asana_calls_per_minute: float | None = 1480.0
+    # Asana counts calls per minute: 20 a minute under its limit, a run may start with 20 at once
+    # and no minute ever holds more than 1,500. Slack's limit is shared by every app of the org:
+    # no burst there.
+    slack_pacing_burst: int = 1
+    asana_pacing_burst: int = 20
     asana_backfill_slices: int = 8  # Asana backfills fetch this many time slices at once
 
     def calls_per_minute(self, provider: str) -> float | None:
         return self.slack_calls_per_minute if provider == "slack" else self.asana_calls_per_minute
+
+    def pacing_burst(self, provider: str) -> int:
+        return self.slack_pacing_burst if provider == "slack" else self.asana_pacing_burst
 
 
 class Budget:
