@@ -234,6 +234,7 @@ def test_concurrent_asana_slices_under_the_emulators_rate_limit(org, tmp_path):
         initial_lookback_days=0.01,
         asana_page_limit=20,
         asana_calls_per_minute=1100,
+        asana_pacing_burst=2,  # the emulator below lets 2 through at once
         max_object_bytes=50_000,
         asana_backfill_slices=8,
     )

@@ -221,7 +221,7 @@ class ApiTransport:
             body = b"".join(raw.iter_content(1 << 20))
         response = HttpResponse(
             status_code=raw.status_code,
-            headers={k.lower(): v for k, v in raw.headers.items()},
+            headers=dict(raw.headers.lower_items()),
             body=body,
             url=raw.url,
         )
