@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 
@@ -256,3 +257,19 @@ def test_proxies_come_from_the_environment_when_none_is_given(monkeypatch):
     assert client().session.proxies["https"] == "http://127.0.0.1:3128"
     monkeypatch.setenv("NO_PROXY", "slack.test")
     assert "https" not in client().session.proxies  # NO_PROXY names the API host
+
+
+@responses.activate
+def test_pages_are_asked_for_compressed_and_read_back_byte_for_byte():
+    served = json.dumps(ENTRY, separators=(",", ":")).replace("/", "\\/").encode()
+    body = b'{"ok":true,"entries":[' + served + b"]}"
+    responses.get(
+        BASE + "logs",
+        body=gzip.compress(body),
+        headers={"Content-Encoding": "gzip"},
+        content_type="application/json",
+    )
+    page = client().logs()
+    assert "gzip" in responses.calls[0].request.headers["Accept-Encoding"]
+    assert [bytes(line) for line in page.events.lines] == [served]  # escaped slashes and all
+    assert page.events.keys[0].date_create == ENTRY["date_create"] and page.body["entries"] == [ENTRY]
