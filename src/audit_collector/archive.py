@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 # Athena and S3 charge per object: make objects large, but bounded so memory stays bounded too.
 DEFAULT_MAX_OBJECT_BYTES = 64 * 1024 * 1024  # uncompressed JSON Lines per object
 
-# Chosen by measurement (benchmarks/RESULTS.md): ISA-L's deflate at level 2 costs a ninth of zlib's
-# level 6 CPU for 24 % more bytes (optional at run time: zlib writes the same format).
+# Chosen by measurement (benchmarks/bench_libraries.py): ISA-L's deflate at level 2 costs a tenth of
+# zlib's level 6 CPU for a quarter to a third more bytes (optional at run time: zlib writes the same
+# format).
 try:
     from isal import isal_zlib as _deflate
 
