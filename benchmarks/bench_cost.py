@@ -3,7 +3,8 @@
 The handler runs a backfill in a child process (so its CPU is measured alone) against the emulator
 with no latency, writing to a moto_server on loopback via AWS_ENDPOINT_URL. Start-up is taken off:
 the child first makes one live invocation, as a warm Lambda container has (imports, AWS clients,
-the token), then the measured backfill invocation.
+the token), then the measured backfill invocation. CPU is the best of two such children (each with
+its own state table and archive prefix): a busy machine only ever adds time.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import json
 import time
 
 import boto3
-from common import figure, iso, moto_server, run_child
+from common import create_state_table, figure, iso, moto_server, run_child
 
 from audit_collector.emulator import Emulator, asana_events, make_org, slack_events
 
 DAY = 86400
 COUNTS = {"slack": 300_000, "asana": 100_000}
 TARGET_CPU = {"slack": 10.0, "asana": 25.0}
+TRIALS = 2
 
 CHILD = """
 import json, os, time
@@ -63,15 +65,25 @@ def main() -> None:
             "POWERTOOLS_LOG_LEVEL": "WARNING",
         }
         s3 = boto3.client("s3", endpoint_url=url)
+        for trial in range(1, TRIALS):
+            create_state_table(url, f"bench-state-{trial}")
         for provider in ("slack", "asana"):
             payload = {"provider": provider, "backfill": {"start": iso(start), "end": iso(end)}}
-            result = run_child(CHILD, {**env, "BENCH_PAYLOAD": json.dumps(payload)})
-            assert result["events"] == COUNTS[provider], result
+            trials = []
+            for trial in range(TRIALS):
+                table = "bench-state" if trial == 0 else f"bench-state-{trial}"
+                child_env = {**env, "STATE_TABLE_NAME": table, "ARCHIVE_PREFIX": f"trial{trial}"}
+                trials.append(run_child(CHILD, {**child_env, "BENCH_PAYLOAD": json.dumps(payload)}))
+                assert trials[-1]["events"] == COUNTS[provider], trials[-1]
+            result = min(trials, key=lambda r: r["cpu"])
             stored = sum(
                 o["Size"]
-                for page in s3.get_paginator("list_objects_v2").paginate(Bucket="bench-archive", Prefix=f"{provider}/")
+                for page in s3.get_paginator("list_objects_v2").paginate(
+                    Bucket="bench-archive", Prefix=f"trial0/{provider}/"
+                )
                 for o in page.get("Contents", [])
             )
+            cpus = ", ".join(f"{r['cpu']:.1f}" for r in trials)
             per_million = 1_000_000 / result["events"]
             cpu = result["cpu"] * per_million
             objects = result["objects"] * per_million
@@ -87,7 +99,8 @@ def main() -> None:
             figure(
                 f"{provider} cost run",
                 f"{result['events']:,} events, {result['objects']} objects, "
-                f"{result['cpu']:.1f} s CPU, peak RSS {result['peak_rss_mb']:.0f} MB",
+                f"{result['cpu']:.1f} s CPU (best of {TRIALS}: {cpus}), "
+                f"peak RSS {result['peak_rss_mb']:.0f} MB",
             )
 
 

@@ -68,19 +68,22 @@ def moto_server():
         requests.post(f"{url}/moto-api/reset", timeout=10)  # servers in one process share moto's state
         s3 = boto3.client("s3", endpoint_url=url)
         s3.create_bucket(Bucket="bench-archive")
-        ddb = boto3.client("dynamodb", endpoint_url=url)
-        ddb.create_table(
-            TableName="bench-state",
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        )
+        create_state_table(url, "bench-state")
         yield url
     finally:
         server.stop()
+
+
+def create_state_table(url: str, name: str) -> None:
+    """A state table shaped like template.yaml's, in the moto_server at ``url``."""
+    import boto3
+
+    boto3.client("dynamodb", endpoint_url=url).create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in ("pk", "sk")],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+    )
 
 
 def run_child(code: str, env: dict[str, str], timeout: float = 900) -> dict:

@@ -5,16 +5,21 @@ Every test ends the same way: the archive holds each expected event exactly once
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime
 
 import boto3
 import pytest
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 from moto import mock_aws
 
 from audit_collector.archive import LocalArchive, S3Archive, decode_object
-from audit_collector.asana import iso_ms
+from audit_collector.asana import EventKey, iso_ms
 from audit_collector.collector import Settings
+from audit_collector.collector.asana import _one_plain_day, _place
 from audit_collector.emulator import Emulator, FaultPlan, asana_events, slack_events
 from audit_collector.errors import ApiBodyError
 from audit_collector.slack import AuditLogsApiError
@@ -445,3 +450,35 @@ def test_faults_everywhere_still_exactly_once(org, local):
         assert sum(emu.faults.injected.values()) > 20
     assert_exactly_once(archive, "slack", slack)
     assert_exactly_once(archive, "asana", asana)
+
+
+# A page's created_at values: Asana's format, other spellings of an instant, and junk.
+DAY_MS = 86_400_000
+CREATED_AT = st.one_of(
+    st.integers(NOW * 1000 - 2 * DAY_MS, NOW * 1000).map(iso_ms),
+    st.integers(NOW * 1000 - 2 * DAY_MS, NOW * 1000).map(lambda ms: iso_ms(ms).replace("Z", "+00:00")),
+    st.sampled_from(["2026-11-19T25:00:00.000Z", "2026-11-19T10:00:00Z", "", "yesterday", None, 1795000000]),
+)
+KEYS = st.lists(
+    st.builds(EventKey, gid=st.sampled_from(["1", "2", "3", "", None, 7]), created_at=CREATED_AT), min_size=1
+)
+
+
+@examples(max_examples=300, deadline=None)
+@given(keys=KEYS, window=st.sampled_from([(0, NOW * 1000 + DAY_MS), (NOW * 1000 - DAY_MS, NOW * 1000 - 3_600_000)]))
+def test_the_one_date_shortcut_agrees_with_placing_each_event(keys, window):
+    """A page taken whole must be one every event of which ``_place`` accepts, all on that date."""
+    start, end = window
+    try:
+        dates = {_place(key, start, end)[1] for key in keys}
+    except ApiBodyError:
+        dates = None
+    shortcut = _one_plain_day(keys, start, end)
+    if shortcut is not None:
+        assert dates == {shortcut}
+    in_asanas_format = all(
+        isinstance(k.created_at, str) and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", k.created_at)
+        for k in keys
+    )
+    if dates is not None and len(dates) == 1 and in_asanas_format:
+        assert shortcut == next(iter(dates))  # and it takes every such page

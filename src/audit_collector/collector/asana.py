@@ -16,6 +16,7 @@ together under Asana's per-token limit.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -170,37 +171,39 @@ class _WindowCollector:
         """Add a page's events to the buffer, a run of same-date events at a time (a page across
         midnight writes the first date's object before it goes on), moving the position with them.
         Every event is checked before any is added."""
-        places = [_place(key, start, end) for key in events.keys]
-        if skip is None and len({dt for _, dt in places}) == 1:  # the usual page: one date, nothing to skip
-            self._add_batch(places[0][1], events.lines, events.keys, places)
+        keys = events.keys
+        dt = _one_plain_day(keys, start, end) if skip is None else None
+        if dt is not None:  # the usual page: nothing to parse event by event, nothing to skip
+            last = keys[-1]
+            gids = [key.gid for key in keys if key.created_at == last.created_at]
+            self._add_batch(dt, events.lines, last, _place(last, start, end)[0], gids)
             return
-        batch: tuple[list[Line], list[EventKey], list[tuple[int, str]]] = ([], [], [])
-        for line, key, place in zip(events.lines, events.keys, places, strict=True):
-            ms, dt = place
-            if skip is not None and ms == skip["ms"] and key.gid in skip["gids"]:
+        places = [_place(key, start, end) for key in keys]
+        batch: list[int] = []  # indices of same-date events not yet added
+        for i, (ms, dt) in enumerate(places):
+            if skip is not None and ms == skip["ms"] and keys[i].gid in skip["gids"]:
                 continue  # archived before the offset expired
-            if batch[0] and dt != batch[2][-1][1]:
-                self._add_batch(batch[2][-1][1], *batch)
-                batch = ([], [], [])
-            batch[0].append(line)
-            batch[1].append(key)
-            batch[2].append(place)
-        if batch[0]:
-            self._add_batch(batch[2][-1][1], *batch)
+            if batch and dt != places[batch[-1]][1]:
+                self._add_indices(events, places, batch)
+                batch = []
+            batch.append(i)
+        if batch:
+            self._add_indices(events, places, batch)
 
-    def _add_batch(
-        self, dt: str, lines: Sequence[Line], keys: Sequence[EventKey], places: Sequence[tuple[int, str]]
-    ) -> None:
-        """Add same-date events; the position moves to the last of them."""
+    def _add_indices(self, events: Events[EventKey], places: list[tuple[int, str]], batch: list[int]) -> None:
+        last_ms, dt = places[batch[-1]]
+        gids = [events.keys[i].gid for i in batch if places[i][0] == last_ms]
+        self._add_batch(dt, [events.lines[i] for i in batch], events.keys[batch[-1]], last_ms, gids)
+
+    def _add_batch(self, dt: str, lines: Sequence[Line], last: EventKey, last_ms: int, gids: list[str]) -> None:
+        """Add same-date events; the position moves to the last of them (``gids``: those at its instant)."""
         if self.buffer and dt != self.buffer.dt:
             self._flush(next_offset=None, offset_start=None)  # the checkpoint then holds the position only
         self.buffer.dt = dt
         self.buffer.extend(lines)
-        last_ms = places[-1][0]
-        gids = [key.gid for key, (ms, _) in zip(keys, places, strict=True) if ms == last_ms]
         if self.position is not None and self.position["ms"] == last_ms:
             gids = [*self.position["gids"], *gids]
-        self.position = {"created_at": keys[-1].created_at, "ms": last_ms, "gids": gids}
+        self.position = {"created_at": last.created_at, "ms": last_ms, "gids": gids}
 
     def _write(self) -> None:
         """Write the buffer as the next part, the window having been saved first."""
@@ -235,6 +238,29 @@ class _WindowCollector:
         self.job.watermark, self.job.window = self.window["end"], None
         self.run.save_job(self.job)
         return True
+
+
+# Asana's own created_at format. Strings in it sort as their instants do, so a page of them can be
+# checked with string comparisons: no per-event parsing.
+_PLAIN_TIME = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3}Z"
+_PLAIN_TIMES = re.compile(f"(?:{_PLAIN_TIME}\n)*{_PLAIN_TIME}")
+
+
+def _one_plain_day(keys: Sequence[EventKey], start: int, end: int) -> str | None:
+    """The UTC date every event of a page shares, when each has a string gid and a created_at in
+    Asana's format inside ``[start, end)``; None for any other page (``_place`` then checks each)."""
+    created = [key.created_at for key in keys]
+    if not created or not all(isinstance(c, str) for c in created):
+        return None
+    if not _PLAIN_TIMES.fullmatch("\n".join(created)):
+        return None
+    first, last = min(created), max(created)
+    if first[:10] != last[:10] or not iso_ms(start) <= first or not last < iso_ms(end):
+        return None
+    gids = [key.gid for key in keys]
+    if set(map(type, gids)) != {str} or not all(gids):
+        return None
+    return first[:10]
 
 
 def _place(key: EventKey, start: int, end: int) -> tuple[int, str]:
