@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import socket
 from datetime import UTC, datetime
 
@@ -17,6 +18,7 @@ from audit_collector.archive import S3Archive
 from audit_collector.config import ENVIRONMENT_VARIABLES, Config
 from audit_collector.emulator import Emulator, asana_events, slack_events
 from audit_collector.errors import ConfigError
+from audit_collector.http_retry import SystemClock
 from audit_collector.state import DynamoDBStore
 from audit_collector.tokens import TokenError, parse_secret_value
 
@@ -195,12 +197,40 @@ def test_a_disabled_provider_is_rejected_with_what_to_set(env, monkeypatch):
         ("HTTP_TIMEOUT_SECONDS", "1e9", "HTTP_TIMEOUT_SECONDS"),
         ("SLACK_API_BASE_URL", "ftp://x", "SLACK_API_BASE_URL"),
         ("ASANA_WORKSPACE_GID", "", "both"),
+        ("SLACK_CALLS_PER_MINUTE", "60", "SLACK_CALLS_PER_MINUTE must be from 1 to 48"),  # over Slack's limit
+        ("ASANA_CALLS_PER_MINUTE", "fast", "ASANA_CALLS_PER_MINUTE"),
+        ("ASANA_CALLS_PER_MINUTE", "0", "ASANA_CALLS_PER_MINUTE"),
     ],
 )
 def test_bad_configuration_names_the_variable(env, monkeypatch, name, value, message):
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=message):
         handler.lambda_handler({"provider": "slack"}, FakeContext())
+
+
+class SleepRecorder(SystemClock):
+    """Real time, except that sleeps are recorded and skipped (a virtual monotonic clock moves)."""
+
+    def __init__(self, sleeps: list[float]) -> None:
+        self.sleeps, self.skipped = sleeps, 0.0
+
+    def monotonic(self) -> float:
+        return super().monotonic() + self.skipped
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.skipped += seconds
+
+
+def test_a_lower_pace_is_honoured(aws, emu, org, monkeypatch):
+    """An org whose Slack limit is shared with other apps paces this collector lower."""
+    history(emu, org)
+    monkeypatch.setenv("SLACK_CALLS_PER_MINUTE", "12")
+    assert Config.from_env(os.environ).settings().calls_per_minute("slack") == 12
+    sleeps = []
+    monkeypatch.setattr(handler, "SystemClock", lambda: SleepRecorder(sleeps))
+    handler.lambda_handler({"provider": "slack"}, FakeContext())
+    assert sleeps and min(sleeps) > 4  # ~5 s between calls, not 1.25 s
 
 
 def test_no_provider_enabled(monkeypatch):

@@ -31,6 +31,9 @@ ENVIRONMENT_VARIABLES: dict[str, str | None] = {
     "SETTLE_SECONDS": "120",
     "INITIAL_LOOKBACK_DAYS": "7",
     "HTTP_TIMEOUT_SECONDS": "30",
+    # Lower these when other apps use the same limit (Slack's is shared by every app of the org).
+    "SLACK_CALLS_PER_MINUTE": str(Settings.slack_calls_per_minute),
+    "ASANA_CALLS_PER_MINUTE": str(Settings.asana_calls_per_minute),
 }
 
 
@@ -47,6 +50,8 @@ class Config:
     settle_seconds: int
     initial_lookback_days: float
     http_timeout_seconds: float
+    slack_calls_per_minute: float
+    asana_calls_per_minute: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -76,6 +81,13 @@ class Config:
             settle_seconds=int(_number(get("SETTLE_SECONDS"), "SETTLE_SECONDS", 0, 86400, integer=True)),
             initial_lookback_days=_number(get("INITIAL_LOOKBACK_DAYS"), "INITIAL_LOOKBACK_DAYS", 0.001, 3650),
             http_timeout_seconds=_number(get("HTTP_TIMEOUT_SECONDS"), "HTTP_TIMEOUT_SECONDS", 1, 300),
+            # At most the default pace: just under the published limit, which a run must not exceed.
+            slack_calls_per_minute=_number(
+                get("SLACK_CALLS_PER_MINUTE"), "SLACK_CALLS_PER_MINUTE", 1, Settings.slack_calls_per_minute
+            ),
+            asana_calls_per_minute=_number(
+                get("ASANA_CALLS_PER_MINUTE"), "ASANA_CALLS_PER_MINUTE", 1, Settings.asana_calls_per_minute
+            ),
         )
         if not config.enabled_providers:
             raise ConfigError(
@@ -93,6 +105,8 @@ class Config:
             settle_seconds=self.settle_seconds,
             initial_lookback_days=self.initial_lookback_days,
             http_timeout=self.http_timeout_seconds,
+            slack_calls_per_minute=self.slack_calls_per_minute,
+            asana_calls_per_minute=self.asana_calls_per_minute,
         )
 
 
