@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import email.utils
+import gc
 import random
 import socket
+import weakref
 
 import pytest
 import requests
@@ -29,7 +31,7 @@ from audit_collector.http_retry import (
     default_retry_handlers,
 )
 from audit_collector.slack import AuditLogsApiError, AuditLogsClient
-from audit_collector.transport import translate_transport_error
+from audit_collector.transport import gc_paused, translate_transport_error
 
 BASE = "https://slack.test/audit/v1/"
 REQUEST = HttpRequest(method="GET", url=BASE + "logs")
@@ -251,3 +253,19 @@ def test_refused_wait_stops_the_loop(clock):
     with pytest.raises(TimeoutError, match="refused a wait"):
         client.logs()
     assert len(responses.calls) == 1
+
+
+def test_the_gc_pause_nests_and_frees_the_cycles_a_run_left():
+    class Node:
+        pass
+
+    assert gc.isenabled()
+    with gc_paused():
+        with gc_paused():
+            node = Node()
+            node.me = node  # a cycle: only the cyclic GC can free it
+            alive = weakref.ref(node)
+            del node
+        assert not gc.isenabled()  # the outer pause still holds
+        assert alive() is not None
+    assert gc.isenabled() and alive() is None
