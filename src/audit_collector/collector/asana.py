@@ -27,7 +27,7 @@ from ..asana import AsanaApiError, AsanaAuditLogClient, EventKey, iso_ms
 from ..errors import ApiBodyError, BudgetExhausted
 from ..json_text import Events, Line
 from .core import Run
-from .jobs import LIVE, Job, subtract, taken_by_others
+from .jobs import Job
 
 RETENTION_DAYS = 90  # Asana deletes older events
 FIRST_EVENT_MS = int(datetime(2021, 10, 8, tzinfo=UTC).timestamp() * 1000)  # nothing exists before
@@ -95,9 +95,7 @@ class AsanaSource:
 
     def _plan(self, run: Run, job: Job) -> dict[str, Any] | None:
         """The job's next window ``[start, end)``, or None when it is caught up (or done)."""
-        if job.id == LIVE and not job.ranges:  # the first live run: from the lookback on, around backfills
-            job.ranges = subtract([[self.live_origin(run), None]], taken_by_others(run.document, LIVE))
-        gap = job.next_gap(job.watermark)
+        gap = run.next_gap(job, self)
         if gap is None:
             return None
         start, gap_end = gap

@@ -196,6 +196,14 @@ class Run:
     def job(self, job_id: str) -> Job:
         return jobs_of(self.document).get(job_id) or Job(job_id)
 
+    def next_gap(self, job: Job, source: Source) -> tuple[int, int | None] | None:
+        """The job's first stretch still to collect, or None when it is caught up (or done). On its
+        very first run the live job first takes everything from the source's live origin on that no
+        backfill owns."""
+        if job.id == LIVE and not job.ranges:
+            job.ranges = subtract([[source.live_origin(self), None]], taken_by_others(self.document, LIVE))
+        return job.next_gap(job.watermark)
+
     def save_job(self, *jobs: Job) -> None:
         """Second half of the rule: the job's checkpoint (several jobs at once: one atomic claim)."""
         with self._lock:

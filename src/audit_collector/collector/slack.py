@@ -17,7 +17,7 @@ from ..archive import EMPTY_GZIP
 from ..errors import ApiBodyError, BudgetExhausted
 from ..slack import AuditLogsApiError, AuditLogsClient, EntryKey
 from .core import Run, end_of_utc_day, utc_date
-from .jobs import LIVE, Job, subtract, taken_by_others
+from .jobs import Job
 
 FIRST_EVENT = 1519862400  # 2018-03-01: nothing exists before
 
@@ -48,9 +48,7 @@ class SlackSource:
 
     def _plan(self, run: Run, job: Job) -> dict[str, Any] | None:
         """The job's next window, or None when it is caught up (or done)."""
-        if job.id == LIVE and not job.ranges:  # the first live run: from the lookback on, around backfills
-            job.ranges = subtract([[self.live_origin(run), None]], taken_by_others(run.document, LIVE))
-        gap = job.next_gap(job.watermark)
+        gap = run.next_gap(job, self)
         if gap is None:
             return None
         oldest, gap_end = gap
