@@ -97,8 +97,8 @@ def run(
 @functools.cache
 def aws_adapters(table_name: str, bucket_name: str) -> tuple[DynamoDBStore, S3Archive]:
     """The state table and the archive bucket, kept for the container's life: warm invocations
-    reuse their boto3 clients, which cost ~0.1 s of CPU each to create. (The clients are created
-    on first use, so a malformed payload still touches no AWS.)"""
+    reuse their boto3 clients instead of building them again, each loading its service's model.
+    (The clients are created on first use, so a malformed payload still touches no AWS.)"""
     return DynamoDBStore(table_name), S3Archive(bucket_name)
 
 

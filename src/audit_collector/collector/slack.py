@@ -135,7 +135,7 @@ class SlackSource:
 
 def _check_entries(keys: Sequence[EntryKey], oldest: int, latest: int) -> None:
     """Every entry must say when it happened, inside the window asked for: that decides its ``dt``.
-    Checked for the whole page at once (a call per entry was a tenth of the run's CPU)."""
+    Checked for the whole page at once (a call per entry costs more than the check)."""
     dates = [key.date_create for key in keys]
     if dates and (set(map(type, dates)) != {int} or min(dates) < oldest or max(dates) > latest):
         for key in keys:  # find the first culprit, for the message
