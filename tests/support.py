@@ -14,12 +14,14 @@ from typing import Any
 import boto3
 import yaml
 
+from audit_collector import providers
 from audit_collector.archive import ArchiveWriter, decode_object
-from audit_collector.collector import BackfillRequest, Budget, Settings, run_provider
+from audit_collector.collector import BackfillRequest, Budget, Settings
 from audit_collector.emulator import Emulator
 from audit_collector.emulator.stores import served_text
 from audit_collector.http_retry import Clock
 from audit_collector.state import CheckpointStore
+from audit_collector.wiring import collect_provider
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "audit-archive-test"
@@ -191,16 +193,20 @@ def run_once(
 
     Pacing is off unless asked for: these tests move a fake clock themselves."""
     settings = settings or Settings(
-        settle_seconds=120, initial_lookback_days=2, slack_page_limit=50, asana_page_limit=20, max_object_bytes=40_000
+        settle_seconds=120,
+        initial_lookback_days=2,
+        page_limit=50 if provider == "slack" else 20,
+        max_object_bytes=40_000,
     )
     if not pace:
-        settings = dataclasses.replace(settings, slack_calls_per_minute=None, asana_calls_per_minute=None)
+        settings = dataclasses.replace(settings, paced=False)
     budget = Budget.for_run(clock, budget_seconds, settings)
-    return run_provider(
-        provider,
-        token=token or (emu.slack_token if provider == "slack" else emu.asana_token),
-        base_url=emu.slack_base_url if provider == "slack" else emu.asana_base_url,
-        workspace_gid=emu.workspace_gid,
+    api = emu.api(provider)
+    return collect_provider(
+        providers.get(provider),
+        token=token or api.token,
+        base_url=api.base_url,
+        options=api.options,
         store=store,
         archive=archive,
         prefix=prefix,

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from audit_collector import providers
 from audit_collector.archive import LocalArchive
 from audit_collector.collector import BackfillRequest, Settings
 from audit_collector.collector.jobs import Job, subtract
@@ -29,7 +30,7 @@ def iso(seconds: float) -> str:
 
 
 def request(provider: str, start: float, end: float) -> BackfillRequest:
-    return parse_backfill(provider, {"start": iso(start), "end": iso(end)}, now=NOW)
+    return parse_backfill(providers.get(provider), {"start": iso(start), "end": iso(end)}, now=NOW)
 
 
 # ------------------------------------------------------------------ validation
@@ -54,26 +55,26 @@ def request(provider: str, start: float, end: float) -> BackfillRequest:
 )
 def test_bad_slack_ranges_are_refused(spec, message):
     with pytest.raises(ConfigError, match=message):
-        parse_backfill("slack", spec, now=NOW)
+        parse_backfill(providers.get("slack"), spec, now=NOW)
 
 
 def test_slack_start_before_the_api_existed_is_clamped_and_said():
-    got = parse_backfill("slack", {"start": "2017-06-01T00:00:00Z", "end": "2018-04-01T00:00:00Z"}, now=NOW)
+    got = parse_backfill(providers.get("slack"), {"start": "2017-06-01T00:00:00Z", "end": "2018-04-01T00:00:00Z"}, now=NOW)
     assert got.start == int(datetime(2018, 3, 1, tzinfo=UTC).timestamp())
     assert "clamped" in got.notes[0] and "2018-03-01" in got.notes[0]
 
 
 def test_asana_start_older_than_90_days_is_clamped_and_a_range_entirely_older_refused():
-    got = parse_backfill("asana", {"start": iso(NOW - 120 * DAY), "end": iso(NOW - DAY)}, now=NOW)
+    got = parse_backfill(providers.get("asana"), {"start": iso(NOW - 120 * DAY), "end": iso(NOW - DAY)}, now=NOW)
     assert got.start == (NOW - 90 * DAY) * 1000 and "90 days" in got.notes[0]
     with pytest.raises(ConfigError, match="90 days"):
-        parse_backfill("asana", {"start": iso(NOW - 200 * DAY), "end": iso(NOW - 100 * DAY)}, now=NOW)
+        parse_backfill(providers.get("asana"), {"start": iso(NOW - 200 * DAY), "end": iso(NOW - 100 * DAY)}, now=NOW)
 
 
 def test_units_are_the_providers_and_fractions_round_outwards():
-    got = parse_backfill("slack", {"start": "2026-10-01T00:00:00.5Z", "end": "2026-10-01T00:00:09.5Z"}, now=NOW)
+    got = parse_backfill(providers.get("slack"), {"start": "2026-10-01T00:00:00.5Z", "end": "2026-10-01T00:00:09.5Z"}, now=NOW)
     assert got.end - got.start == 10
-    got = parse_backfill("asana", {"start": "2026-11-01T00:00:00Z", "end": "2026-11-01T00:00:01Z"}, now=NOW)
+    got = parse_backfill(providers.get("asana"), {"start": "2026-11-01T00:00:00Z", "end": "2026-11-01T00:00:01Z"}, now=NOW)
     assert got.end - got.start == 1000
 
 
@@ -114,7 +115,7 @@ def local(tmp_path):
     return FileStore(tmp_path / "state.json"), LocalArchive(tmp_path / "archive")
 
 
-SETTINGS = Settings(initial_lookback_days=2, slack_page_limit=40, asana_page_limit=25, max_object_bytes=30_000)
+SETTINGS = Settings(initial_lookback_days=2, page_limit=25, max_object_bytes=30_000)
 
 
 @pytest.mark.parametrize("provider", ["slack", "asana"])
@@ -181,12 +182,11 @@ def test_a_backfill_resumes_over_several_invocations_and_scheduled_runs_finish_i
     clock = SlowClock(start=float(NOW), step=1.5)
     settings = Settings(
         initial_lookback_days=1,
-        slack_page_limit=20,
-        asana_page_limit=20,
+        page_limit=20,
         max_object_bytes=8000,
         write_reserve_seconds=5,
         http_timeout=5,
-        asana_backfill_slices=3,
+        backfill_slices=3,
     )
     with Emulator(clock=clock.time) as emu:
         events = add_history(emu, org, provider, NOW - 6 * DAY, NOW - DAY - 600, 800)
@@ -232,16 +232,16 @@ def test_concurrent_asana_slices_under_the_emulators_rate_limit(org, tmp_path):
     now = time.time()
     settings = Settings(
         initial_lookback_days=0.01,
-        asana_page_limit=20,
-        asana_calls_per_minute=1100,
-        asana_pacing_burst=2,  # the emulator below lets 2 through at once
+        page_limit=20,
+        calls_per_minute=1100,
+        pacing_burst=2,  # the emulator below lets 2 through at once
         max_object_bytes=50_000,
-        asana_backfill_slices=8,
+        backfill_slices=8,
     )
     with Emulator(asana_calls_per_minute=1200, rate_limit_burst=2, latency=0.03) as emu:
         events = asana_events(org, int((now - 5 * DAY) * 1000), int((now - DAY) * 1000), 2400, seed=61)
         emu.asana.add(events)
-        wanted = parse_backfill("asana", {"start": iso(now - 5 * DAY), "end": iso(now - DAY)}, now=now)
+        wanted = parse_backfill(providers.get("asana"), {"start": iso(now - 5 * DAY), "end": iso(now - DAY)}, now=now)
         started = time.monotonic()
         result = run_once(
             "asana",
@@ -309,8 +309,9 @@ def test_the_pacer_is_shared_by_threads():
 @pytest.mark.parametrize(("provider", "published"), [("slack", 50), ("asana", 1500)])
 def test_no_minute_of_default_pacing_exceeds_the_published_limit(provider, published, clock):
     """Whatever the burst, the busiest 60 seconds of a paced run stay within the API's limit."""
-    settings = Settings()
-    pacer = RequestPacer(settings.calls_per_minute(provider), burst=settings.pacing_burst(provider))
+    descriptor = providers.get(provider)
+    assert descriptor.rate_limit_per_minute == published
+    pacer = RequestPacer(descriptor.calls_per_minute, burst=descriptor.pacing_burst)
     starts = []
     for _ in range(3 * published):
         pacer.wait(clock)

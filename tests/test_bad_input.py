@@ -134,7 +134,7 @@ def test_a_huge_page_beyond_the_limit_is_archived_whole(tmp_path):
             store=store,
             archive=archive,
             clock=clock,
-            settings=Settings(initial_lookback_days=1, slack_page_limit=9999),
+            settings=Settings(initial_lookback_days=1, page_limit=9999),
         )
     assert result.complete and result.events_written == 25_000
     assert len(list(archive.keys())) == 1 and len(archived(archive, "slack")) == 25_000

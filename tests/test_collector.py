@@ -19,9 +19,9 @@ from moto import mock_aws
 from audit_collector.archive import LocalArchive, S3Archive, decode_object
 from audit_collector.asana import EventKey, iso_ms
 from audit_collector.collector import Settings
-from audit_collector.collector.asana import _one_plain_day, _place
 from audit_collector.emulator import Emulator, FaultPlan, asana_events, slack_events
 from audit_collector.errors import ApiBodyError
+from audit_collector.providers.asana.source import _one_plain_day, _place
 from audit_collector.slack import AuditLogsApiError
 from audit_collector.state import DynamoDBStore, FileStore
 
@@ -133,7 +133,7 @@ def test_midnight_and_same_second_bursts_at_page_and_window_edges(provider, emu,
     (emu.slack if provider == "slack" else emu.asana).add(events)
     events.append(template)
     settings = Settings(
-        settle_seconds=120, initial_lookback_days=2, slack_page_limit=3, asana_page_limit=4, max_object_bytes=3000
+        settle_seconds=120, initial_lookback_days=2, page_limit=3 if provider == "slack" else 4, max_object_bytes=3000
     )
     assert run_once(provider, emu, store=store, archive=archive, clock=clock, settings=settings).complete
     horizon = NOW - 120  # Slack's latest is inclusive, Asana's end exclusive
@@ -161,7 +161,7 @@ def test_slack_windows_never_cross_midnight(emu, org, clock, local):
 def test_objects_hold_several_pages_and_respect_the_size_bound(provider, emu, org, clock, local):
     store, archive = local
     add_history(emu, org, provider, NOW - 86400, NOW - 3600, 1000)
-    settings = Settings(initial_lookback_days=2, slack_page_limit=20, asana_page_limit=20, max_object_bytes=60_000)
+    settings = Settings(initial_lookback_days=2, page_limit=20, max_object_bytes=60_000)
     result = run_once(provider, emu, store=store, archive=archive, clock=clock, settings=settings)
     assert result.pages > 2 * result.objects_written  # several pages per object
     for key in archive.keys(provider):
@@ -175,7 +175,7 @@ def test_objects_hold_several_pages_and_respect_the_size_bound(provider, emu, or
 @pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize("after_write", [True, False], ids=["crash-after-put", "crash-before-put"])
 def test_a_crash_at_any_step_then_a_rerun_archives_everything_exactly_once(provider, after_write, org, tmp_path):
-    settings = Settings(initial_lookback_days=2, slack_page_limit=15, asana_page_limit=15, max_object_bytes=8000)
+    settings = Settings(initial_lookback_days=2, page_limit=15, max_object_bytes=8000)
     clock = FakeClock(start=float(NOW))
     with Emulator(clock=clock.time) as emu:
         events = add_history(emu, org, provider, NOW - 2 * 86400 + 600, NOW - 600, 150)
@@ -213,7 +213,7 @@ def test_rejected_cursor_or_offset_mid_window(provider, emu, org, clock, adapter
     events = add_history(emu, org, provider, NOW - 86400, NOW - 3600, 400)
     fault = "invalid_cursor" if provider == "slack" else "expired_offset"
     emu.faults.script(provider, fault)
-    settings = Settings(initial_lookback_days=2, slack_page_limit=25, asana_page_limit=25, max_object_bytes=20_000)
+    settings = Settings(initial_lookback_days=2, page_limit=25, max_object_bytes=20_000)
     result = run_once(provider, emu, store=store, archive=archive, clock=clock, settings=settings)
     assert result.complete and emu.faults.injected[fault] == 1
     assert_exactly_once(archive, provider, events)
@@ -227,12 +227,12 @@ def test_restarted_slack_window_blanks_parts_it_no_longer_writes(emu, org, local
     emu.clock = clock.time
     events = add_history(emu, org, "slack", NOW - 86400 + 600, NOW - 3600, 300)
     small = Settings(
-        initial_lookback_days=1, slack_page_limit=10, max_object_bytes=3000, write_reserve_seconds=5, http_timeout=5
+        initial_lookback_days=1, page_limit=10, max_object_bytes=3000, write_reserve_seconds=5, http_timeout=5
     )
     first = run_once("slack", emu, store=store, archive=archive, clock=clock, settings=small, budget_seconds=60)
     assert not first.complete and first.objects_written >= 3
     emu.faults.script("slack", "invalid_cursor")
-    big = Settings(initial_lookback_days=1, slack_page_limit=10, max_object_bytes=10**8)
+    big = Settings(initial_lookback_days=1, page_limit=10, max_object_bytes=10**8)
     assert run_once("slack", emu, store=store, archive=archive, clock=clock, settings=big).complete
     assert emu.faults.injected["invalid_cursor"] == 1
     assert_exactly_once(archive, "slack", events)
@@ -248,8 +248,7 @@ def test_a_run_cut_short_by_its_budget_resumes_exactly_once(provider, emu, org, 
     events = add_history(emu, org, provider, NOW - 2 * 86400 + 600, NOW - 600, 400)
     settings = Settings(
         initial_lookback_days=2,
-        slack_page_limit=10,
-        asana_page_limit=10,
+        page_limit=10,
         max_object_bytes=5000,
         write_reserve_seconds=5,
         http_timeout=5,
@@ -280,7 +279,7 @@ def test_a_retry_wait_past_the_budget_stops_cleanly(provider, emu, org, clock, l
         return "rate_limit" if calls["n"] == 3 else original(api, has_position=has_position)
 
     emu.faults.draw = draw
-    settings = Settings(initial_lookback_days=2, slack_page_limit=20, asana_page_limit=20, max_object_bytes=6000)
+    settings = Settings(initial_lookback_days=2, page_limit=20, max_object_bytes=6000)
     first = run_once(provider, emu, store=store, archive=archive, clock=clock, settings=settings, budget_seconds=100)
     assert not first.complete and first.objects_written >= 1
     assert clock.sleeps == []  # refused the wait rather than sleeping past the deadline
@@ -364,7 +363,7 @@ def test_bad_token_fails_and_leaves_the_checkpoint_untouched(provider, emu, org,
 def test_persistent_server_errors_fail_after_retries_and_resume_later(provider, emu, org, clock, local):
     store, archive = local
     events = add_history(emu, org, provider, NOW - 86400, NOW - 3600, 300)
-    settings = Settings(initial_lookback_days=2, slack_page_limit=20, asana_page_limit=20, max_object_bytes=6000)
+    settings = Settings(initial_lookback_days=2, page_limit=20, max_object_bytes=6000)
     calls = {"n": 0}
     original = emu.faults.draw
 
@@ -406,7 +405,7 @@ def test_slack_invalid_cursor_forever_gives_up_with_the_slack_error(emu, org, cl
     store, archive = local
     add_history(emu, org, "slack", NOW - 86400, NOW - 3600, 300)
     emu.faults.script("slack", *["invalid_cursor"] * 10)
-    settings = Settings(initial_lookback_days=2, slack_page_limit=20, max_object_bytes=10**9)
+    settings = Settings(initial_lookback_days=2, page_limit=20, max_object_bytes=10**9)
     with pytest.raises(AuditLogsApiError, match="invalid_cursor"):
         run_once("slack", emu, store=store, archive=archive, clock=clock, settings=settings)
 
@@ -439,7 +438,7 @@ def test_faults_everywhere_still_exactly_once(org, local):
     with Emulator(clock=clock.time, faults=FaultPlan(11, rates, retry_after="1")) as emu:
         slack = add_history(emu, org, "slack", NOW - 2 * 86400 + 600, NOW - 600, 800, seed=3)
         asana = add_history(emu, org, "asana", NOW - 2 * 86400 + 600, NOW - 600, 800, seed=4)
-        settings = Settings(initial_lookback_days=2, slack_page_limit=30, asana_page_limit=30, max_object_bytes=20_000)
+        settings = Settings(initial_lookback_days=2, page_limit=30, max_object_bytes=20_000)
         for provider in PROVIDERS:
             for _ in range(10):
                 try:

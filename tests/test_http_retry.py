@@ -12,6 +12,7 @@ import pytest
 import requests
 import responses
 
+from audit_collector.collector.gc import gc_paused
 from audit_collector.http_retry import (
     BackoffRetryIntervalCalculator,
     ConnectionErrorRetryHandler,
@@ -31,7 +32,7 @@ from audit_collector.http_retry import (
     default_retry_handlers,
 )
 from audit_collector.slack import AuditLogsApiError, AuditLogsClient
-from audit_collector.transport import gc_paused, translate_transport_error
+from audit_collector.transport import translate_transport_error
 
 BASE = "https://slack.test/audit/v1/"
 REQUEST = HttpRequest(method="GET", url=BASE + "logs")

@@ -9,6 +9,7 @@ in botocore; runs that die right after an archive write or at random steps; over
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 from collections import Counter
@@ -67,6 +68,9 @@ class AwsFaults:
             raise ClientError({"Error": {"Code": "InternalError", "Message": "injected"}}, model.name)
 
 
+PAGE_LIMITS = {"slack": 400, "asana": 100}
+
+
 @pytest.mark.slow
 def test_soak_every_settled_event_exactly_once(org, capsys):
     rng = random.Random(2026)
@@ -74,11 +78,9 @@ def test_soak_every_settled_event_exactly_once(org, capsys):
     settings = Settings(
         initial_lookback_days=3,
         settle_seconds=60,
-        slack_page_limit=400,
-        asana_page_limit=100,
         max_object_bytes=150_000,
         http_timeout=0.5,
-        asana_backfill_slices=4,
+        backfill_slices=4,
     )
     served = {"slack": [], "asana": []}
     runs, outcomes = 0, Counter()
@@ -105,12 +107,14 @@ def test_soak_every_settled_event_exactly_once(org, capsys):
             clock.advance(300)
             for provider in ("slack", "asana"):
                 runs += 1
-                outcomes[chaos_run(provider, emu, store, archive, clock, settings, rng)] += 1
+                tuned = dataclasses.replace(settings, page_limit=PAGE_LIMITS[provider])
+                outcomes[chaos_run(provider, emu, store, archive, clock, tuned, rng)] += 1
         aws_faults.on = False
         emu.faults.rates = {}
         for provider in ("slack", "asana"):  # quiet runs until everything settled is archived
             for _ in range(20):
-                if run_once(provider, emu, store=store, archive=archive, clock=clock, settings=settings).complete:
+                tuned = dataclasses.replace(settings, page_limit=PAGE_LIMITS[provider])
+                if run_once(provider, emu, store=store, archive=archive, clock=clock, settings=tuned).complete:
                     break
         horizon = clock.time() - settings.settle_seconds
         report = {provider: verdict(archive, provider, served[provider], horizon) for provider in served}

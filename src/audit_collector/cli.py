@@ -6,23 +6,20 @@ Exit codes: 0 done, 1 failed, 2 bad usage, 3 stopped early with work left.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from . import __version__
+from . import __version__, providers
 from .archive import ArchiveWriter, LocalArchive, S3Archive, normalize_prefix
-from .collector import BackfillRequest, Budget, RunResult, Settings, run_provider
-from .collector.core import Progress, ProgressCallback, iso, summarize_backfills
-from .collector.jobs import LIVE, jobs_of
-from .config import ASANA_DEFAULT_BASE_URL, PROVIDERS, SLACK_DEFAULT_BASE_URL
+from .collector import BackfillRequest, Budget, RunResult, Settings
+from .console import ProgressBar, print_result, print_status, write_rows
+from .descriptor import Descriptor
 from .errors import AuditCollectorError, ConfigError
 from .http_retry import SystemClock
 from .state import CheckpointStore, DynamoDBStore, FileStore
+from .wiring import collect_provider
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 
@@ -56,196 +53,96 @@ def open_state(spec: str | None, archive_spec: str) -> CheckpointStore:
     return FileStore(spec)
 
 
-def resolve_token(args: argparse.Namespace) -> str:
-    """From --secret-id (Secrets Manager), --token-env NAME, or SLACK_TOKEN / ASANA_TOKEN."""
+def resolve_token(args: argparse.Namespace, descriptor: Descriptor) -> str:
+    """From --secret-id (Secrets Manager), --token-env NAME, or the provider's ``{NAME}_TOKEN``."""
     if args.secret_id:
         from .tokens import load_token
 
         return load_token(args.secret_id)
-    name = args.token_env or f"{args.provider.upper()}_TOKEN"
+    name = args.token_env or descriptor.token_env
     token = os.environ.get(name, "").strip()
     if not token:
-        raise ConfigError(f"no {args.provider} token: set {name}, or pass --token-env NAME or --secret-id ID")
+        raise ConfigError(f"no {descriptor.name} token: set {name}, or pass --token-env NAME or --secret-id ID")
     return token
 
 
-# --------------------------------------------------------------------------- commands
+def provider_options(args: argparse.Namespace, descriptor: Descriptor) -> dict[str, str]:
+    """The provider's own options, from their flags (which default to their environment variables)."""
+    options = {o.name: getattr(args, o.name, None) for o in descriptor.options}
+    missing = [o for o in descriptor.options if o.required and not options.get(o.name)]
+    if missing:
+        raise ConfigError("; ".join(f"{o.flag} is required for {descriptor.name} (or set {o.env})" for o in missing))
+    return {k: v for k, v in options.items() if v}
 
 
-def collect_settings(args: argparse.Namespace) -> Settings:
-    largest = 9999 if args.provider == "slack" else 100
-    if args.page_limit is not None and not 1 <= args.page_limit <= largest:
-        raise ConfigError(f"--page-limit for {args.provider} must be from 1 to {largest}")
+def collect_settings(args: argparse.Namespace, descriptor: Descriptor) -> Settings:
+    if args.page_limit is not None and not 1 <= args.page_limit <= descriptor.largest_page:
+        raise ConfigError(f"--page-limit for {descriptor.name} must be from 1 to {descriptor.largest_page}")
     if not 0.01 <= args.max_object_mb <= 1024:
         raise ConfigError("--max-object-mb must be from 0.01 to 1024")
-    if args.provider == "asana" and not args.workspace_gid:
-        raise ConfigError("--workspace-gid is required for asana (or set ASANA_WORKSPACE_GID)")
-    tuning = {f"{args.provider}_page_limit": args.page_limit} if args.page_limit else {}
-    if args.calls_per_minute is not None:
-        tuning[f"{args.provider}_calls_per_minute"] = args.calls_per_minute or None
-    if getattr(args, "slices", None):
-        tuning["asana_backfill_slices"] = args.slices
+    slices = getattr(args, "slices", None)
+    if slices is not None and not 1 <= slices <= 64:
+        raise ConfigError("--slices must be from 1 to 64")
     return Settings(
         settle_seconds=args.settle_seconds,
         initial_lookback_days=args.lookback_days,
         http_timeout=args.timeout,
         max_object_bytes=int(args.max_object_mb * 1024 * 1024),
-        **tuning,
+        page_limit=args.page_limit,
+        calls_per_minute=args.calls_per_minute or None,
+        paced=args.calls_per_minute != 0,
+        backfill_slices=slices,
     )
 
 
-def cmd_collect(args: argparse.Namespace) -> int:
+# --------------------------------------------------------------------------- commands
+
+
+def run_once(
+    args: argparse.Namespace, backfill: BackfillRequest | None = None, bar: ProgressBar | None = None
+) -> RunResult:
+    """One run, wired as the Lambda wires it, with the adapters the flags chose."""
+    descriptor = providers.get(args.provider)
     archive, prefix = open_archive(args.archive)
     store = open_state(args.state, args.archive)
-    settings = collect_settings(args)
-    result = run_collection(
-        args.provider,
-        resolve_token(args),
-        base_url=args.api_base_url,
-        archive=archive,
-        prefix=prefix,
-        store=store,
-        settings=settings,
-        budget_seconds=args.budget_seconds,
-        workspace_gid=args.workspace_gid,
-    )
-    print_result(result)
-    if result.status == "lease_held":
-        return EXIT_INCOMPLETE
-    return EXIT_OK if result.complete else EXIT_INCOMPLETE
-
-
-def run_collection(
-    provider: str,
-    token: str,
-    *,
-    base_url: str | None,
-    archive: ArchiveWriter,
-    prefix: str,
-    store: CheckpointStore,
-    settings: Settings,
-    budget_seconds: float,
-    workspace_gid: str | None = None,
-    backfill: BackfillRequest | None = None,
-    progress: ProgressCallback | None = None,
-) -> RunResult:
-    """One run, wired as the Lambda wires it, with whatever adapters the caller chose."""
+    settings = collect_settings(args, descriptor)
+    options = provider_options(args, descriptor)
+    token = resolve_token(args, descriptor)
     clock = SystemClock()
-    budget = Budget.for_run(clock, budget_seconds, settings)
-    default_url = SLACK_DEFAULT_BASE_URL if provider == "slack" else ASANA_DEFAULT_BASE_URL
-    return run_provider(
-        provider,
+    return collect_provider(
+        descriptor,
         token=token,
-        base_url=base_url or default_url,
-        workspace_gid=workspace_gid,
+        base_url=args.api_base_url,
+        options=options,
         store=store,
         archive=archive,
         prefix=prefix,
         settings=settings,
         clock=clock,
-        budget=budget,
+        budget=Budget.for_run(clock, args.budget_seconds, settings),
         backfill=backfill,
-        progress=progress,
+        progress=bar.update if bar else None,
         user_agent_suffix="(cli)",
     )
 
 
-def print_result(result: RunResult) -> None:
-    if result.status == "lease_held":
-        print(f"{result.provider}: skipped: {result.message}")
-        return
-    behind = f", {result.behind_seconds:.0f}s behind real time" if result.behind_seconds is not None else ""
-    state = "caught up" if result.complete else "stopped early, run again to continue"
-    print(
-        f"{result.provider}: {result.events_written} events in {result.objects_written} objects from "
-        f"{result.pages} pages ({result.retries} retries, {result.rate_limited} rate-limited); {state}{behind}"
-    )
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    store = open_state(args.state, args.archive)
-    archive, prefix = open_archive(args.archive)
-    now = time.time()
-    for provider in PROVIDERS:
-        record = store.read(provider)
-        document = record.get("checkpoint") or {}
-        jobs = jobs_of(document)
-        live = jobs.get(LIVE)
-        unit = 1 if provider == "slack" else 1000
-        objects = sum(1 for _ in archive.keys(f"{prefix}{provider}/"))
-        if live is None or live.watermark is None:
-            print(f"{provider}: live collection has not archived anything yet, {objects} objects")
-        else:
-            seconds = live.watermark / unit
-            print(
-                f"{provider}: archived up to {iso(seconds)} ({now - seconds:.0f}s behind real time), "
-                f"{objects} objects" + (", a window in progress" if live.window else "")
-            )
-        if record.get("lease_owner"):
-            print(
-                f"  a run is working now (lease held by {record['lease_owner']} until "
-                f"{iso(record['lease_expires_at'])})"
-            )
-        archived = []  # finished windows of every job, merged
-        for job in jobs.values():
-            for start, end in job.ranges if job.watermark is not None else []:
-                stop = job.watermark if end is None else min(end, job.watermark)
-                if start < stop:
-                    archived.append([start, stop])
-        for start, end in merge(archived):
-            print(f"  archived range: {iso(start / unit)} .. {iso(end / unit)}")
-        for backfill in summarize_backfills(document, _Unit(provider, unit)):
-            state = "done" if backfill["done"] else f"{backfill['progress']:.0%} done"
-            print(
-                f"  backfill {backfill['id']}: {backfill['start']} .. {backfill['end']}, {state}, "
-                f"{backfill['slices_done']}/{backfill['slices']} slices"
-            )
-    return EXIT_OK
-
-
-class _Unit:
-    """Just what summarize_backfills needs from a source."""
-
-    def __init__(self, provider: str, units_per_second: int) -> None:
-        self.provider, self.units_per_second = provider, units_per_second
-
-
-def merge(ranges: list[list[int]]) -> list[list[int]]:
-    out: list[list[int]] = []
-    for start, end in sorted(ranges):
-        if out and start <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], end)
-        elif start < end:
-            out.append([start, end])
-    return out
+def cmd_collect(args: argparse.Namespace) -> int:
+    result = run_once(args)
+    print_result(result)
+    return EXIT_OK if result.status == "ok" and result.complete else EXIT_INCOMPLETE
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     from .invocation import parse_backfill
 
-    request = parse_backfill(args.provider, {"start": args.start, "end": args.end}, now=time.time())
+    descriptor = providers.get(args.provider)
+    request = parse_backfill(descriptor, {"start": args.start, "end": args.end}, now=time.time())
     for note in request.notes:
         print(f"note: {note}", file=sys.stderr)
-    archive, prefix = open_archive(args.archive)
-    store = open_state(args.state, args.archive)
-    settings = collect_settings(args)
-    token = resolve_token(args)
     bar = ProgressBar(enabled=not args.no_progress)
     started = time.monotonic()
     try:
-        result = run_collection(
-            args.provider,
-            token,
-            base_url=args.api_base_url,
-            archive=archive,
-            prefix=prefix,
-            store=store,
-            settings=settings,
-            budget_seconds=args.budget_seconds,
-            workspace_gid=args.workspace_gid,
-            backfill=request,
-            progress=bar.update,
-        )
+        result = run_once(args, request, bar)
     finally:
         bar.close()
     print_result(result)
@@ -259,43 +156,16 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         f"backfill {backfill.get('id')}: {backfill.get('progress', 0):.0%} done, "
         f"{result.events_written:,} events in {elapsed:.1f}s ({result.events_written / max(elapsed, 1e-9):,.0f}/s)"
     )
-    if result.status == "lease_held":
-        return EXIT_INCOMPLETE
-    return EXIT_OK if backfill.get("done") else EXIT_INCOMPLETE
+    return EXIT_OK if result.status == "ok" and backfill.get("done") else EXIT_INCOMPLETE
 
 
-class ProgressBar:
-    """pages, events, events/s, slices done and ETA on one live line (tqdm), on stderr."""
-
-    def __init__(self, *, enabled: bool) -> None:
-        self._bar = None
-        self._enabled = enabled
-
-    def update(self, progress: Progress) -> None:
-        if not self._enabled:
-            return
-        if self._bar is None:
-            from tqdm import tqdm
-
-            self._bar = tqdm(
-                total=1000,
-                unit="‰",
-                file=sys.stderr,
-                dynamic_ncols=True,
-                bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}",
-            )
-        if progress.backfill_fraction is not None:
-            self._bar.n = int(progress.backfill_fraction * 1000)
-        elapsed = self._bar.format_dict["elapsed"] or 1e-9
-        self._bar.set_postfix_str(
-            f"{progress.pages} pages, {progress.events:,} events, {progress.events / elapsed:,.0f} events/s, "
-            f"{progress.slices_done}/{progress.slices} slices",
-            refresh=True,
-        )
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+def cmd_status(args: argparse.Namespace) -> int:
+    store = open_state(args.state, args.archive)
+    archive, prefix = open_archive(args.archive)
+    for descriptor in providers.all_descriptors():
+        objects = sum(1 for _ in archive.keys(f"{prefix}{descriptor.name}/"))
+        print_status(descriptor, store.read(descriptor.name), objects)
+    return EXIT_OK
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -308,29 +178,10 @@ def cmd_query(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def write_rows(names: list[str], rows: list[tuple], fmt: str = "table", out: Any = None) -> None:
-    out = out or sys.stdout
-    if fmt == "csv":
-        writer = csv.writer(out)
-        writer.writerow(names)
-        writer.writerows(rows)
-    elif fmt == "json":
-        for row in rows:
-            out.write(json.dumps(dict(zip(names, row, strict=True)), default=str) + "\n")
-    else:
-        cells = [[str(v) if v is not None else "" for v in row] for row in rows]
-        widths = [max([len(n)] + [len(r[i]) for r in cells]) for i, n in enumerate(names)]
-        out.write("  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)).rstrip() + "\n")
-        out.write("  ".join("-" * w for w in widths) + "\n")
-        for row in cells:
-            out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n")
-        out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n")
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import demo
 
-    return run_demo(
+    return demo(
         archive_dir=Path(args.archive), days=args.days, users=args.users, seed=args.seed, fault_rate=args.fault_rate
     )
 
@@ -338,48 +189,63 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parsing
 
 
+def _where(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--archive", default="./archive", help="a folder (default ./archive) or s3://bucket/prefix")
+    p.add_argument("--state", help="a JSON file (default: state.json in the archive folder) or dynamodb://table")
+
+
+def _collection(p: argparse.ArgumentParser) -> None:
+    descriptors = providers.all_descriptors()
+    p.add_argument("--provider", required=True, choices=[d.name for d in descriptors])
+    _where(p)
+    tokens = ", ".join(d.token_env for d in descriptors)
+    p.add_argument("--token-env", help=f"environment variable holding the token (default: {tokens})")
+    p.add_argument("--secret-id", help="read the token from this Secrets Manager secret instead")
+    p.add_argument("--api-base-url", help="another API host (GovSlack, the emulator)")
+    seen = set()
+    for descriptor in descriptors:
+        for option in descriptor.options:
+            if option.flag not in seen:
+                seen.add(option.flag)
+                p.add_argument(
+                    option.flag,
+                    dest=option.name,
+                    default=os.environ.get(option.env),
+                    help=f"{descriptor.name}: {option.help} (default ${option.env})",
+                )
+    p.add_argument("--settle-seconds", type=int, default=120)
+    p.add_argument("--lookback-days", type=float, default=7, help="where live collection starts on its first run")
+    p.add_argument("--timeout", type=float, default=30)
+    p.add_argument("--budget-seconds", type=float, default=3600, help="stop (exit 3) after this long")
+    p.add_argument("--page-limit", type=int, help="events per request (default: the API's maximum)")
+    p.add_argument("--max-object-mb", type=float, default=64, help="uncompressed JSON per archive object")
+    p.add_argument(
+        "--calls-per-minute",
+        type=float,
+        help="pace requests to this rate (default: just under the API's limit; 0 disables)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="audit-collector", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"audit-collector {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def where(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--archive", default="./archive", help="a folder (default ./archive) or s3://bucket/prefix")
-        p.add_argument("--state", help="a JSON file (default: state.json in the archive folder) or dynamodb://table")
-
-    def collection(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--provider", required=True, choices=PROVIDERS)
-        where(p)
-        p.add_argument("--token-env", help="environment variable holding the token (default SLACK_TOKEN / ASANA_TOKEN)")
-        p.add_argument("--secret-id", help="read the token from this Secrets Manager secret instead")
-        p.add_argument("--api-base-url", help="another API host (GovSlack, the emulator)")
-        p.add_argument("--workspace-gid", default=os.environ.get("ASANA_WORKSPACE_GID"))
-        p.add_argument("--settle-seconds", type=int, default=120)
-        p.add_argument("--lookback-days", type=float, default=7, help="where live collection starts on its first run")
-        p.add_argument("--timeout", type=float, default=30)
-        p.add_argument("--budget-seconds", type=float, default=3600, help="stop (exit 3) after this long")
-        p.add_argument("--page-limit", type=int, help="events per request (default: the API's maximum)")
-        p.add_argument("--max-object-mb", type=float, default=64, help="uncompressed JSON per archive object")
-        p.add_argument(
-            "--calls-per-minute",
-            type=float,
-            help="pace requests to this rate (default: just under the API's limit; 0 disables)",
-        )
-
     collect_p = sub.add_parser("collect", help="one run, as the Lambda would do it")
-    collection(collect_p)
+    _collection(collect_p)
     collect_p.set_defaults(func=cmd_collect)
 
     backfill_p = sub.add_parser("backfill", help="archive a past range (skipping what is archived already)")
-    collection(backfill_p)
+    _collection(backfill_p)
     backfill_p.add_argument("--start", required=True, help="ISO 8601 UTC, inclusive (2026-10-01T00:00:00Z)")
     backfill_p.add_argument("--end", required=True, help="ISO 8601 UTC, exclusive")
-    backfill_p.add_argument("--slices", type=int, help="Asana: time slices fetched at once (default 8)")
+    concurrency = ", ".join(f"{d.name} {d.backfill_concurrency}" for d in providers.all_descriptors())
+    backfill_p.add_argument("--slices", type=int, help=f"time slices fetched at once (default: {concurrency})")
     backfill_p.add_argument("--no-progress", action="store_true", help="no progress bar")
     backfill_p.set_defaults(func=cmd_backfill)
 
     status_p = sub.add_parser("status", help="checkpoints, lag and archive size per provider")
-    where(status_p)
+    _where(status_p)
     status_p.set_defaults(func=cmd_status)
 
     query_p = sub.add_parser("query", help="SQL over a local archive with DuckDB (Athena's table names)")

@@ -1,5 +1,9 @@
 """The Lambda's configuration, read from the environment once and checked before any AWS call.
 
+Which variables exist follows from the registry: each provider has ``{NAME}_TOKEN_SECRET_ID``
+(set: the provider is enabled), ``{NAME}_API_BASE_URL``, ``{NAME}_CALLS_PER_MINUTE`` and the
+options its descriptor declares (Asana's workspace gid).
+
 boto3's own settings (``AWS_ENDPOINT_URL``, ``AWS_REGION``, profiles) are never read or overridden
 here: boto3 applies them itself, which is how moto_server and VPC endpoints keep working.
 """
@@ -7,34 +11,55 @@ here: boto3 applies them itself, which is how moto_server and VPC endpoints keep
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from . import providers
 from .archive import normalize_prefix
-from .asana import DEFAULT_BASE_URL as ASANA_DEFAULT_BASE_URL
-from .collector.core import Settings
+from .collector import Settings
+from .descriptor import Descriptor
 from .errors import ConfigError
-from .slack import DEFAULT_BASE_URL as SLACK_DEFAULT_BASE_URL
 
-PROVIDERS = ("slack", "asana")
-
-# Every variable the collector reads, with its default (None: required or optional without one).
-ENVIRONMENT_VARIABLES: dict[str, str | None] = {
+# The variables every deployment reads, with their defaults (None: required, or optional without one).
+COMMON_VARIABLES: dict[str, str | None] = {
     "STATE_TABLE_NAME": None,
     "ARCHIVE_BUCKET_NAME": None,
     "ARCHIVE_PREFIX": "",
-    "SLACK_TOKEN_SECRET_ID": None,
-    "ASANA_TOKEN_SECRET_ID": None,
-    "ASANA_WORKSPACE_GID": None,
-    "SLACK_API_BASE_URL": SLACK_DEFAULT_BASE_URL,
-    "ASANA_API_BASE_URL": ASANA_DEFAULT_BASE_URL,
     "SETTLE_SECONDS": "120",
     "INITIAL_LOOKBACK_DAYS": "7",
     "HTTP_TIMEOUT_SECONDS": "30",
-    # Lower these when other apps use the same limit (Slack's is shared by every app of the org).
-    "SLACK_CALLS_PER_MINUTE": str(Settings.slack_calls_per_minute),
-    "ASANA_CALLS_PER_MINUTE": str(Settings.asana_calls_per_minute),
 }
+
+
+def provider_variables(descriptor: Descriptor) -> dict[str, str | None]:
+    """One provider's variables. Lower the pace when other apps use the same limit (Slack's is
+    shared by every app of the org)."""
+    variables: dict[str, str | None] = {
+        descriptor.secret_env: None,
+        descriptor.base_url_env: descriptor.default_base_url,
+        descriptor.pace_env: str(float(descriptor.calls_per_minute)),
+    }
+    variables.update({option.env: None for option in descriptor.options})
+    return variables
+
+
+def environment_variables() -> dict[str, str | None]:
+    """Every variable the collector reads, for every registered provider."""
+    out = dict(COMMON_VARIABLES)
+    for descriptor in providers.all_descriptors():
+        out.update(provider_variables(descriptor))
+    return out
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """An enabled provider: where its token is, which host it calls, how fast, with what options."""
+
+    descriptor: Descriptor
+    secret_id: str
+    base_url: str
+    calls_per_minute: float
+    options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -42,72 +67,85 @@ class Config:
     state_table_name: str
     archive_bucket_name: str
     archive_prefix: str
-    slack_token_secret_id: str | None
-    asana_token_secret_id: str | None
-    asana_workspace_gid: str | None
-    slack_api_base_url: str
-    asana_api_base_url: str
     settle_seconds: int
     initial_lookback_days: float
     http_timeout_seconds: float
-    slack_calls_per_minute: float
-    asana_calls_per_minute: float
+    providers: dict[str, ProviderConfig]  # the enabled ones, in registry order
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
         """Raises ``ConfigError`` naming the variable and what it should hold."""
-
-        def get(name: str) -> str | None:
-            value = env.get(name, ENVIRONMENT_VARIABLES[name])
-            return value.strip() if isinstance(value, str) and value.strip() else None
-
+        get = _reader(env)
         missing = [name for name in ("STATE_TABLE_NAME", "ARCHIVE_BUCKET_NAME") if not get(name)]
         if missing:
             raise ConfigError(f"missing required environment variable(s): {', '.join(missing)}")
-        asana_secret, workspace = get("ASANA_TOKEN_SECRET_ID"), get("ASANA_WORKSPACE_GID")
-        if bool(asana_secret) != bool(workspace):
-            raise ConfigError(
-                "Asana needs both ASANA_TOKEN_SECRET_ID and ASANA_WORKSPACE_GID (set both, or neither to disable it)"
+        enabled = {}
+        for descriptor in providers.all_descriptors():
+            provider = _provider_config(descriptor, get)
+            if provider is not None:
+                enabled[descriptor.name] = provider
+        if not enabled:
+            hints = "; ".join(
+                " and ".join([d.secret_env, *(o.env for o in d.options if o.required)])
+                for d in providers.all_descriptors()
             )
-        config = cls(
+            raise ConfigError(f"no provider is enabled: set {hints}")
+        return cls(
             state_table_name=get("STATE_TABLE_NAME") or "",
             archive_bucket_name=get("ARCHIVE_BUCKET_NAME") or "",
             archive_prefix=normalize_prefix(get("ARCHIVE_PREFIX")),
-            slack_token_secret_id=get("SLACK_TOKEN_SECRET_ID"),
-            asana_token_secret_id=asana_secret,
-            asana_workspace_gid=workspace,
-            slack_api_base_url=_url(get("SLACK_API_BASE_URL") or "", "SLACK_API_BASE_URL"),
-            asana_api_base_url=_url(get("ASANA_API_BASE_URL") or "", "ASANA_API_BASE_URL"),
             settle_seconds=int(_number(get("SETTLE_SECONDS"), "SETTLE_SECONDS", 0, 86400, integer=True)),
             initial_lookback_days=_number(get("INITIAL_LOOKBACK_DAYS"), "INITIAL_LOOKBACK_DAYS", 0.001, 3650),
             http_timeout_seconds=_number(get("HTTP_TIMEOUT_SECONDS"), "HTTP_TIMEOUT_SECONDS", 1, 300),
-            # At most the default pace: just under the published limit, which a run must not exceed.
-            slack_calls_per_minute=_number(
-                get("SLACK_CALLS_PER_MINUTE"), "SLACK_CALLS_PER_MINUTE", 1, Settings.slack_calls_per_minute
-            ),
-            asana_calls_per_minute=_number(
-                get("ASANA_CALLS_PER_MINUTE"), "ASANA_CALLS_PER_MINUTE", 1, Settings.asana_calls_per_minute
-            ),
+            providers=enabled,
         )
-        if not config.enabled_providers:
-            raise ConfigError(
-                "no provider is enabled: set SLACK_TOKEN_SECRET_ID, or ASANA_TOKEN_SECRET_ID and ASANA_WORKSPACE_GID"
-            )
-        return config
 
     @property
     def enabled_providers(self) -> tuple[str, ...]:
-        enabled = {"slack": bool(self.slack_token_secret_id), "asana": bool(self.asana_token_secret_id)}
-        return tuple(p for p in PROVIDERS if enabled[p])
+        return tuple(self.providers)
 
-    def settings(self) -> Settings:
+    def settings(self, name: str) -> Settings:
         return Settings(
             settle_seconds=self.settle_seconds,
             initial_lookback_days=self.initial_lookback_days,
             http_timeout=self.http_timeout_seconds,
-            slack_calls_per_minute=self.slack_calls_per_minute,
-            asana_calls_per_minute=self.asana_calls_per_minute,
+            calls_per_minute=self.providers[name].calls_per_minute,
         )
+
+
+def _reader(env: Mapping[str, str]):
+    defaults = environment_variables()
+
+    def get(name: str) -> str | None:
+        value = env.get(name, defaults.get(name))
+        return value.strip() if isinstance(value, str) and value.strip() else None
+
+    return get
+
+
+def _provider_config(descriptor: Descriptor, get) -> ProviderConfig | None:
+    """The provider's settings when its secret is set; None when it is left out. Half a
+    configuration (options without the secret, or the secret without a required option) is refused."""
+    secret = get(descriptor.secret_env)
+    required = [o for o in descriptor.options if o.required]
+    given = {o.name: get(o.env) for o in descriptor.options if get(o.env)}
+    if not secret:
+        if any(o.name in given for o in required):
+            names = " and ".join([descriptor.secret_env, *(o.env for o in required)])
+            raise ConfigError(f"{descriptor.title} needs both {names} (set both, or neither to disable it)")
+        return None
+    lacking = [o.env for o in required if o.name not in given]
+    if lacking:
+        names = " and ".join([descriptor.secret_env, *(o.env for o in required)])
+        raise ConfigError(f"{descriptor.title} needs both {names} (set both, or neither to disable it)")
+    return ProviderConfig(
+        descriptor=descriptor,
+        secret_id=secret,
+        base_url=_url(get(descriptor.base_url_env) or "", descriptor.base_url_env),
+        # At most the default pace: just under the published limit, which a run must not exceed.
+        calls_per_minute=_number(get(descriptor.pace_env), descriptor.pace_env, 1, descriptor.calls_per_minute),
+        options=given,
+    )
 
 
 def _number(raw: str | None, name: str, low: float, high: float, *, integer: bool = False) -> float:

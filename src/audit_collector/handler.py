@@ -13,14 +13,16 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from . import providers
 from .archive import S3Archive
-from .collector import BackfillRequest, Budget, RunResult, run_provider
+from .collector import BackfillRequest, Budget, RunResult
 from .config import Config
 from .errors import AuditCollectorError
 from .http_retry import Clock, SystemClock
 from .invocation import parse_invocation
 from .state import DynamoDBStore
 from .tokens import load_token
+from .wiring import collect_provider
 
 logger = Logger(service="audit-collector")
 metrics = Metrics(namespace="AuditCollector", service="audit-collector")
@@ -36,7 +38,7 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     """Collect every provider the payload names; raise if any of them failed."""
     config = Config.from_env(os.environ)
     invocation = parse_invocation(event, config.enabled_providers)
-    return run(
+    return collect_all(
         invocation.providers,
         config,
         remaining_seconds=context.get_remaining_time_in_millis() / 1000,
@@ -45,8 +47,8 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     )
 
 
-def run(
-    providers: tuple[str, ...],
+def collect_all(
+    names: tuple[str, ...],
     config: Config,
     *,
     remaining_seconds: float,
@@ -58,24 +60,23 @@ def run(
 ) -> dict[str, Any]:
     """The handler without Lambda: what tests and the CLI's ``--state dynamodb://`` mode call."""
     clock = clock or SystemClock()
-    settings = config.settings()
-    budget = Budget.for_run(clock, remaining_seconds, settings)
+    budget = Budget.for_run(clock, remaining_seconds, config.settings(names[0]))
     store = store or aws_adapters(config.state_table_name, config.archive_bucket_name)[0]
     archive = archive or aws_adapters(config.state_table_name, config.archive_bucket_name)[1]
     results, failures = [], []
-    for provider in providers:
+    for provider in names:
         logger.append_keys(provider=provider)
         try:
-            secret_id = config.slack_token_secret_id if provider == "slack" else config.asana_token_secret_id
-            result = run_provider(
-                provider,
-                token=load_token(secret_id or ""),
-                base_url=config.slack_api_base_url if provider == "slack" else config.asana_api_base_url,
-                workspace_gid=config.asana_workspace_gid,
+            enabled = config.providers[provider]
+            result = collect_provider(
+                providers.get(provider),
+                token=load_token(enabled.secret_id),
+                base_url=enabled.base_url,
+                options=enabled.options,
                 store=store,
                 archive=archive,
                 prefix=config.archive_prefix,
-                settings=settings,
+                settings=config.settings(provider),
                 clock=clock,
                 budget=budget,
                 owner=owner,

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .archive import atomic_write
 from .errors import AuditCollectorError, LeaseLost
+from .files import atomic_write
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -6,13 +6,10 @@ the neutral ``OSError`` types of ``http_retry`` so retry handlers never see ``re
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
 import platform
 import sys
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from urllib.parse import urlencode
 
 import requests
@@ -40,36 +37,6 @@ REDACTED = "Bearer [redacted]"
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """A copy safe to log: the Authorization value never leaves this function."""
     return {k: (REDACTED if k.lower() == "authorization" else v) for k, v in headers.items()}
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC for a whole run, then collect what the run left, once.
-
-    Collections triggered by allocation cost CPU for nothing here: pages are acyclic and freed by
-    reference counting the moment the next one replaces them, so memory stays bounded by one page
-    (measured). The closing collection covers the young generations only, which hold everything the
-    run allocated: a full one would walk the whole heap, however large (over a second in
-    bench_backfill's process, which also holds the emulator and moto). Nests and is thread-safe:
-    the GC comes back when the outermost pause ends, if it was on.
-    """
-    with _gc_lock:
-        if _gc_state["depth"] == 0:
-            _gc_state["was_enabled"] = gc.isenabled()
-            gc.disable()
-        _gc_state["depth"] += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_state["depth"] -= 1
-            if _gc_state["depth"] == 0 and _gc_state["was_enabled"]:
-                gc.enable()
-                gc.collect(1)
-
-
-_gc_lock = threading.Lock()
-_gc_state = {"depth": 0, "was_enabled": False}
 
 
 def describe_body(body: bytes, content_type: str | None) -> str:

@@ -77,15 +77,15 @@ class Job:
     def done(self) -> bool:
         return self.window is None and self.next_gap(self.watermark) is None
 
-    def progress(self) -> float | None:
-        """The fraction of a bounded job already archived."""
+    def progress(self, window_mark: int | None = None) -> float | None:
+        """The fraction of a bounded job already archived. ``window_mark``: what the open window
+        says it has archived up to (oldest-first windows know; newest-first ones do not)."""
         total = covered(self.ranges)
         if not total:
             return None if total is None else 1.0
         mark = self.watermark
-        position = (self.window or {}).get("position")
-        if position:  # Asana windows archive oldest first: their saved position is progress too
-            mark = max(mark or position["ms"], position["ms"] + 1)
+        if window_mark is not None:
+            mark = max(mark or window_mark, window_mark)
         if mark is None:
             return 0.0
         archived = covered(subtract(self.ranges, [[mark, None]])) or 0

@@ -2,10 +2,11 @@
 
 from .data import Org, asana_events, make_org, slack_events
 from .faults import FAULTS, FaultPlan, TokenBucket
-from .server import Emulator
+from .server import EmulatedApi, Emulator
 
 __all__ = [
     "FAULTS",
+    "EmulatedApi",
     "Emulator",
     "FaultPlan",
     "Org",

@@ -20,11 +20,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from .data import Org, asana_events, slack_events
 from .faults import FaultPlan, TokenBucket
 from .stores import AsanaLog, BadRequest, SlackLog
 
@@ -41,6 +43,24 @@ SLACK_STATUS = {
 
 def _static(name: str) -> bytes:
     return (Path(__file__).with_name("static") / f"{name}.json").read_bytes()
+
+
+@dataclass(frozen=True)
+class EmulatedApi:
+    """What a caller needs to collect one emulated API, and to fill it with generated events."""
+
+    name: str
+    base_url: str
+    token: str
+    options: dict[str, str]
+    add: Callable[..., None]  # add(events, lag=seconds)
+    generate: Callable[..., list[dict[str, Any]]]  # generate(org, start_s, end_s, count, seed=)
+    demo_per_day: int
+    demo_lag: float  # seconds before a new event is visible, in the demo
+
+
+def _asana_seconds(org: Org, start: float, end: float, count: int, seed: int = 1) -> list[dict[str, Any]]:
+    return asana_events(org, int(start * 1000), int(end * 1000), count, seed=seed)
 
 
 class Emulator:
@@ -116,6 +136,17 @@ class Emulator:
     @property
     def workspace_gid(self) -> str:
         return sorted(self.asana_workspaces)[0]
+
+    def api(self, name: str) -> EmulatedApi:
+        """One emulated API, as a provider's descriptor names it (``Descriptor.emulator``)."""
+        if name == "slack":
+            return EmulatedApi(name, self.slack_base_url, self.slack_token, {}, self.slack.add, slack_events, 12_000, 0)
+        if name == "asana":
+            options = {"workspace_gid": self.workspace_gid}
+            return EmulatedApi(
+                name, self.asana_base_url, self.asana_token, options, self.asana.add, _asana_seconds, 4_000, 5
+            )
+        raise KeyError(f"the emulator serves no API named {name!r}")
 
     def start(self) -> Emulator:
         self._thread = threading.Thread(target=self._server.serve_forever, name="emulator", daemon=True)

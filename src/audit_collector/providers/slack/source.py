@@ -10,126 +10,129 @@ next cursor and part index. Only a finished window moves the job's watermark to 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from ..archive import EMPTY_GZIP
-from ..errors import ApiBodyError, BudgetExhausted
-from ..slack import AuditLogsApiError, AuditLogsClient, EntryKey
-from .core import Run, end_of_utc_day, utc_date
-from .jobs import Job
+from ...collector import Source, WindowContext
+from ...collector.jobs import Job
+from ...dates import end_of_utc_day, utc_date
+from ...descriptor import Descriptor
+from ...errors import ApiBodyError, BudgetExhausted
+from .client import AuditLogsClient
+from .models import AuditLogsApiError, EntryKey
 
-FIRST_EVENT = 1519862400  # 2018-03-01: nothing exists before
+
+@dataclass(frozen=True)
+class SlackWindow:
+    """``[oldest, latest]`` in seconds, both inclusive, inside one UTC day; with the cursor and the
+    part index the next page and object take, and how many parts a restarted window must blank."""
+
+    oldest: int
+    latest: int
+    cursor: str | None = None
+    part: int = 0
+    pages: int = 0
+    stale_parts: int = 0
+
+    @property
+    def id(self) -> str:
+        return f"{self.oldest}-{self.latest}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SlackWindow:
+        return cls(**data)
+
+    def archived_until(self) -> int | None:
+        return None  # newest first: nothing is known archived until the window closes
 
 
 class SlackSource:
-    provider = "slack"
-    units_per_second = 1
+    """Forward windows over a newest-first API. One job at a time: the org-wide rate limit leaves
+    nothing to overlap."""
 
-    def __init__(self, client: AuditLogsClient) -> None:
+    def __init__(self, descriptor: Descriptor, client: AuditLogsClient) -> None:
+        self.descriptor = descriptor
         self.client = client
 
     def stats(self) -> dict[str, int]:
         return dict(self.client.stats)
 
-    def live_origin(self, run: Run) -> int:
-        return max(FIRST_EVENT, int(run.started_at - run.settings.initial_lookback_days * 86400))
+    def fork(self) -> Source:
+        return self  # never called while backfill_concurrency is 1
 
-    def collect(self, run: Run, job_ids: list[str]) -> bool:
-        for job_id in job_ids:  # one at a time: the org-wide rate limit leaves nothing to overlap
-            while True:
-                job = run.job(job_id)
-                window = job.window or self._plan(run, job)
-                if window is None:
-                    break
-                if not self._collect_window(run, job, window):
-                    return False
-        return True
-
-    def _plan(self, run: Run, job: Job) -> dict[str, Any] | None:
-        """The job's next window, or None when it is caught up (or done)."""
-        gap = run.next_gap(job, self)
-        if gap is None:
-            return None
-        oldest, gap_end = gap
-        latest = min(int(run.started_at) - run.settings.settle_seconds, end_of_utc_day(oldest))
-        if gap_end is not None:
-            latest = min(latest, gap_end - 1)
-        if latest < oldest:
+    def plan(self, job: Job, start: int, end: int | None, horizon: int) -> SlackWindow | None:
+        latest = min(horizon, end_of_utc_day(start))
+        if end is not None:
+            latest = min(latest, end - 1)
+        if latest < start:
             return None
         # Saved after its first page arrives (an auth error leaves the checkpoint untouched), and
         # always before its first object is written, so every object belongs to a saved window.
-        return {"oldest": oldest, "latest": latest, "cursor": None, "part": 0, "pages": 0, "stale_parts": 0}
+        return SlackWindow(start, latest)
 
-    def _collect_window(self, run: Run, job: Job, window: dict[str, Any]) -> bool:
-        oldest, latest = window["oldest"], window["latest"]
-        dt, window_id = utc_date(oldest), f"{oldest}-{latest}"
-        cursor, part, pages = window["cursor"], window["part"], window["pages"]
-        stale_parts = window["stale_parts"]
-        buffer = run.new_buffer()
+    def collect(self, window: SlackWindow, ctx: WindowContext) -> bool:
+        oldest, latest = window.oldest, window.latest
+        dt = utc_date(oldest)
+        cursor, part, pages, stale_parts = window.cursor, window.part, window.pages, window.stale_parts
+        buffer = ctx.new_buffer()
         restarts = 0
-        saved = job.window == window
 
         def save_progress(next_cursor: str | None, next_part: int) -> None:
-            job.window = {
-                **window,
-                "cursor": next_cursor,
-                "part": next_part,
-                "pages": pages,
-                "stale_parts": stale_parts,
-            }
-            run.save_job(job)
+            ctx.save(
+                dataclasses.replace(window, cursor=next_cursor, part=next_part, pages=pages, stale_parts=stale_parts)
+            )
 
         def stop() -> bool:
             """Out of time: archive what was fetched, and leave the cursor for the next run."""
             if buffer:
-                run.write(run.key(dt, window_id, part), buffer)
+                ctx.write(dt, window, part, buffer)
                 save_progress(cursor, part + 1)
             return False
 
         while True:
-            if not run.budget.allows():
+            if not ctx.budget.allows():
                 return stop()
             try:
-                page = self.client.logs(
-                    oldest=oldest, latest=latest, limit=run.settings.slack_page_limit, cursor=cursor
-                )
+                page = self.client.logs(oldest=oldest, latest=latest, limit=ctx.page_limit, cursor=cursor)
             except BudgetExhausted:
                 return stop()
             except AuditLogsApiError as exc:
                 if exc.error == "rate_limited":
                     return stop()  # Retry-After beyond what a run waits: the next run continues
-                if exc.error != "invalid_cursor" or cursor is None or restarts >= run.settings.max_window_restarts:
+                if exc.error != "invalid_cursor" or cursor is None or restarts >= ctx.settings.max_window_restarts:
                     raise
                 # The cursor expired: the window starts again from its first page, rewriting the
                 # same part names. Parts this window may have written beyond the new count are
                 # overwritten with empty objects when the window ends (stale_parts).
                 restarts += 1
                 stale_parts = max(stale_parts, part + 1)
-                cursor, part, pages, buffer = None, 0, 0, run.new_buffer()
+                cursor, part, pages, buffer = None, 0, 0, ctx.new_buffer()
                 save_progress(None, 0)
                 continue
             events = page.events
             _check_entries(events.keys, oldest, latest)
-            if not saved and (events or page.next_cursor):
+            if not ctx.saved and (events or page.next_cursor):
                 save_progress(None, 0)  # before any object of this window is written
-            saved = True
             buffer.extend(events.lines)
             pages += 1
-            run.page_fetched(job.id, len(events))
+            ctx.page_fetched(len(events))
             cursor = page.next_cursor
             page = events = None  # freed before the next page arrives: memory holds one page, not two
             if buffer and (buffer.full or cursor is None):
-                run.write(run.key(dt, window_id, part), buffer)
+                ctx.write(dt, window, part, buffer)
                 part += 1
-                buffer = run.new_buffer()
+                buffer = ctx.new_buffer()
                 if cursor is not None:
                     save_progress(cursor, part)
             if cursor is None:
                 for stale in range(part, stale_parts):
-                    run.archive.put(run.key(dt, window_id, stale), EMPTY_GZIP)
-                job.watermark, job.window = latest + 1, None
-                run.save_job(job)
+                    ctx.blank(dt, window, stale)
+                ctx.close(latest + 1)
                 return True
 
 

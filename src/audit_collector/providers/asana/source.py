@@ -16,131 +16,116 @@ together under Asana's per-token limit.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..asana import AsanaApiError, AsanaAuditLogClient, EventKey, iso_ms
-from ..errors import ApiBodyError, BudgetExhausted
-from ..json_text import Events, Line
-from .core import Run
-from .jobs import Job
+from ...collector import Source, WindowContext
+from ...collector.jobs import Job
+from ...descriptor import Descriptor
+from ...errors import ApiBodyError, BudgetExhausted
+from ...json_text import Events, Line
+from .client import AsanaAuditLogClient, iso_ms
+from .models import AsanaApiError, EventKey
 
-RETENTION_DAYS = 90  # Asana deletes older events
-FIRST_EVENT_MS = int(datetime(2021, 10, 8, tzinfo=UTC).timestamp() * 1000)  # nothing exists before
+
+@dataclass(frozen=True)
+class Position:
+    """The last archived event's instant, and every gid archived at that instant."""
+
+    created_at: str
+    ms: int
+    gids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AsanaWindow:
+    """``[start, end)`` in milliseconds; the offset of the next page (with the ``start_at`` it
+    belongs to), the position, and the part index the next object takes."""
+
+    start: int
+    end: int
+    offset: str | None = None
+    offset_start: int | None = None
+    position: Position | None = None
+    part: int = 0
+
+    @property
+    def id(self) -> str:
+        return f"{self.start}-{self.end}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AsanaWindow:
+        position = data.get("position")
+        return cls(**{**data, "position": Position(**position) if position else None})
+
+    def archived_until(self) -> int | None:
+        return self.position.ms + 1 if self.position else None  # oldest first: the position is progress
 
 
 class AsanaSource:
-    provider = "asana"
-    units_per_second = 1000
+    """Windows that end at the settle horizon, over an oldest-first offset stream."""
 
-    def __init__(
-        self,
-        client: AsanaAuditLogClient,
-        workspace_gid: str,
-        client_factory: Callable[[], AsanaAuditLogClient] | None = None,
-    ) -> None:
+    def __init__(self, descriptor: Descriptor, client: AsanaAuditLogClient, workspace_gid: str, fork=None) -> None:
+        self.descriptor = descriptor
         self.client = client
         self.workspace_gid = workspace_gid
-        self._client_factory = client_factory  # one client per thread for concurrent backfill slices
-        self._clients = [client]
-        self._local = threading.local()
-        self._lock = threading.Lock()
+        self._fork = fork
 
     def stats(self) -> dict[str, int]:
-        totals = {"requests": 0, "retries": 0, "rate_limited": 0}
-        for client in list(self._clients):
-            for name in totals:
-                totals[name] += client.stats[name]
-        return totals
+        return dict(self.client.stats)
 
-    def _thread_client(self) -> AsanaAuditLogClient:
-        if self._client_factory is None or threading.current_thread() is threading.main_thread():
-            return self.client
-        client = getattr(self._local, "client", None)
-        if client is None:
-            client = self._local.client = self._client_factory()
-            with self._lock:
-                self._clients.append(client)
-        return client
+    def fork(self) -> Source:
+        return self._fork() if self._fork else self
 
-    def live_origin(self, run: Run) -> int:
-        lookback = min(run.settings.initial_lookback_days, RETENTION_DAYS)
-        return max(int((run.started_at - lookback * 86400) * 1000), FIRST_EVENT_MS)
-
-    def collect(self, run: Run, job_ids: list[str]) -> bool:
-        workers = min(len(job_ids), run.settings.asana_backfill_slices)
-        if workers <= 1 or self._client_factory is None:
-            return all(self._collect_job(run, job_id) for job_id in job_ids)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="asana-slice") as pool:
-            futures = [pool.submit(self._collect_job, run, job_id) for job_id in job_ids]
-            results = [f.exception() or f.result() for f in futures]
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            raise errors[0]
-        return all(results)
-
-    def _collect_job(self, run: Run, job_id: str) -> bool:
-        client = self._thread_client()
-        while True:
-            job = run.job(job_id)
-            window = job.window or self._plan(run, job)
-            if window is None:
-                return True
-            if not _WindowCollector(self, client, run, job, window).collect():
-                return False
-
-    def _plan(self, run: Run, job: Job) -> dict[str, Any] | None:
-        """The job's next window ``[start, end)``, or None when it is caught up (or done)."""
-        gap = run.next_gap(job, self)
-        if gap is None:
-            return None
-        start, gap_end = gap
-        end = int((run.started_at - run.settings.settle_seconds) * 1000)
-        if gap_end is not None:
-            end = min(end, gap_end)
+    def plan(self, job: Job, start: int, end: int | None, horizon: int) -> AsanaWindow | None:
+        end = horizon if end is None else min(end, horizon)
         if end <= start:
             return None
         # Saved just before its first object is written (_WindowCollector._write), not now: an auth
         # error on the first request then leaves the checkpoint untouched.
-        return {"start": start, "end": end, "offset": None, "offset_start": None, "position": None, "part": 0}
+        return AsanaWindow(start, end)
+
+    def collect(self, window: AsanaWindow, ctx: WindowContext) -> bool:
+        return _WindowCollector(self.client, self.workspace_gid, ctx, window).collect()
 
 
 class _WindowCollector:
     """One window's loop. Holds the in-memory position, which may run ahead of the saved one."""
 
     def __init__(
-        self, source: AsanaSource, client: AsanaAuditLogClient, run: Run, job: Job, window: dict[str, Any]
+        self, client: AsanaAuditLogClient, workspace_gid: str, ctx: WindowContext, window: AsanaWindow
     ) -> None:
         self.client = client
-        self.workspace_gid = source.workspace_gid
-        self.run = run
-        self.job = job
+        self.workspace_gid = workspace_gid
+        self.ctx = ctx
         self.window = window
-        self.window_id = f"{window['start']}-{window['end']}"
-        self.offset: str | None = window["offset"]
-        self.offset_start: int | None = window["offset_start"]
-        self.position: dict[str, Any] | None = window["position"]  # last event added to a buffer
-        self.part: int = window["part"]
-        self.buffer = run.new_buffer()
+        self.offset: str | None = window.offset
+        self.offset_start: int | None = window.offset_start
+        self.position: Position | None = window.position  # last event added to a buffer
+        self.part: int = window.part
+        self.buffer = ctx.new_buffer()
 
     def collect(self) -> bool:
-        run, start, end = self.run, self.window["start"], self.window["end"]
+        ctx, start, end = self.ctx, self.window.start, self.window.end
         restarts = 0
         while True:
-            if not run.budget.allows():
+            if not ctx.budget.allows():
                 return self._stop()
             by_position = self.offset is None and self.position is not None
-            query_start = self.offset_start if self.offset else (self.position["ms"] if by_position else start)
+            query_start = self.offset_start if self.offset else (self.position.ms if by_position else start)
             try:
                 page = self.client.get_audit_log_events(
                     self.workspace_gid,
                     start_at=iso_ms(query_start),
                     end_at=iso_ms(end),
-                    limit=run.settings.asana_page_limit,
+                    limit=ctx.page_limit,
                     offset=self.offset,
                 )
             except BudgetExhausted:
@@ -148,13 +133,13 @@ class _WindowCollector:
             except AsanaApiError as exc:
                 if exc.status_code == 429:
                     return self._stop()  # Retry-After beyond what a run waits: the next run continues
-                if exc.status_code != 400 or self.offset is None or restarts >= run.settings.max_window_restarts:
+                if exc.status_code != 400 or self.offset is None or restarts >= ctx.settings.max_window_restarts:
                     raise
                 restarts += 1  # the offset expired: resume from the position, skipping its gids
                 self.offset = self.offset_start = None
                 continue
             events = page.events
-            run.page_fetched(self.job.id, len(events))
+            ctx.page_fetched(len(events))
             if not events:
                 return self._finish()
             skip = self.position if by_position else None  # archived before the offset expired
@@ -165,7 +150,7 @@ class _WindowCollector:
             if self.buffer.full:
                 self._flush(next_offset=self.offset, offset_start=self.offset_start)
 
-    def _add_page(self, events: Events[EventKey], start: int, end: int, skip: dict[str, Any] | None) -> None:
+    def _add_page(self, events: Events[EventKey], start: int, end: int, skip: Position | None) -> None:
         """Add a page's events to the buffer, a run of same-date events at a time (a page across
         midnight writes the first date's object before it goes on), moving the position with them.
         Every event is checked before any is added."""
@@ -179,7 +164,7 @@ class _WindowCollector:
         places = [_place(key, start, end) for key in keys]
         batch: list[int] = []  # indices of same-date events not yet added
         for i, (ms, dt) in enumerate(places):
-            if skip is not None and ms == skip["ms"] and keys[i].gid in skip["gids"]:
+            if skip is not None and ms == skip.ms and keys[i].gid in skip.gids:
                 continue  # archived before the offset expired
             if batch and dt != places[batch[-1]][1]:
                 self._add_indices(events, places, batch)
@@ -199,31 +184,26 @@ class _WindowCollector:
             self._flush(next_offset=None, offset_start=None)  # the checkpoint then holds the position only
         self.buffer.dt = dt
         self.buffer.extend(lines)
-        if self.position is not None and self.position["ms"] == last_ms:
-            gids = [*self.position["gids"], *gids]
-        self.position = {"created_at": last.created_at, "ms": last_ms, "gids": gids}
+        if self.position is not None and self.position.ms == last_ms:
+            gids = [*self.position.gids, *gids]
+        self.position = Position(last.created_at, last_ms, gids)
 
     def _write(self) -> None:
         """Write the buffer as the next part, the window having been saved first."""
-        run = self.run
-        if self.job.window is None:
-            self.job.window = self.window
-            run.save_job(self.job)
-        run.write(run.key(self.buffer.dt, self.window_id, self.part), self.buffer)
+        if not self.ctx.saved:
+            self.ctx.save(self.window)
+        self.ctx.write(self.buffer.dt, self.window, self.part, self.buffer)
 
     def _flush(self, *, next_offset: str | None, offset_start: int | None) -> None:
         """Write the buffer, then save where the next run picks up."""
         self._write()
         self.part += 1
-        self.buffer = self.run.new_buffer()
-        self.job.window = {
-            **self.window,
-            "offset": next_offset,
-            "offset_start": offset_start,
-            "position": self.position,
-            "part": self.part,
-        }
-        self.run.save_job(self.job)
+        self.buffer = self.ctx.new_buffer()
+        self.ctx.save(
+            dataclasses.replace(
+                self.window, offset=next_offset, offset_start=offset_start, position=self.position, part=self.part
+            )
+        )
 
     def _stop(self) -> bool:
         if self.buffer:
@@ -233,8 +213,7 @@ class _WindowCollector:
     def _finish(self) -> bool:
         if self.buffer:
             self._write()
-        self.job.watermark, self.job.window = self.window["end"], None
-        self.run.save_job(self.job)
+        self.ctx.close(self.window.end)
         return True
 
 

@@ -1,0 +1,324 @@
+"""The job loop: one provider's run under its lease, with no knowledge of which provider it is.
+
+The one rule that makes the archive exactly-once: an object is written (under a deterministic
+name) *before* the checkpoint that moves past its events is saved. A crash between the two leaves
+a checkpoint that leads the next run to the same name, which it overwrites.
+
+A run takes the provider's lease, starts a new backfill if asked, collects the live job, then
+unfinished backfills with the time left. A job is collected window after window: the source plans
+a window from the job's first gap, then collects it through a ``WindowContext``, the only door to
+the archive and the checkpoint a source has.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..archive import ArchiveWriter, ObjectBuffer, object_key
+from ..http_retry import Clock
+from ..state import CheckpointStore, Lease, LeaseHeld
+from .backfill import BackfillRequest, backfill_jobs, fraction_archived, plan_backfill, summarize_backfills
+from .gc import gc_paused
+from .jobs import LIVE, Job, backfill_id, jobs_of, subtract, taken_by_others
+from .settings import Budget, Settings
+from .source import Source, Window
+
+
+@dataclass
+class RunResult:
+    """What one run did, as the handler returns it (``as_dict``) and the metrics report it."""
+
+    provider: str
+    events_written: int = 0
+    objects_written: int = 0
+    pages: int = 0
+    complete: bool = False
+    checkpoint: dict[str, Any] | None = None
+    status: str = "ok"  # ok | lease_held
+    message: str = ""
+    behind_seconds: float | None = None
+    retries: int = 0
+    rate_limited: int = 0
+    backfill: dict[str, Any] | None = None  # the backfill this invocation asked for
+    backfills: list[dict[str, Any]] = field(default_factory=list)  # every unfinished one, after the run
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {
+            "provider": self.provider,
+            "events_written": self.events_written,
+            "objects_written": self.objects_written,
+            "pages": self.pages,
+            "complete": self.complete,
+            "checkpoint": self.checkpoint,
+        }
+        if self.status != "ok":
+            out["status"] = self.status
+            out["message"] = self.message
+        if self.behind_seconds is not None:
+            out["behind_seconds"] = round(self.behind_seconds, 1)
+        if self.backfill is not None:
+            out["backfill"] = self.backfill
+        if self.backfills:
+            out["backfills"] = self.backfills
+        return out
+
+
+@dataclass(frozen=True)
+class Progress:
+    """After each page: counts for this run, and how far the backfill (if any) has come."""
+
+    job_id: str
+    pages: int
+    events: int  # fetched by this run so far
+    backfill_fraction: float | None  # archived share of the backfill's range (None without one)
+    slices_done: int
+    slices: int
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def collect(
+    source: Source,
+    *,
+    store: CheckpointStore,
+    archive: ArchiveWriter,
+    prefix: str,
+    settings: Settings,
+    clock: Clock,
+    budget: Budget,
+    owner: str | None = None,
+    backfill: BackfillRequest | None = None,
+    progress: ProgressCallback | None = None,
+) -> RunResult:
+    """Run one provider under its lease: a new backfill (if asked), the live job, then unfinished
+    backfills with the time left. Raises what the source raises (after releasing the lease)."""
+    name = source.descriptor.name
+    settings = settings.for_provider(source.descriptor)
+    owner = owner or uuid.uuid4().hex
+    now = clock.time()
+    expires_at = now + budget.remaining() + settings.lease_margin_seconds
+    try:
+        lease = store.acquire(name, owner=owner, expires_at=expires_at, now=now)
+    except LeaseHeld as held:
+        return RunResult(name, status="lease_held", message=str(held))
+    run = _Run(source, store, archive, prefix, lease, settings, clock, budget, progress)
+    try:
+        with gc_paused():
+            if backfill is not None:
+                run.result.backfill = run.start_backfill(backfill)
+            complete = run.collect_jobs([LIVE])
+            pending = [job.id for job in jobs_of(run.document).values() if job.id != LIVE and not job.done]
+            if complete and pending:
+                complete = run.collect_jobs(pending)
+        run.result.complete = complete
+    finally:
+        store.release(lease)
+        run.finish_report()
+    return run.result
+
+
+class _Run:
+    """One provider's run: holds the lease, saves job checkpoints, counts. Thread-safe where
+    concurrent backfill slices need it: saves are serialized, writes are not."""
+
+    def __init__(
+        self,
+        source: Source,
+        store: CheckpointStore,
+        archive: ArchiveWriter,
+        prefix: str,
+        lease: Lease,
+        settings: Settings,
+        clock: Clock,
+        budget: Budget,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self.source, self.descriptor = source, source.descriptor
+        self.store, self.archive, self.prefix, self.lease = store, archive, prefix, lease
+        self.settings, self.clock, self.budget, self.progress = settings, clock, budget, progress
+        self.result = RunResult(self.descriptor.name)
+        # Fixed once: a run collects up to where real time stood when it started, then stops.
+        # (Planning against a moving "now" would chase the clock in ever thinner windows.)
+        self.started_at = clock.time()
+        self.horizon = self.descriptor.to_units(self.started_at - settings.settle_seconds)
+        self._sources = [source]
+        self._lock = threading.Lock()
+        self._events_fetched = 0
+        self._before = source.stats()
+
+    @property
+    def document(self) -> dict[str, Any]:
+        return self.lease.checkpoint
+
+    def job(self, job_id: str) -> Job:
+        return jobs_of(self.document).get(job_id) or Job(job_id)
+
+    def start_backfill(self, request: BackfillRequest) -> dict[str, Any]:
+        """Create the backfill's jobs (one atomic claim), or report the existing one."""
+        jobs = plan_backfill(
+            self.document,
+            self.descriptor.name,
+            request,
+            slices=self.settings.backfill_slices or 1,
+            now=self.clock.time(),
+        )
+        if jobs is None:
+            return {"id": backfill_id(self.descriptor.name, request.start, request.end), "existing": True}
+        self.save_jobs(*jobs)
+        return {"id": jobs[0].id.split(".")[0], "existing": False}
+
+    def collect_jobs(self, job_ids: list[str]) -> bool:
+        """Collect these jobs until caught up or done (True) or out of budget (False); as many at
+        once as the provider allows, each with its own source."""
+        workers = min(len(job_ids), self.settings.backfill_slices or 1)
+        if workers <= 1:
+            return all(self._collect_job(self.source, job_id) for job_id in job_ids)
+        sources = [self.source] + [self._fork() for _ in range(workers - 1)]
+        free = list(sources)
+        free_lock = threading.Lock()
+
+        def work(job_id: str) -> bool:
+            with free_lock:
+                source = free.pop()
+            try:
+                return self._collect_job(source, job_id)
+            finally:
+                with free_lock:
+                    free.append(source)
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{self.descriptor.name}-slice") as pool:
+            futures = [pool.submit(work, job_id) for job_id in job_ids]
+            outcomes = [f.exception() or f.result() for f in futures]
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        if errors:
+            raise errors[0]
+        return all(outcomes)
+
+    def _fork(self) -> Source:
+        source = self.source.fork()
+        with self._lock:
+            self._sources.append(source)
+        return source
+
+    def _collect_job(self, source: Source, job_id: str) -> bool:
+        while True:
+            job = self.job(job_id)
+            window = self._open_window(source, job)
+            if window is None:
+                return True
+            if not source.collect(window, WindowContext(self, job)):
+                return False
+
+    def _open_window(self, source: Source, job: Job) -> Window | None:
+        """The job's saved window, or a new one planned from its first gap (None: caught up)."""
+        if job.window is not None:
+            return self.descriptor.window_type.from_dict(job.window)
+        if job.id == LIVE and not job.ranges:  # the very first run: everything no backfill owns
+            lookback = self.started_at - self.settings.initial_lookback_days * 86400
+            origin = max(lookback, self.descriptor.first_event_at(self.started_at))
+            job.ranges = subtract([[self.descriptor.to_units(origin), None]], taken_by_others(self.document, LIVE))
+        gap = job.next_gap(job.watermark)
+        if gap is None:
+            return None
+        return source.plan(job, gap[0], gap[1], self.horizon)
+
+    def save_jobs(self, *jobs: Job) -> None:
+        """Second half of the rule: the jobs' checkpoint (several at once: one atomic claim)."""
+        with self._lock:
+            document = dict(self.document)
+            document["jobs"] = {**document.get("jobs", {}), **{job.id: job.to_dict() for job in jobs}}
+            self.store.save(self.lease, document)
+
+    def put(self, key: str, buffer: ObjectBuffer | None) -> None:
+        """First half of the rule: the object, under its deterministic name (None: an empty one)."""
+        body = buffer.finish() if buffer is not None else ObjectBuffer().finish()
+        self.archive.put(key, body)
+        if buffer is not None:
+            with self._lock:
+                self.result.objects_written += 1
+                self.result.events_written += buffer.events
+
+    def page_fetched(self, job_id: str, events: int) -> None:
+        with self._lock:
+            self.result.pages += 1
+            self._events_fetched += events
+            pages, fetched = self.result.pages, self._events_fetched
+        if self.progress is None:
+            return
+        wanted = self.result.backfill["id"] if self.result.backfill else None
+        jobs = backfill_jobs(self.document).get(wanted, []) if wanted else []
+        fraction = fraction_archived(jobs, self.descriptor) if jobs else None
+        self.progress(Progress(job_id, pages, fetched, fraction, sum(j.done for j in jobs), len(jobs)))
+
+    def finish_report(self) -> None:
+        """Counters, lag and backfill summaries, from the checkpoint as the run left it."""
+        result, document = self.result, self.lease.checkpoint
+        totals = {"retries": 0, "rate_limited": 0}
+        for source in self._sources:
+            stats = source.stats()
+            for name in totals:
+                totals[name] += stats[name]
+        result.retries = totals["retries"] - self._before["retries"]
+        result.rate_limited = totals["rate_limited"] - self._before["rate_limited"]
+        result.checkpoint = document
+        live = jobs_of(document).get(LIVE)
+        if live is not None and live.watermark is not None:
+            seconds = live.watermark / self.descriptor.units_per_second
+            result.behind_seconds = max(0.0, self.clock.time() - seconds)
+        summaries = summarize_backfills(document, self.descriptor)
+        result.backfills = [b for b in summaries if not b["done"]]
+        if result.backfill is not None:
+            done = {b["id"]: b for b in summaries}
+            result.backfill.update(done.get(result.backfill["id"], {}))
+
+
+class WindowContext:
+    """What a source may do while it collects one window of one job: read the settings and the
+    budget, fill buffers, write parts, and save the window's progress."""
+
+    def __init__(self, run: _Run, job: Job) -> None:
+        self._run = run
+        self.job = job
+        self.settings = run.settings
+        self.budget = run.budget
+        self.page_limit: int = run.settings.page_limit or run.descriptor.largest_page
+
+    @property
+    def saved(self) -> bool:
+        """Whether the job's checkpoint already holds an open window."""
+        return self.job.window is not None
+
+    def new_buffer(self) -> ObjectBuffer:
+        return ObjectBuffer(self.settings.max_object_bytes)
+
+    def key(self, dt: str, window: Window, part: int) -> str:
+        return object_key(self._run.prefix, self._run.descriptor.name, dt, f"{window.id}-p{part:05d}")
+
+    def write(self, dt: str, window: Window, part: int, buffer: ObjectBuffer) -> None:
+        """The part's object; the window must have been saved first (``save``)."""
+        if self.job.window is None:
+            raise RuntimeError("a window is saved before its first object is written")
+        self._run.put(self.key(dt, window, part), buffer)
+
+    def blank(self, dt: str, window: Window, part: int) -> None:
+        """Overwrite a part a restarted window no longer fills with an empty object."""
+        self._run.put(self.key(dt, window, part), None)
+
+    def save(self, window: Window) -> None:
+        """The window's progress, so the next run resumes it where this one stopped."""
+        self.job.window = window.to_dict()
+        self._run.save_jobs(self.job)
+
+    def close(self, watermark: int) -> None:
+        """The window is archived whole: the job moves past it."""
+        self.job.watermark, self.job.window = watermark, None
+        self._run.save_jobs(self.job)
+
+    def page_fetched(self, events: int) -> None:
+        self._run.page_fetched(self.job.id, events)

@@ -1,0 +1,148 @@
+"""What is true of one audit API, in one value: the only place the rest of the house learns it.
+
+A provider package (``providers/<name>/``) builds one ``Descriptor``; the registry
+(``providers/__init__``) lists them. The collector, config, invocation, CLI, demo and query read
+every provider-specific fact from here, so a new source never inherits another one's pace,
+secret, time unit or page size by accident: a missing fact is a ``TypeError`` at import.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .collector.source import Source, Window
+    from .http_retry import Clock, RequestPacer, RetryHandler
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
+
+
+@dataclass(frozen=True)
+class Option:
+    """A setting a provider needs beyond its token (Asana's workspace gid), with where it comes
+    from: an environment variable in the Lambda, a flag (or the same variable) in the CLI."""
+
+    name: str  # the key in ``options`` handed to ``Descriptor.build_source``
+    env: str
+    flag: str
+    help: str
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a provider's archive table, in both engines' type syntax."""
+
+    name: str
+    duckdb: str
+    athena: str
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How the wiring wants a provider's client built: every client of one run shares the pacer."""
+
+    token: str
+    base_url: str
+    timeout: float
+    clock: Clock
+    pacer: RequestPacer | None
+    retry_handlers: Callable[[], list[RetryHandler]]
+    user_agent_suffix: str | None = None
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments every client of this package takes."""
+        return {
+            "token": self.token,
+            "base_url": self.base_url,
+            "timeout": self.timeout,
+            "clock": self.clock,
+            "pacer": self.pacer,
+            "retry_handlers": self.retry_handlers(),
+            "user_agent_suffix": self.user_agent_suffix,
+        }
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """One audit API. Times inside the collector are integers in ``units_per_second``."""
+
+    name: str  # lower case; the invoke payload's "provider", the archive's top folder
+    title: str  # for people: "Slack Enterprise Grid"
+    key: str  # CamelCase stem of the template's names: f"{key}TokenSecret"
+    units_per_second: int  # 1: epoch seconds, 1000: epoch milliseconds
+    first_event: datetime  # the API has nothing earlier
+    retention_days: int | None  # the API deletes older events (None: kept)
+    largest_page: int
+    rate_limit_per_minute: float  # published
+    calls_per_minute: float  # the pace used under it
+    pacing_burst: int  # calls a run may make at once before the pace applies
+    backfill_concurrency: int  # jobs (time slices) a backfill fetches at once
+    default_base_url: str
+    id_field: str  # the field that identifies an event
+    time_field: str  # the field that dates it
+    event_seconds: Callable[[Mapping[str, Any]], float]  # an event's time, in epoch seconds
+    table: str  # the Athena / DuckDB table over the archive
+    columns: tuple[Column, ...]
+    window_type: type[Window]  # how a saved window reads back (``from_dict``)
+    build_source: Callable[[ClientSettings, Mapping[str, str]], Source]
+    options: tuple[Option, ...] = ()
+    emulator: str | None = None  # the API the bundled emulator serves for it, if any
+    questions: tuple[tuple[str, str], ...] = ()  # (question, SQL over ``table``): the demo asks them
+
+    def __post_init__(self) -> None:
+        if not _NAME.fullmatch(self.name):
+            raise ValueError(f"provider name {self.name!r} must be lower case letters, digits and _")
+        if self.first_event.tzinfo is None:
+            raise ValueError(f"{self.name}: first_event must be an aware UTC datetime")
+        if not 0 < self.calls_per_minute <= self.rate_limit_per_minute:
+            raise ValueError(f"{self.name}: the pace must be positive and at most the published limit")
+        if self.units_per_second not in (1, 1000):
+            raise ValueError(f"{self.name}: units_per_second must be 1 or 1000")
+
+    # Names derived from ``name`` and ``key``, in one place: the Lambda's environment, the CLI's
+    # token variable, the template's parameter.
+    @property
+    def env_prefix(self) -> str:
+        return self.name.upper()
+
+    @property
+    def secret_env(self) -> str:
+        return f"{self.env_prefix}_TOKEN_SECRET_ID"
+
+    @property
+    def base_url_env(self) -> str:
+        return f"{self.env_prefix}_API_BASE_URL"
+
+    @property
+    def pace_env(self) -> str:
+        return f"{self.env_prefix}_CALLS_PER_MINUTE"
+
+    @property
+    def token_env(self) -> str:
+        return f"{self.env_prefix}_TOKEN"
+
+    @property
+    def secret_parameter(self) -> str:
+        return f"{self.key}TokenSecret"
+
+    def first_event_at(self, now: float) -> float:
+        """The earliest instant (epoch seconds) the API can still return at ``now``."""
+        first = self.first_event.timestamp()
+        if self.retention_days is not None:
+            first = max(first, now - self.retention_days * 86400)
+        return first
+
+    def to_units(self, seconds: float) -> int:
+        return int(seconds * self.units_per_second)
+
+    def event_id(self, event: Mapping[str, Any]) -> Any:
+        return event.get(self.id_field)
+
+    def event_date(self, event: Mapping[str, Any]) -> str:
+        """The event's UTC date: its archive partition."""
+        return datetime.fromtimestamp(self.event_seconds(event), UTC).strftime("%Y-%m-%d")

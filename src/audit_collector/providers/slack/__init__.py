@@ -1,0 +1,5 @@
+"""Slack Enterprise Grid's Audit Logs API: its client, its collection strategy and its descriptor."""
+
+from .descriptor import DESCRIPTOR
+
+__all__ = ["DESCRIPTOR"]

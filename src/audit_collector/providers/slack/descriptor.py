@@ -1,0 +1,77 @@
+"""Everything the rest of the house needs to know about Slack's Audit Logs API, in one value."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from ...descriptor import ClientSettings, Column, Descriptor
+from .client import DEFAULT_BASE_URL, MAX_LIMIT, AuditLogsClient
+from .source import SlackSource, SlackWindow
+
+
+def _build_source(client: ClientSettings, options: Mapping[str, str]) -> SlackSource:
+    return SlackSource(DESCRIPTOR, AuditLogsClient(**client.client_kwargs()))
+
+
+def _event_seconds(event: Mapping[str, Any]) -> float:
+    return float(event["date_create"])
+
+
+DESCRIPTOR = Descriptor(
+    name="slack",
+    title="Slack Enterprise Grid",
+    key="Slack",
+    units_per_second=1,
+    first_event=datetime(2018, 3, 1, tzinfo=UTC),  # the Audit Logs API has nothing earlier
+    retention_days=None,
+    largest_page=MAX_LIMIT,
+    # About 50 calls a minute for the whole org, shared by every app: pace just under it, no burst.
+    rate_limit_per_minute=50,
+    calls_per_minute=48,
+    pacing_burst=1,
+    backfill_concurrency=1,  # the org-wide limit leaves nothing to overlap
+    default_base_url=DEFAULT_BASE_URL,
+    id_field="id",
+    time_field="date_create",
+    event_seconds=_event_seconds,
+    table="slack_audit_logs",
+    columns=(
+        Column("id", "VARCHAR", "string"),
+        Column("date_create", "BIGINT", "bigint"),
+        Column("action", "VARCHAR", "string"),
+        Column(
+            "actor",
+            'STRUCT(type VARCHAR, "user" STRUCT(id VARCHAR, name VARCHAR, email VARCHAR, team VARCHAR))',
+            "struct<type:string,user:struct<id:string,name:string,email:string,team:string>>",
+        ),
+        Column("entity", "JSON", "string"),
+        Column(
+            "context",
+            "STRUCT(location STRUCT(type VARCHAR, id VARCHAR, name VARCHAR, domain VARCHAR), ua VARCHAR, "
+            "ip_address VARCHAR, session_id VARCHAR, app JSON)",
+            "struct<location:struct<type:string,id:string,name:string,domain:string>,ua:string,ip_address:string,"
+            "session_id:string,app:string>",
+        ),
+        Column("details", "JSON", "string"),
+    ),
+    window_type=SlackWindow,
+    build_source=_build_source,
+    emulator="slack",
+    questions=(
+        (
+            "Who failed to log in to Slack most, and from where?",
+            """SELECT actor.user.email AS user_email, context.ip_address AS ip, count(*) AS failures
+           FROM slack_audit_logs WHERE action = 'user_login_failed'
+           GROUP BY 1, 2 ORDER BY failures DESC, user_email LIMIT 5""",
+        ),
+        (
+            "Who was made a Slack admin or owner, and by whom?",
+            """SELECT from_unixtime(date_create) AS at, actor.user.email AS granted_by,
+                  json_extract_scalar(entity, '$.user.email') AS granted_to, action
+           FROM slack_audit_logs WHERE action IN ('role_change_to_admin', 'role_change_to_owner')
+           ORDER BY date_create DESC LIMIT 5""",
+        ),
+    ),
+)
