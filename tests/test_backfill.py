@@ -59,7 +59,9 @@ def test_bad_slack_ranges_are_refused(spec, message):
 
 
 def test_slack_start_before_the_api_existed_is_clamped_and_said():
-    got = parse_backfill(providers.get("slack"), {"start": "2017-06-01T00:00:00Z", "end": "2018-04-01T00:00:00Z"}, now=NOW)
+    got = parse_backfill(
+        providers.get("slack"), {"start": "2017-06-01T00:00:00Z", "end": "2018-04-01T00:00:00Z"}, now=NOW
+    )
     assert got.start == int(datetime(2018, 3, 1, tzinfo=UTC).timestamp())
     assert "clamped" in got.notes[0] and "2018-03-01" in got.notes[0]
 
@@ -72,9 +74,13 @@ def test_asana_start_older_than_90_days_is_clamped_and_a_range_entirely_older_re
 
 
 def test_units_are_the_providers_and_fractions_round_outwards():
-    got = parse_backfill(providers.get("slack"), {"start": "2026-10-01T00:00:00.5Z", "end": "2026-10-01T00:00:09.5Z"}, now=NOW)
+    got = parse_backfill(
+        providers.get("slack"), {"start": "2026-10-01T00:00:00.5Z", "end": "2026-10-01T00:00:09.5Z"}, now=NOW
+    )
     assert got.end - got.start == 10
-    got = parse_backfill(providers.get("asana"), {"start": "2026-11-01T00:00:00Z", "end": "2026-11-01T00:00:01Z"}, now=NOW)
+    got = parse_backfill(
+        providers.get("asana"), {"start": "2026-11-01T00:00:00Z", "end": "2026-11-01T00:00:01Z"}, now=NOW
+    )
     assert got.end - got.start == 1000
 
 

@@ -15,7 +15,7 @@ from moto import mock_aws
 
 from audit_collector import handler
 from audit_collector.archive import S3Archive
-from audit_collector.config import ENVIRONMENT_VARIABLES, Config
+from audit_collector.config import Config, environment_variables
 from audit_collector.emulator import Emulator, asana_events, slack_events
 from audit_collector.errors import ConfigError
 from audit_collector.http_retry import SystemClock
@@ -226,7 +226,7 @@ def test_a_lower_pace_is_honoured(aws, emu, org, monkeypatch):
     """An org whose Slack limit is shared with other apps paces this collector lower."""
     history(emu, org)
     monkeypatch.setenv("SLACK_CALLS_PER_MINUTE", "12")
-    assert Config.from_env(os.environ).settings().calls_per_minute("slack") == 12
+    assert Config.from_env(os.environ).settings("slack").calls_per_minute == 12
     sleeps = []
     monkeypatch.setattr(handler, "SystemClock", lambda: SleepRecorder(sleeps))
     handler.lambda_handler({"provider": "slack"}, FakeContext())
@@ -357,7 +357,7 @@ def test_aws_endpoint_url_is_honoured_not_overridden(env, emu, org, monkeypatch)
 
 
 def test_every_variable_read_is_documented():
-    assert set(ENVIRONMENT_VARIABLES) >= {"STATE_TABLE_NAME", "ARCHIVE_BUCKET_NAME", "SLACK_TOKEN_SECRET_ID"}
+    assert set(environment_variables()) >= {"STATE_TABLE_NAME", "ARCHIVE_BUCKET_NAME", "SLACK_TOKEN_SECRET_ID"}
 
 
 def test_a_backfill_invoke_archives_the_range_and_reports_it(aws, emu, org):

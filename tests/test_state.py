@@ -328,7 +328,7 @@ def test_a_checkpoint_round_trips_exactly(store):
         "jobs": {"live": {"ranges": [[1_700_000_000_000, None]], "watermark": 2**63 + 1, "window": None}},
         "big": [2**100, -(2**70), 0],
         "float": 0.1,
-        "text": "é ✓ \"quoted\" \\ \n",
+        "text": 'é ✓ "quoted" \\ \n',
         "flags": [True, False, None],
         "deep": {"a": {"b": {"c": {"d": [{}]}}}},
     }

@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 import duckdb
 import pytest
 
+from audit_collector import providers
 from audit_collector.archive import LocalArchive
-from audit_collector.config import ENVIRONMENT_VARIABLES
-from audit_collector.emulator import Emulator, asana_events, slack_events
+from audit_collector.config import environment_variables
+from audit_collector.emulator import Emulator
 from audit_collector.errors import ConfigError
 from audit_collector.invocation import parse_invocation
-from audit_collector.query import ASANA_COLUMNS, SLACK_COLUMNS
 from audit_collector.state import FileStore
 
 from .support import ROOT, FakeClock, load_template, run_once
@@ -30,7 +30,7 @@ def function_environment() -> dict:
 
 
 def test_every_variable_the_code_reads_is_set_and_every_one_set_is_read():
-    assert set(function_environment()) == set(ENVIRONMENT_VARIABLES) | POWERTOOLS_VARIABLES
+    assert set(function_environment()) == set(environment_variables()) | POWERTOOLS_VARIABLES
 
 
 def test_no_module_reads_the_environment_behind_configs_back():
@@ -52,11 +52,19 @@ def test_the_function_matches_the_contract():
     assert props["Timeout"] == 900
 
 
-@pytest.mark.parametrize("schedule,provider", [("SlackSchedule", "slack"), ("AsanaSchedule", "asana")])
-def test_each_schedule_sends_a_payload_the_handler_accepts(schedule, provider):
-    target = RESOURCES[schedule]["Properties"]["Target"]
-    assert parse_invocation(json.loads(target["Input"]), ("slack", "asana")).providers == (provider,)
+BUILTIN = [providers.get(module.rsplit(".", 1)[1]) for module in providers.BUILTIN]
+ALL = tuple(d.name for d in BUILTIN)
+
+
+@pytest.mark.parametrize("descriptor", BUILTIN, ids=lambda d: d.name)
+def test_each_provider_has_its_schedule_secret_parameter_and_options(descriptor):
+    target = RESOURCES[f"{descriptor.key}Schedule"]["Properties"]["Target"]
+    assert parse_invocation(json.loads(target["Input"]), ALL).providers == (descriptor.name,)
     assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1 and "DeadLetterConfig" in target
+    assert descriptor.secret_parameter in TEMPLATE["Parameters"]
+    environment = function_environment()
+    assert {descriptor.secret_env, descriptor.base_url_env, descriptor.pace_env} <= set(environment)
+    assert {o.env for o in descriptor.options} <= set(environment)
 
 
 def test_example_events_are_accepted_and_bad_ones_rejected():
@@ -65,10 +73,10 @@ def test_example_events_are_accepted_and_bad_ones_rejected():
     assert len(good) >= 3 and len(bad) >= 4
     written = datetime(2026, 11, 22, tzinfo=UTC).timestamp()  # the examples' dates are relative to this day
     for path in good:
-        parse_invocation(json.loads(path.read_text()), ("slack", "asana"), now=written)
+        parse_invocation(json.loads(path.read_text()), ALL, now=written)
     for path in bad:
         with pytest.raises(ConfigError):
-            parse_invocation(json.loads(path.read_text()), ("slack", "asana"), now=written)
+            parse_invocation(json.loads(path.read_text()), ALL, now=written)
 
 
 def translated_template() -> dict:
@@ -126,8 +134,7 @@ def test_the_function_role_has_no_wildcard_resources_and_writes_only_archive_pre
         assert "*" not in resources, statement
         if statement.get("Action") == "s3:PutObject":
             assert [r["Sub"] for r in resources] == [
-                "${ArchiveBucket.Arn}/${ArchivePrefix}slack/*",
-                "${ArchiveBucket.Arn}/${ArchivePrefix}asana/*",
+                f"${{ArchiveBucket.Arn}}/${{ArchivePrefix}}{d.name}/*" for d in BUILTIN
             ]
 
 
@@ -156,22 +163,31 @@ def duckdb_type(hive: str) -> str:
     return HIVE_TO_DUCKDB[hive]
 
 
-def glue_table(resource: str) -> dict:
-    return RESOURCES[resource]["Properties"]["TableInput"]
+def glue_table(descriptor) -> dict:
+    """The Glue table whose name the descriptor gives."""
+    tables = [
+        r["Properties"]["TableInput"]
+        for r in RESOURCES.values()
+        if r["Type"] == "AWS::Glue::Table" and r["Properties"]["TableInput"]["Name"] == descriptor.table
+    ]
+    assert len(tables) == 1, descriptor.table
+    return tables[0]
 
 
-@pytest.mark.parametrize(
-    "resource,columns", [("SlackAuditLogsTable", SLACK_COLUMNS), ("AsanaAuditLogEventsTable", ASANA_COLUMNS)]
-)
-def test_the_local_query_tables_have_the_glue_columns(resource, columns):
-    glue = [c["Name"] for c in glue_table(resource)["StorageDescriptor"]["Columns"]]
-    assert glue == list(columns)
-    assert [k["Name"] for k in glue_table(resource)["PartitionKeys"]] == ["dt"]
+@pytest.mark.parametrize("descriptor", BUILTIN, ids=lambda d: d.name)
+def test_the_descriptor_columns_are_the_glue_columns_in_both_engines(descriptor):
+    glue = glue_table(descriptor)["StorageDescriptor"]["Columns"]
+    assert [(c["Name"], c["Type"]) for c in glue] == [(c.name, c.athena) for c in descriptor.columns]
+    for column in descriptor.columns:  # the same shape; JSON in DuckDB is a string holding JSON in Glue
+        local = column.duckdb.replace("JSON", "VARCHAR").replace('"', "")
+        assert duckdb_type(column.athena).replace('"', "") == local, column.name
+    assert [k["Name"] for k in glue_table(descriptor)["PartitionKeys"]] == ["dt"]
 
 
-@pytest.mark.parametrize("provider,resource", [("slack", "SlackAuditLogsTable"), ("asana", "AsanaAuditLogEventsTable")])
-def test_what_the_collector_writes_reads_back_through_the_glue_table_definition(provider, resource, org, tmp_path):
-    table = glue_table(resource)
+@pytest.mark.parametrize("descriptor", BUILTIN, ids=lambda d: d.name)
+def test_what_the_collector_writes_reads_back_through_the_glue_table_definition(descriptor, org, tmp_path):
+    provider = descriptor.name
+    table = glue_table(descriptor)
     params = table["Parameters"]
     assert params["projection.enabled"] == "true" and params["projection.dt.format"] == "yyyy-MM-dd"
     template = params["storage.location.template"]["Sub"]
@@ -181,12 +197,9 @@ def test_what_the_collector_writes_reads_back_through_the_glue_table_definition(
     now = int(datetime(2026, 11, 20, 12, tzinfo=UTC).timestamp())
     clock = FakeClock(start=float(now))
     with Emulator(clock=clock.time) as emu:
-        if provider == "slack":
-            served = slack_events(org, now - 2 * 86400 + 60, now - 3600, 400, seed=51)
-            emu.slack.add(served)
-        else:
-            served = asana_events(org, (now - 2 * 86400 + 60) * 1000, (now - 3600) * 1000, 400, seed=52)
-            emu.asana.add(served)
+        api = emu.api(descriptor.emulator)
+        served = api.generate(org, now - 2 * 86400 + 60, now - 3600, 400, seed=51)
+        api.add(served)
         run_once(provider, emu, store=FileStore(tmp_path / "s.json"), archive=LocalArchive(tmp_path / "a"), clock=clock)
 
     # Every object sits where the projection template says its partition is.
@@ -201,7 +214,7 @@ def test_what_the_collector_writes_reads_back_through_the_glue_table_definition(
     )
     names = rows.columns
     got = {(row[0]): dict(zip(names, row, strict=True)) for row in rows.fetchall()}
-    key = "id" if provider == "slack" else "gid"
+    key = descriptor.id_field
     assert set(got) == {e[key] for e in served}
     for event in served:
         row = got[event[key]]
@@ -231,8 +244,7 @@ def test_samconfig_and_outputs_name_what_users_need():
     for needed in (
         "ArchiveBucketName",
         "GlueDatabase",
-        "SlackTable",
-        "AsanaTable",
+        *(f"{d.key}Table" for d in BUILTIN),
         "AthenaWorkGroupName",
         "FunctionName",
         "RunNowCommand",
