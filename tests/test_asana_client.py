@@ -70,12 +70,10 @@ def test_every_parameter_is_sent_in_asana_format():
 
 @responses.activate
 def test_actor_type_and_iso_strings():
-    responses.get(
-        URL,
-        match=[matchers.query_param_matcher({"start_at": "2026-11-01T10:00:00.000Z", "actor_type": "asana_support"})],
-        json=page([]),
-    )
-    client().get_audit_log_events("12345", start_at="2026-11-01T10:00:00Z", actor_type="asana_support")
+    responses.get(URL, json=page([]))
+    client().get_audit_log_events("12345", start_at="2026-11-01T10:00:00+00:00", actor_type="asana_support")
+    sent = responses.calls[0].request.params
+    assert sent == {"start_at": "2026-11-01T10:00:00.000Z", "actor_type": "asana_support"}
 
 
 @pytest.mark.parametrize(

@@ -1,3 +1,3 @@
-"""audit-collector: archive Slack Enterprise Grid and Asana audit logs exactly once."""
+"""audit-collector: archive enterprise audit logs exactly once (the providers are in ``providers/``)."""
 
 __version__ = "0.1.0"

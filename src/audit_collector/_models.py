@@ -1,6 +1,6 @@
 """A small base for typed views of API payloads that never lose a field.
 
-Audit APIs add fields and change types without notice (Slack's ``session_id`` is a string, an int or
+Audit APIs add fields and change types without notice (a session id is a string, an int or
 null). A model therefore never rejects a value: known fields become attributes (nested objects become
 models when they are objects), everything else lands in ``unknown_fields``, and ``to_dict()`` gives
 back what came in, key for key.

@@ -201,7 +201,7 @@ def _collection(p: argparse.ArgumentParser) -> None:
     tokens = ", ".join(d.token_env for d in descriptors)
     p.add_argument("--token-env", help=f"environment variable holding the token (default: {tokens})")
     p.add_argument("--secret-id", help="read the token from this Secrets Manager secret instead")
-    p.add_argument("--api-base-url", help="another API host (GovSlack, the emulator)")
+    p.add_argument("--api-base-url", help="another API host (a government cloud, the emulator)")
     seen = set()
     for descriptor in descriptors:
         for option in descriptor.options:

@@ -2,7 +2,7 @@
 
 Which variables exist follows from the registry: each provider has ``{NAME}_TOKEN_SECRET_ID``
 (set: the provider is enabled), ``{NAME}_API_BASE_URL``, ``{NAME}_CALLS_PER_MINUTE`` and the
-options its descriptor declares (Asana's workspace gid).
+options its descriptor declares (a workspace id, say).
 
 boto3's own settings (``AWS_ENDPOINT_URL``, ``AWS_REGION``, profiles) are never read or overridden
 here: boto3 applies them itself, which is how moto_server and VPC endpoints keep working.
@@ -32,8 +32,8 @@ COMMON_VARIABLES: dict[str, str | None] = {
 
 
 def provider_variables(descriptor: Descriptor) -> dict[str, str | None]:
-    """One provider's variables. Lower the pace when other apps use the same limit (Slack's is
-    shared by every app of the org)."""
+    """One provider's variables. Lower the pace when other apps use the same limit (some are
+    shared by every app of an org)."""
     variables: dict[str, str | None] = {
         descriptor.secret_env: None,
         descriptor.base_url_env: descriptor.default_base_url,

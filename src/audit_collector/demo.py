@@ -41,8 +41,6 @@ def prepare_folder(folder: Path) -> None:
 
 def demo(*, archive_dir: Path, days: float, users: int, seed: int, fault_rate: float) -> int:
     """Collect a generated org from the emulator (live, then a backfill), check it, query it."""
-    from .query import run_query
-
     prepare_folder(archive_dir)
     now = int(time.time())
     start = now - int(days * 86400)
@@ -92,19 +90,25 @@ def demo(*, archive_dir: Path, days: float, users: int, seed: int, fault_rate: f
         ok &= check(archive, descriptor, served[descriptor.name], horizon)
     print(f"\nArchive: {archive_dir}/  (same layout and bytes as s3://<bucket>/<provider>/dt=YYYY-MM-DD/…)")
     print(f"Pipeline took {time.monotonic() - started:.1f}s.\n")
-    for descriptor, _ in demoed:
+    ask(archive_dir, [d for d, _ in demoed])
+    return 0 if ok else 1
+
+
+def ask(archive_dir: Path, descriptors: list[Descriptor]) -> None:
+    """Each provider's investigation questions, answered from the local archive."""
+    from .query import run_query
+
+    for descriptor in descriptors:
         for question, sql in descriptor.questions:
             print(f"-- {question}")
             names, rows = run_query(archive_dir, sql)
             write_rows(names, rows)
             print()
-    first = demoed[0][0]
     print(
         "Ask your own: audit-collector query --archive",
         archive_dir,
-        f'"SELECT count(*) FROM {first.table} GROUP BY dt ORDER BY dt"',
+        f'"SELECT dt, count(*) FROM {descriptors[0].table} GROUP BY dt ORDER BY dt"',
     )
-    return 0 if ok else 1
 
 
 def _run(descriptor: Descriptor, api: EmulatedApi, archive, store, settings, backfill=None, bar=None):

@@ -23,7 +23,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
 
 @dataclass(frozen=True)
 class Option:
-    """A setting a provider needs beyond its token (Asana's workspace gid), with where it comes
+    """A setting a provider needs beyond its token (a workspace id), with where it comes
     from: an environment variable in the Lambda, a flag (or the same variable) in the CLI."""
 
     name: str  # the key in ``options`` handed to ``Descriptor.build_source``
@@ -72,7 +72,7 @@ class Descriptor:
     """One audit API. Times inside the collector are integers in ``units_per_second``."""
 
     name: str  # lower case; the invoke payload's "provider", the archive's top folder
-    title: str  # for people: "Slack Enterprise Grid"
+    title: str  # for people, in messages and help
     key: str  # CamelCase stem of the template's names: f"{key}TokenSecret"
     units_per_second: int  # 1: epoch seconds, 1000: epoch milliseconds
     first_event: datetime  # the API has nothing earlier

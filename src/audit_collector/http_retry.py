@@ -1,4 +1,4 @@
-"""Pluggable retry handlers, after the Slack SDK's design, on transport-neutral value objects.
+"""Pluggable retry handlers, after a widely used chat SDK's design, on transport-neutral value objects.
 
 A handler decides *whether* to retry (``_can_retry``) and *how long* to wait
 (``prepare_for_next_attempt``). Handlers hold no per-request state: that lives in ``RetryState``,
@@ -68,7 +68,7 @@ class SystemClock(Clock):
 class RequestPacer:
     """Spaces requests to stay under a published rate limit (``per_minute``), shared by threads.
 
-    Proactive pacing beats reacting to 429s: Slack's 50 calls a minute are shared by the whole org,
+    Proactive pacing beats reacting to 429s: an org-wide limit is shared by every app,
     and every 429 costs a round trip and a ``Retry-After``. Waits go through the caller's clock.
     """
 
@@ -148,7 +148,7 @@ class RetryState:
 
     def retries_by(self, handler: RetryHandler) -> int:
         """Retries this request already had from ``handler``: each handler has its own limit, so a
-        reset does not use up the retry a later 429 needs (the Slack SDK shares one count)."""
+        reset does not use up the retry a later 429 needs (that SDK shares one count)."""
         return self._retries_by_handler.get(id(handler), 0)
 
     def count_retry(self, handler: RetryHandler) -> None:

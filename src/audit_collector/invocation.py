@@ -32,7 +32,7 @@ def parse_invocation(event: Any, enabled: tuple[str, ...], *, now: float | None 
     """The providers to run. Raises ``ConfigError`` saying exactly what is wrong with the payload."""
     if not isinstance(event, dict):
         raise ConfigError(
-            f'the invoke payload must be a JSON object such as {{"provider": "slack"}}, got {type(event).__name__}'
+            f'the invoke payload must be a JSON object such as {{"provider": "<name>"}}, got {type(event).__name__}'
         )
     if "provider" not in event:
         if event.get("detail-type") == "Scheduled Event" and set(event) <= SCHEDULED_EVENT_KEYS:

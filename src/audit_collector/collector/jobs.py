@@ -5,7 +5,7 @@ range another job already owns (the live job owns ``[origin, ∞)`` from its fir
 instant is ever collected by two jobs. All jobs of a provider live in one checkpoint document,
 so a claim is one conditional write under the provider's lease.
 
-Ranges are half-open ``[start, end)`` in the provider's unit (Slack: seconds, Asana: ms); ``end``
+Ranges are half-open ``[start, end)`` in the provider's unit (its descriptor's ``units_per_second``); ``end``
 is None for the live job's open end.
 """
 
