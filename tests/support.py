@@ -117,6 +117,9 @@ class CrashingStore(CheckpointStore):
         self.steps.tick("save")
         self.inner._save(lease, checkpoint, new_version)
 
+    def _renew(self, lease, expires_at, now):
+        self.inner._renew(lease, expires_at, now)
+
     def _release(self, lease):
         pass  # a dead process releases nothing: the lease must expire by itself
 
@@ -128,12 +131,15 @@ class CrashingArchive(ArchiveWriter):
     def __init__(self, inner: ArchiveWriter, steps: StepCounter, *, after_write: bool = True) -> None:
         self.inner, self.steps, self.after_write = inner, steps, after_write
 
-    def _put(self, key, body):
+    def _put(self, key, body, replaces):
         if not self.after_write:
             self.steps.tick("put")
-        self.inner._put(key, body)
+        self.inner._put(key, body, replaces)
         if self.after_write:
             self.steps.tick("put")  # dies right after the object landed, before the checkpoint
+
+    def _version(self, key):
+        return self.inner._version(key)
 
     def keys(self, prefix=""):
         return self.inner.keys(prefix)

@@ -142,4 +142,5 @@ def test_keys_and_refusals(tmp_path):
             archive.put(bad, b"")
     archive.put("slack/dt=2026-11-01/a.jsonl.gz", EMPTY_GZIP)
     assert list(archive.keys()) == ["slack/dt=2026-11-01/a.jsonl.gz"]
-    assert [p.name for p in tmp_path.rglob("*")] == ["slack", "dt=2026-11-01", "a.jsonl.gz"]  # no temp files
+    written = [p.name for p in tmp_path.rglob("*") if p.name != ".archive.lock"]
+    assert written == ["slack", "dt=2026-11-01", "a.jsonl.gz"]  # no temp files

@@ -11,6 +11,9 @@ deterministic too (gzip without a timestamp), so a rewrite of the same events is
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import zlib
@@ -18,7 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ArchiveError
+from .errors import ArchiveError, WriteRefused
 from .files import atomic_write
 from .json_text import Line
 
@@ -107,20 +110,37 @@ def decode_object(body: bytes) -> Iterator[dict[str, Any]]:
 
 
 class ArchiveWriter:
-    """Port: put whole objects under a key; list and read them back. ``_put`` does the I/O."""
+    """Port: put whole objects under a key, conditionally; list and read them back.
 
-    def put(self, key: str, body: bytes) -> None:
-        """Write (or replace) one object. Raises ``ArchiveError``; then nothing was checkpointed."""
+    Every write is conditional on the version the writer saw (S3's ``If-Match`` / ``If-None-Match``):
+    a run that looked at a key, then lost its lease while paused, cannot overwrite what the next
+    owner wrote there since. ``_put`` and ``_version`` do the I/O.
+    """
+
+    def version(self, key: str) -> str | None:
+        """The object's current version (its ETag), or None if there is none."""
+        try:
+            return self._version(key)
+        except Exception as exc:
+            raise ArchiveError(f"could not read the version of {self.describe(key)}: {exc}") from exc
+
+    def put(self, key: str, body: bytes, *, replaces: str | None = None) -> None:
+        """Write one object, replacing version ``replaces`` (None: the key must not exist yet).
+        Raises ``WriteRefused`` if the object is not what the caller saw, ``ArchiveError`` if the
+        write failed; in both cases nothing was checkpointed."""
         if not key.endswith(".jsonl.gz") or key.startswith("/") or ".." in key.split("/"):
             raise ArchiveError(f"refusing to write an object under a malformed key: {key!r}")
         try:
-            self._put(key, body)
-        except ArchiveError:
+            self._put(key, body, replaces)
+        except (ArchiveError, WriteRefused):
             raise
         except Exception as exc:
             raise ArchiveError(f"could not write {self.describe(key)}: {exc}") from exc
 
-    def _put(self, key: str, body: bytes) -> None:
+    def _put(self, key: str, body: bytes, replaces: str | None) -> None:
+        raise NotImplementedError
+
+    def _version(self, key: str) -> str | None:
         raise NotImplementedError
 
     def keys(self, prefix: str = "") -> Iterable[str]:
@@ -148,8 +168,22 @@ class S3Archive(ArchiveWriter):
             self._client = boto3.client("s3")
         return self._client
 
-    def _put(self, key: str, body: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/gzip")
+    def _put(self, key: str, body: bytes, replaces: str | None) -> None:
+        condition = {"IfMatch": replaces} if replaces is not None else {"IfNoneMatch": "*"}
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/gzip", **condition)
+        except self.client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise WriteRefused(_refused(self.describe(key))) from None
+            raise
+
+    def _version(self, key: str) -> str | None:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=key)["ETag"]
+        except self.client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
 
     def keys(self, prefix: str = "") -> Iterable[str]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -170,10 +204,28 @@ class LocalArchive(ArchiveWriter):
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
 
-    def _put(self, key: str, body: bytes) -> None:
+    def _put(self, key: str, body: bytes, replaces: str | None) -> None:
         path = self.root / key
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, body)
+        with self._locked():  # the check and the write as one step, across processes
+            if _file_version(path) != replaces:
+                raise WriteRefused(_refused(self.describe(key)))
+            for stale in path.parent.glob(f".{path.name}.*.tmp"):  # a killed writer's; none runs now
+                stale.unlink(missing_ok=True)
+            atomic_write(path, body)
+
+    def _version(self, key: str) -> str | None:
+        return _file_version(self.root / key)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".archive.lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def keys(self, prefix: str = "") -> Iterable[str]:
         if not self.root.exists():
@@ -186,3 +238,19 @@ class LocalArchive(ArchiveWriter):
 
     def describe(self, key: str = "") -> str:
         return str(self.root / key)
+
+
+def _file_version(path: Path) -> str | None:
+    """What S3 gives a single-part object as its ETag: the quoted MD5 of its bytes."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
+
+
+def _refused(where: str) -> str:
+    return (
+        f"{where} changed since this run looked at it: another run wrote it after this one lost its "
+        "lease; nothing was written"
+    )

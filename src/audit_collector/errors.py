@@ -44,3 +44,8 @@ class LeaseLost(AuditCollectorError):
 
 class ArchiveError(AuditCollectorError):
     """Writing an archive object failed. The checkpoint did not move, so a rerun rewrites it."""
+
+
+class WriteRefused(LeaseLost):
+    """An archive object changed since this run looked at it: another run wrote it after this one
+    lost its lease. Safe: nothing was written; the other run's object stands."""

@@ -61,6 +61,13 @@ class CheckpointStore:
         lease.version += 1
         lease.checkpoint = checkpoint
 
+    def renew(self, lease: Lease, *, expires_at: float, now: float) -> None:
+        """Fence a write: raise ``LeaseLost`` unless we still hold the lease and it has not expired
+        by ``now``; then extend it to ``expires_at``. A run paused past its lease (a sleeping laptop,
+        a stopped process) learns here that it must not write, before it writes."""
+        self._renew(lease, expires_at, now)
+        lease.expires_at = expires_at
+
     def release(self, lease: Lease) -> None:
         """Let the next run start at once instead of waiting for the lease to expire."""
         self._release(lease)
@@ -75,11 +82,21 @@ class CheckpointStore:
     def _save(self, lease: Lease, checkpoint: dict[str, Any], new_version: int) -> None:
         raise NotImplementedError
 
+    def _renew(self, lease: Lease, expires_at: float, now: float) -> None:
+        raise NotImplementedError
+
     def _release(self, lease: Lease) -> None:
         raise NotImplementedError
 
     def _read(self, provider: str) -> dict[str, Any]:
         raise NotImplementedError
+
+
+def _fenced(lease: Lease) -> str:
+    return (
+        f"{lease.provider}: this run no longer holds the lease (it expired, or another run took it over); "
+        "stopping before writing anything more"
+    )
 
 
 def _iso_now() -> str:
@@ -155,6 +172,22 @@ class DynamoDBStore(CheckpointStore):
                 f"{lease.version}); stopping without writing more"
             ) from None
 
+    def _renew(self, lease: Lease, expires_at: float, now: float) -> None:
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._key(lease.provider),
+                UpdateExpression="SET lease_expires_at = :expires",
+                ConditionExpression="lease_owner = :owner AND lease_expires_at >= :now",
+                ExpressionAttributeValues={
+                    ":owner": {"S": lease.owner},
+                    ":expires": {"N": f"{expires_at:.3f}"},
+                    ":now": {"N": f"{now:.3f}"},
+                },
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            raise LeaseLost(_fenced(lease)) from None
+
     def _release(self, lease: Lease) -> None:
         with contextlib.suppress(self.client.exceptions.ConditionalCheckFailedException):
             self.client.update_item(
@@ -224,6 +257,13 @@ class FileStore(CheckpointStore):
             if record.get("lease_owner") != lease.owner or record.get("version", 0) != lease.version:
                 raise LeaseLost(f"{lease.provider}: the lease was taken over or the checkpoint moved")
             record.update(checkpoint=checkpoint, version=new_version, updated_at=_iso_now())
+
+    def _renew(self, lease: Lease, expires_at: float, now: float) -> None:
+        with self._locked() as data:
+            record = data.get(lease.provider, {})
+            if record.get("lease_owner") != lease.owner or record.get("lease_expires_at", 0) < now:
+                raise LeaseLost(_fenced(lease))
+            record["lease_expires_at"] = expires_at
 
     def _release(self, lease: Lease) -> None:
         with self._locked() as data:

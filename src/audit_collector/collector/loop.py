@@ -236,9 +236,19 @@ class _Run:
             self.store.save(self.lease, document)
 
     def put(self, key: str, buffer: ObjectBuffer | None) -> None:
-        """First half of the rule: the object, under its deterministic name (None: an empty one)."""
+        """First half of the rule: the object, under its deterministic name (None: an empty one).
+
+        Fenced: look at the key, then renew the lease (refused once it expired or moved), then
+        write only if the key is still what we looked at. A run paused anywhere in between and
+        overtaken by the next owner can no longer replace anything that owner wrote."""
         body = buffer.finish() if buffer is not None else ObjectBuffer().finish()
-        self.archive.put(key, body)
+        seen = self.archive.version(key)
+        now = self.clock.time()
+        with self._lock:
+            self.store.renew(
+                self.lease, expires_at=now + self.budget.remaining() + self.settings.lease_margin_seconds, now=now
+            )
+        self.archive.put(key, body, replaces=seen)
         if buffer is not None:
             with self._lock:
                 self.result.objects_written += 1
