@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -224,3 +225,74 @@ def test_the_demo_runs_end_to_end_from_the_installed_command(tmp_path):
     )
     assert refused.returncode == 2 and "not a demo archive" in refused.stderr
     assert (tmp_path / "mine" / "precious.txt").read_text() == "keep"
+
+
+def _stop_outside_locks(proc: subprocess.Popen, folder: Path) -> None:
+    """SIGSTOP ``proc`` at a moment it holds neither the state's nor the archive's file lock (a
+    stopped process holding a lock would only block the next run, which is not what is tested)."""
+    for _ in range(200):
+        proc.send_signal(signal.SIGSTOP)
+        free = True
+        for name in ("state.json.lock", ".archive.lock"):
+            with open(folder / name, "a+") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+                except BlockingIOError:
+                    free = False
+        if free:
+            return
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.01)
+    raise AssertionError("could not stop the process outside its locks")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pause_after", [1.0, 2.2])
+def test_a_process_paused_past_its_lease_cannot_overwrite_the_next_owner(org, tmp_path, pause_after):
+    """A real subprocess is stopped (SIGSTOP) mid-run and its lease runs out; another run takes over
+    and finishes; the first is resumed. It must refuse to write anything more: the archive stays
+    exactly the second run's, every event once."""
+    events = slack_events(org, NOW - 40 * 3600, NOW - 3600, 3000, seed=43)
+    folder = tmp_path / "a"
+    state_file = folder / "state.json"
+    with Emulator(latency=0.04) as emu:
+        emu.slack.add(events)
+        env = {**os.environ, "SLACK_TOKEN": emu.slack_token}
+        argv = [
+            sys.executable,
+            "-m",
+            "audit_collector",
+            *collect_args(emu, "slack", folder),
+            "--lookback-days",
+            "2",
+            "--page-limit",
+            "40",
+            "--max-object-mb",
+            "0.02",
+            "--calls-per-minute",
+            "0",
+        ]
+        first = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(pause_after)
+            _stop_outside_locks(first, folder)
+            written_before = set(LocalArchive(folder).keys("slack/"))
+            assert written_before  # it got somewhere before it was paused
+            state = json.loads(state_file.read_text())
+            state["slack"]["lease_expires_at"] = 0  # what a pause longer than the lease does
+            state_file.write_text(json.dumps(state))
+            # The next owner cuts its objects differently (a redeploy changed the size): a stale write of
+            # the first run's part would then replace events the new owner archived, not copy them.
+            bigger = [*argv[:-2], "--max-object-mb", "0.05", *argv[-2:]]
+            second = subprocess.run(bigger, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+            assert second.returncode == 0, second.stderr
+            after_second = {k: LocalArchive(folder).get(k) for k in LocalArchive(folder).keys("slack/")}
+        finally:
+            first.send_signal(signal.SIGCONT)
+        _, err = first.communicate(timeout=60)
+        assert first.returncode == 1, err
+        assert "no longer holds the lease" in err or "changed since" in err or "taken over" in err, err
+    final = {k: LocalArchive(folder).get(k) for k in LocalArchive(folder).keys("slack/")}
+    assert final == after_second  # the resumed run wrote nothing over the new owner's objects
+    assert_exactly_once(LocalArchive(folder), "slack", events)
