@@ -281,3 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("audit-collector: interrupted; the next run continues from the last checkpoint", file=sys.stderr)
         return EXIT_INCOMPLETE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

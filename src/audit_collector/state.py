@@ -238,6 +238,8 @@ class FileStore(CheckpointStore):
                 snapshot = json.dumps(data, sort_keys=True)
                 yield data
                 if json.dumps(data, sort_keys=True) != snapshot:
+                    for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):  # a killed writer's
+                        stale.unlink(missing_ok=True)
                     atomic_write(self.path, json.dumps(data, indent=2, sort_keys=True).encode())
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)

@@ -22,6 +22,7 @@ _loaded = False
 
 def register(descriptor: Descriptor) -> Descriptor:
     """Add a provider; registering the same descriptor twice is harmless, two under one name are not."""
+    _load()  # the built-ins come first, whenever a plug-in registers
     known = _registry.get(descriptor.name)
     if known is not None and known is not descriptor:
         raise ValueError(f"a provider named {descriptor.name!r} is already registered")
