@@ -141,6 +141,25 @@ def test_python_dash_m_runs_the_cli():
     assert out.returncode == 0 and out.stdout.startswith("audit-collector ")
 
 
+def slow_collect_argv(emu, folder) -> list[str]:
+    """A CLI collect in its own process, in many small pages and objects; unpaced, as these tests
+    are about crashes and pauses, not pacing. Its last two arguments are the object size."""
+    return [
+        sys.executable,
+        "-m",
+        "audit_collector",
+        *collect_args(emu, "slack", folder),
+        "--lookback-days",
+        "2",
+        "--page-limit",
+        "40",
+        "--calls-per-minute",
+        "0",
+        "--max-object-mb",
+        "0.02",
+    ]
+
+
 def test_a_process_killed_mid_run_then_rerun_archives_exactly_once(org, tmp_path):
     """A real subprocess, SIGKILLed while it works, twice; the rerun finishes; nothing lost or doubled."""
     events = slack_events(org, NOW - 40 * 3600, NOW - 3600, 3000, seed=41)
@@ -148,20 +167,7 @@ def test_a_process_killed_mid_run_then_rerun_archives_exactly_once(org, tmp_path
     with Emulator(latency=0.04) as emu:
         emu.slack.add(events)
         env = {**os.environ, "SLACK_TOKEN": emu.slack_token}
-        argv = [
-            sys.executable,
-            "-m",
-            "audit_collector",
-            *collect_args(emu, "slack", tmp_path / "a"),
-            "--lookback-days",
-            "2",
-            "--page-limit",
-            "40",
-            "--max-object-mb",
-            "0.02",
-            "--calls-per-minute",
-            "0",  # this test is about crashes, not pacing
-        ]
+        argv = slow_collect_argv(emu, tmp_path / "a")
         progress = []
         for delay in (1.5, 1.5):
             proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -259,20 +265,7 @@ def test_a_process_paused_past_its_lease_cannot_overwrite_the_next_owner(org, tm
     with Emulator(latency=0.04) as emu:
         emu.slack.add(events)
         env = {**os.environ, "SLACK_TOKEN": emu.slack_token}
-        argv = [
-            sys.executable,
-            "-m",
-            "audit_collector",
-            *collect_args(emu, "slack", folder),
-            "--lookback-days",
-            "2",
-            "--page-limit",
-            "40",
-            "--max-object-mb",
-            "0.02",
-            "--calls-per-minute",
-            "0",
-        ]
+        argv = slow_collect_argv(emu, folder)
         first = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             time.sleep(pause_after)
@@ -284,7 +277,7 @@ def test_a_process_paused_past_its_lease_cannot_overwrite_the_next_owner(org, tm
             state_file.write_text(json.dumps(state))
             # The next owner cuts its objects differently (a redeploy changed the size): a stale write of
             # the first run's part would then replace events the new owner archived, not copy them.
-            bigger = [*argv[:-2], "--max-object-mb", "0.05", *argv[-2:]]
+            bigger = [*argv[:-2], "--max-object-mb", "0.05"]
             second = subprocess.run(bigger, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
             assert second.returncode == 0, second.stderr
             after_second = {k: LocalArchive(folder).get(k) for k in LocalArchive(folder).keys("slack/")}
