@@ -17,8 +17,27 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # re-exported lazily by __getattr__ below
+    from .async_retry import (
+        AsyncClock,
+        AsyncConnectionErrorRetryHandler,
+        AsyncRateLimitErrorRetryHandler,
+        AsyncRetryHandler,
+        AsyncServerErrorRetryHandler,
+        SystemAsyncClock,
+        all_builtin_async_retry_handlers,
+        async_default_retry_handlers,
+    )
 
 __all__ = [
+    "AsyncClock",
+    "AsyncConnectionErrorRetryHandler",
+    "AsyncRateLimitErrorRetryHandler",
+    "AsyncRetryHandler",
+    "AsyncServerErrorRetryHandler",
+    "Attempts",
     "BackoffRetryIntervalCalculator",
     "Clock",
     "ConnectTimeoutError",
@@ -35,19 +54,35 @@ __all__ = [
     "RetryIntervalCalculator",
     "RetryState",
     "ServerErrorRetryHandler",
+    "SystemAsyncClock",
     "SystemClock",
+    "TimeSource",
     "TransportError",
     "TruncatedBodyError",
+    "all_builtin_async_retry_handlers",
     "all_builtin_retry_handlers",
+    "async_default_retry_handlers",
     "default_retry_handlers",
 ]
+
+_ASYNC_NAMES = frozenset(name for name in __all__ if "async" in name.lower())
+
+
+def __getattr__(name: str) -> object:
+    """The async handlers and clock live in ``async_retry`` (which builds on this module): re-exported
+    lazily so both import paths work and neither module imports the other at load time."""
+    if name in _ASYNC_NAMES:
+        from . import async_retry
+
+        return getattr(async_retry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- clock
 
 
-class Clock:
-    """Wall time, monotonic time and sleeping, in one injectable place."""
+class TimeSource:
+    """Wall time and monotonic time: what the sync ``Clock`` and the ``AsyncClock`` share."""
 
     def time(self) -> float:
         """Seconds since the epoch (for ``Retry-After`` dates and event horizons)."""
@@ -56,6 +91,10 @@ class Clock:
     def monotonic(self) -> float:
         """Seconds on a clock that never goes back (for budgets)."""
         return time.monotonic()
+
+
+class Clock(TimeSource):
+    """Wall time, monotonic time and sleeping, in one injectable place."""
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
@@ -80,12 +119,17 @@ class RequestPacer:
         self._next: float | None = None  # the earliest time the next request may start (GCRA)
         self._lock = threading.Lock()
 
-    def wait(self, clock: Clock) -> None:
+    def reserve(self, clock: TimeSource) -> float:
+        """Book the next slot; returns the seconds to wait for it (the sync and async waits share this)."""
         with self._lock:
             now = clock.monotonic()
             slot = now if self._next is None else max(self._next, now)
             delay = max(0.0, slot - now - (self.burst - 1) * self.interval)
             self._next = slot + self.interval
+        return delay
+
+    def wait(self, clock: Clock) -> None:
+        delay = self.reserve(clock)
         if delay > 0:
             clock.sleep(delay)
 
@@ -139,7 +183,7 @@ class HttpResponse:
 class RetryState:
     """Per-request retry bookkeeping, plus the clock every wait goes through."""
 
-    def __init__(self, *, current_attempt: int = 0, clock: Clock | None = None) -> None:
+    def __init__(self, *, current_attempt: int = 0, clock: TimeSource | None = None) -> None:
         self.current_attempt = current_attempt
         self.next_attempt_requested = False
         self.clock = clock or SystemClock()
@@ -162,7 +206,13 @@ class RetryState:
     def wait(self, seconds: float) -> None:
         """Sleep through the injected clock (which may refuse, raising ``BudgetExhausted``)."""
         if seconds > 0:
-            self.clock.sleep(seconds)
+            self.clock.sleep(seconds)  # type: ignore[attr-defined]
+            self.waited_seconds += seconds
+
+    async def wait_async(self, seconds: float) -> None:
+        """Sleep through the injected ``AsyncClock``: the same wait, awaited."""
+        if seconds > 0:
+            await self.clock.sleep(seconds)  # type: ignore[attr-defined]
             self.waited_seconds += seconds
 
 
@@ -235,9 +285,13 @@ class RetryHandler:
         response: HttpResponse | None = None,
         error: Exception | None = None,
     ) -> bool:
-        if state.retries_by(self) >= self.max_retry_count:
+        if self.spent(state):
             return False
         return self._can_retry(state=state, request=request, response=response, error=error)
+
+    def spent(self, state: RetryState) -> bool:
+        """This handler already gave this request all the retries it may."""
+        return state.retries_by(self) >= self.max_retry_count
 
     def _can_retry(
         self,
@@ -257,9 +311,25 @@ class RetryHandler:
         response: HttpResponse | None = None,
         error: Exception | None = None,
     ) -> None:
+        state.wait(self.plan_next_attempt(state=state, request=request, response=response, error=error))
+
+    def plan_next_attempt(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> float:
+        """Book the next attempt and return the seconds to wait first: the sync and async handlers
+        share this decision and differ only in how they wait."""
         state.next_attempt_requested = True
-        state.wait(self.interval_calculator.calculate_sleep_duration(state.current_attempt))
+        seconds = self._wait_seconds(state=state, response=response)
         state.increment_current_attempt()
+        return seconds
+
+    def _wait_seconds(self, *, state: RetryState, response: HttpResponse | None) -> float:
+        return self.interval_calculator.calculate_sleep_duration(state.current_attempt)
 
 
 class ConnectionErrorRetryHandler(RetryHandler):
@@ -315,8 +385,9 @@ class RateLimitErrorRetryHandler(RetryHandler):
         self.max_wait_seconds = max_wait_seconds
         self.jitter = jitter if jitter is not None else RandomJitter(max_seconds=0.5)
 
-    def _wait_for(self, state: RetryState, response: HttpResponse) -> float:
-        retry_after = parse_retry_after(response.header("Retry-After"), now=state.clock.time())
+    def _wait_seconds(self, *, state: RetryState, response: HttpResponse | None) -> float:
+        header = response.header("Retry-After") if response is not None else None
+        retry_after = parse_retry_after(header, now=state.clock.time())
         if retry_after is None:
             return self.interval_calculator.calculate_sleep_duration(state.current_attempt)
         return self.jitter.recalculate(retry_after)
@@ -327,11 +398,46 @@ class RateLimitErrorRetryHandler(RetryHandler):
         retry_after = parse_retry_after(response.header("Retry-After"), now=state.clock.time())
         return retry_after is None or retry_after <= self.max_wait_seconds
 
-    def prepare_for_next_attempt(self, *, state, request, response=None, error=None) -> None:
-        state.next_attempt_requested = True
-        assert response is not None  # _can_retry only says yes with a response
-        state.wait(self._wait_for(state, response))
-        state.increment_current_attempt()
+
+class Attempts:
+    """One request's retry loop without its I/O, shared by the sync and async transports.
+
+    The transports perform each attempt and each wait; what to ask the handlers, how long the chosen
+    one waits, the counts for metrics and what the caller finally gets are decided here, once.
+    """
+
+    def __init__(self, request: HttpRequest, clock: TimeSource, stats: dict[str, int]) -> None:
+        self.request = request
+        self.stats = stats
+        self.state = RetryState(clock=clock)
+        self.response: HttpResponse | None = None
+        self.error: OSError | None = None
+
+    def question(self, response: HttpResponse | None, error: OSError | None) -> dict[str, object]:
+        """Record an attempt's result; returns the keyword arguments each handler is asked with."""
+        self.state.next_attempt_requested = False
+        self.response, self.error = response, error
+        return {"state": self.state, "request": self.request, "response": response, "error": error}
+
+    def retry_with(self, handler: RetryHandler) -> float:
+        """``handler`` said yes: count the retry and return the seconds to wait before the next attempt."""
+        self.stats["retries"] += 1
+        if self.response is not None and self.response.status_code == 429:
+            self.stats["rate_limited"] += 1
+        seconds = handler.plan_next_attempt(
+            state=self.state, request=self.request, response=self.response, error=self.error
+        )
+        self.state.count_retry(handler)
+        return seconds
+
+    def outcome(self) -> HttpResponse:
+        """No handler retries: the last response (any status), or the last transport error raised."""
+        if self.response is not None and self.response.status_code == 429:
+            self.stats["rate_limited"] += 1
+        if self.error is not None:
+            raise self.error
+        assert self.response is not None
+        return self.response
 
 
 def default_retry_handlers() -> list[RetryHandler]:
@@ -345,8 +451,20 @@ def all_builtin_retry_handlers(
     max_rate_limit_wait_seconds: float = 120.0,
 ) -> list[RetryHandler]:
     """Every built-in handler, as the collector uses them: resets, 5xx and 429 all retried."""
+    kinds = (ConnectionErrorRetryHandler, RateLimitErrorRetryHandler, ServerErrorRetryHandler)
+    return builtin_set(kinds, max_retry_count=max_retry_count, max_rate_limit_wait_seconds=max_rate_limit_wait_seconds)
+
+
+def builtin_set(
+    kinds: tuple[type[RetryHandler], type[RateLimitErrorRetryHandler], type[RetryHandler]],
+    *,
+    max_retry_count: int,
+    max_rate_limit_wait_seconds: float,
+) -> list[RetryHandler]:
+    """One handler of each kind (connection, rate limit, server), sharing one retry limit."""
+    connection, rate_limit, server = kinds
     return [
-        ConnectionErrorRetryHandler(max_retry_count=max_retry_count),
-        RateLimitErrorRetryHandler(max_retry_count=max_retry_count, max_wait_seconds=max_rate_limit_wait_seconds),
-        ServerErrorRetryHandler(max_retry_count=max_retry_count),
+        connection(max_retry_count=max_retry_count),
+        rate_limit(max_retry_count=max_retry_count, max_wait_seconds=max_rate_limit_wait_seconds),
+        server(max_retry_count=max_retry_count),
     ]

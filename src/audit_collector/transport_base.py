@@ -1,0 +1,101 @@
+"""What the sync (requests) and async (aiohttp) transports share: settings, headers, token
+redaction, request logging and metrics counts. No I/O library is imported here."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import sys
+from collections.abc import Mapping
+from urllib.parse import urlencode
+
+from . import __version__
+from .http_retry import HttpRequest, HttpResponse, RequestPacer, RetryHandler, TimeSource
+
+REDACTED = "Bearer [redacted]"
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """A copy safe to log: the Authorization value never leaves this function."""
+    return {k: (REDACTED if k.lower() == "authorization" else v) for k, v in headers.items()}
+
+
+def describe_body(body: bytes, content_type: str | None) -> str:
+    """A short, printable excerpt of a body for an error message."""
+    text = body[:160].decode("utf-8", errors="replace").replace("\n", " ").strip()
+    return f"{content_type or 'no content type'}, {len(body)} bytes: {text!r}"
+
+
+class TransportBase:
+    """Settings, headers, logging and counts shared by ``ApiTransport`` and ``AsyncApiTransport``."""
+
+    accept_encoding = "gzip, deflate"
+
+    def __init__(
+        self,
+        *,
+        token: str | None,
+        base_url: str,
+        timeout: float,
+        proxy: str | None,
+        default_headers: Mapping[str, str] | None,
+        user_agent_prefix: str | None,
+        user_agent_suffix: str | None,
+        logger: logging.Logger | None,
+        retry_handlers: list[RetryHandler],
+        clock: TimeSource,
+        pacer: RequestPacer | None,
+    ) -> None:
+        self.token = token
+        self.pacer = pacer
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.timeout = timeout
+        self.proxy = proxy
+        self.default_headers = dict(default_headers or {})
+        self.user_agent = _user_agent(user_agent_prefix, user_agent_suffix)
+        self.logger = logger or logging.getLogger(type(self).__module__)
+        self.retry_handlers = retry_handlers
+        self.clock = clock
+        # Counted for metrics: the collector reports retries and 429s per run.
+        self.stats = {"requests": 0, "retries": 0, "rate_limited": 0}
+
+    def __repr__(self) -> str:  # never show the token, even in a debugger or a traceback
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    def _headers(self, extra: Mapping[str, str] | None) -> dict[str, str]:
+        headers = {
+            "User-Agent": self.user_agent,
+            "Accept": "application/json",
+            "Accept-Encoding": self.accept_encoding,  # JSON pages gzip to a fraction
+        }
+        headers.update(self.default_headers)
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        headers.update(extra or {})
+        return headers
+
+    def _log_sending(self, request: HttpRequest) -> None:
+        self.stats["requests"] += 1
+        if self.logger.isEnabledFor(logging.DEBUG):
+            query = f"?{urlencode(request.query_params)}" if request.query_params else ""
+            self.logger.debug(
+                "Sending %s %s%s headers=%s", request.method, request.url, query, redact_headers(request.headers)
+            )
+
+    def _log_received(self, request: HttpRequest, response: HttpResponse) -> None:
+        self.logger.debug("Received %s from %s (%d bytes)", response.status_code, request.url, len(response.body))
+
+    def _log_failed(self, request: HttpRequest, error: OSError) -> None:
+        self.logger.debug("%s %s failed: %r", request.method, request.url, error)
+
+
+def _user_agent(prefix: str | None, suffix: str | None) -> str:
+    python = f"Python/{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
+    parts = [
+        prefix,
+        f"audit-collector/{__version__}",
+        python,
+        f"{platform.system()}/{platform.release()}",
+        suffix,
+    ]
+    return " ".join(p for p in parts if p)
