@@ -37,7 +37,6 @@ __all__ = [
     "AsyncRateLimitErrorRetryHandler",
     "AsyncRetryHandler",
     "AsyncServerErrorRetryHandler",
-    "Attempts",
     "BackoffRetryIntervalCalculator",
     "Clock",
     "ConnectTimeoutError",
@@ -397,47 +396,6 @@ class RateLimitErrorRetryHandler(RetryHandler):
             return False
         retry_after = parse_retry_after(response.header("Retry-After"), now=state.clock.time())
         return retry_after is None or retry_after <= self.max_wait_seconds
-
-
-class Attempts:
-    """One request's retry loop without its I/O, shared by the sync and async transports.
-
-    The transports perform each attempt and each wait; what to ask the handlers, how long the chosen
-    one waits, the counts for metrics and what the caller finally gets are decided here, once.
-    """
-
-    def __init__(self, request: HttpRequest, clock: TimeSource, stats: dict[str, int]) -> None:
-        self.request = request
-        self.stats = stats
-        self.state = RetryState(clock=clock)
-        self.response: HttpResponse | None = None
-        self.error: OSError | None = None
-
-    def question(self, response: HttpResponse | None, error: OSError | None) -> dict[str, object]:
-        """Record an attempt's result; returns the keyword arguments each handler is asked with."""
-        self.state.next_attempt_requested = False
-        self.response, self.error = response, error
-        return {"state": self.state, "request": self.request, "response": response, "error": error}
-
-    def retry_with(self, handler: RetryHandler) -> float:
-        """``handler`` said yes: count the retry and return the seconds to wait before the next attempt."""
-        self.stats["retries"] += 1
-        if self.response is not None and self.response.status_code == 429:
-            self.stats["rate_limited"] += 1
-        seconds = handler.plan_next_attempt(
-            state=self.state, request=self.request, response=self.response, error=self.error
-        )
-        self.state.count_retry(handler)
-        return seconds
-
-    def outcome(self) -> HttpResponse:
-        """No handler retries: the last response (any status), or the last transport error raised."""
-        if self.response is not None and self.response.status_code == 429:
-            self.stats["rate_limited"] += 1
-        if self.error is not None:
-            raise self.error
-        assert self.response is not None
-        return self.response
 
 
 def default_retry_handlers() -> list[RetryHandler]:

@@ -14,7 +14,6 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from .http_retry import (
-    Attempts,
     Clock,
     ConnectTimeoutError,
     HttpRequest,
@@ -27,7 +26,7 @@ from .http_retry import (
     TruncatedBodyError,
     default_retry_handlers,
 )
-from .transport_base import REDACTED, TransportBase, describe_body, redact_headers
+from .transport_base import REDACTED, Attempts, TransportBase, describe_body, redact_headers
 
 __all__ = ["REDACTED", "ApiTransport", "describe_body", "redact_headers", "translate_transport_error"]
 
