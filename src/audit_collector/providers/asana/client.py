@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import quote
 
 import requests
@@ -17,6 +18,7 @@ from ...errors import ConfigError
 from ...http_retry import Clock, HttpRequest, HttpResponse, RequestPacer, RetryHandler
 from ...json_text import parse_json
 from ...transport import ApiTransport, describe_body
+from ...transport_base import TransportBase
 from .models import _EVENTS_PAGE, AsanaApiError, AsanaBodyError, AuditLogEventsPage
 
 DEFAULT_BASE_URL = "https://app.asana.com/api/1.0/"
@@ -100,7 +102,8 @@ class AsanaAuditLogClient(ApiTransport):
         offset: str | None = None,
     ) -> AuditLogEventsPage:
         """One page, oldest first. ``start_at`` is inclusive, ``end_at`` exclusive."""
-        query = _query(
+        request = events_request(
+            self,
             workspace_gid,
             start_at=start_at,
             end_at=end_at,
@@ -111,13 +114,7 @@ class AsanaAuditLogClient(ApiTransport):
             limit=limit,
             offset=offset,
         )
-        request = HttpRequest(
-            method="GET",
-            url=f"{self.base_url}workspaces/{quote(workspace_gid, safe='')}/audit_log_events",
-            query_params=query,
-            headers=self._headers(None),
-        )
-        return _to_page(self.send(request))
+        return to_page(self.send(request))
 
     def iter_audit_log_events(
         self,
@@ -153,17 +150,28 @@ class AsanaAuditLogClient(ApiTransport):
             offset = page.next_offset
 
 
+def events_request(transport: TransportBase, workspace_gid: str, **filters: Any) -> HttpRequest:
+    """The request for one page, validated (``ConfigError`` before any request): both clients send it."""
+    query = _query(workspace_gid, **filters)
+    return HttpRequest(
+        method="GET",
+        url=f"{transport.base_url}workspaces/{quote(workspace_gid, safe='')}/audit_log_events",
+        query_params=query,
+        headers=transport._headers(None),
+    )
+
+
 def _query(
     workspace_gid: str,
     *,
-    start_at: datetime | str | None,
-    end_at: datetime | str | None,
-    event_type: str | None,
-    actor_type: str | None,
-    actor_gid: str | None,
-    resource_gid: str | None,
-    limit: int | None,
-    offset: str | None,
+    start_at: datetime | str | None = None,
+    end_at: datetime | str | None = None,
+    event_type: str | None = None,
+    actor_type: str | None = None,
+    actor_gid: str | None = None,
+    resource_gid: str | None = None,
+    limit: int | None = None,
+    offset: str | None = None,
 ) -> dict[str, str]:
     if not isinstance(workspace_gid, str) or not workspace_gid.strip():
         raise ConfigError("workspace_gid must be a non-empty string")
@@ -197,7 +205,7 @@ def _query(
     return query
 
 
-def _to_page(http: HttpResponse) -> AuditLogEventsPage:
+def to_page(http: HttpResponse) -> AuditLogEventsPage:
     try:
         page = _EVENTS_PAGE.read(http.body)
     except ValueError:  # UnicodeDecodeError is one too

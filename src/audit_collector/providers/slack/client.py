@@ -20,6 +20,7 @@ from ...errors import ConfigError
 from ...http_retry import Clock, HttpRequest, HttpResponse, RequestPacer, RetryHandler
 from ...json_text import Events, parse_json
 from ...transport import ApiTransport, describe_body
+from ...transport_base import TransportBase
 from .models import (
     _LOGS_PAGE,
     AuditLogsApiError,
@@ -102,7 +103,7 @@ class AuditLogsClient(ApiTransport):
         headers: Mapping[str, str] | None = None,
     ) -> AuditLogsResponse:
         """One page of events, newest first. ``oldest`` and ``latest`` are both inclusive."""
-        query = _logs_query(
+        query = logs_query(
             latest=latest,
             oldest=oldest,
             limit=limit,
@@ -110,17 +111,9 @@ class AuditLogsClient(ApiTransport):
             actor=actor,
             entity=entity,
             cursor=cursor,
+            additional_query_params=additional_query_params,
         )
-        query.update({k: str(v) for k, v in (additional_query_params or {}).items() if v is not None})
-        response = self.api_call(path="logs", query_params=query, headers=headers)
-        if response.events is None:
-            entries = response.body.get("entries")
-            raise AuditLogsBodyError(
-                "Slack /logs answered without an 'entries' list of objects "
-                f"(got {type(entries).__name__}); the API changed or a proxy answered",
-                response=response,
-            )
-        return response
+        return checked_logs(self.api_call(path="logs", query_params=query, headers=headers))
 
     def iter_logs(
         self,
@@ -175,14 +168,60 @@ class AuditLogsClient(ApiTransport):
         headers: Mapping[str, str] | None = None,
     ) -> AuditLogsResponse:
         """Any endpoint. Raises ``AuditLogsApiError`` for Slack errors, ``OSError`` for transport ones."""
-        request = HttpRequest(
-            method=http_verb.upper(),
-            url=urljoin(self.base_url, path.lstrip("/")),
-            query_params={k: str(v) for k, v in (query_params or {}).items() if v is not None},
-            headers=self._headers(headers),
-            body_params=body_params,
-        )
+        request = api_request(self, http_verb, path, query_params, body_params, headers)
         return _to_response(self.send(request), path=path.strip("/"))
+
+
+# --------------------------------------------------------------------------- shared with the async client
+
+
+def api_request(
+    transport: TransportBase,
+    http_verb: str,
+    path: str,
+    query_params: Mapping[str, Any] | None,
+    body_params: Mapping[str, Any] | None,
+    headers: Mapping[str, str] | None,
+) -> HttpRequest:
+    """The request for any endpoint, as both clients send it."""
+    return HttpRequest(
+        method=http_verb.upper(),
+        url=urljoin(transport.base_url, path.lstrip("/")),
+        query_params={k: str(v) for k, v in (query_params or {}).items() if v is not None},
+        headers=transport._headers(headers),
+        body_params=body_params,
+    )
+
+
+def logs_query(
+    *,
+    latest: int | None = None,
+    oldest: int | None = None,
+    limit: int | None = None,
+    action: str | Sequence[str] | None = None,
+    actor: str | None = None,
+    entity: str | None = None,
+    cursor: str | None = None,
+    additional_query_params: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """/logs filters, validated (``ConfigError`` before any request) and in Slack's wire format."""
+    query = _logs_query(
+        latest=latest, oldest=oldest, limit=limit, action=action, actor=actor, entity=entity, cursor=cursor
+    )
+    query.update({k: str(v) for k, v in (additional_query_params or {}).items() if v is not None})
+    return query
+
+
+def checked_logs(response: AuditLogsResponse) -> AuditLogsResponse:
+    """A /logs answer must carry an ``entries`` list of objects."""
+    if response.events is None:
+        entries = response.body.get("entries")
+        raise AuditLogsBodyError(
+            "Slack /logs answered without an 'entries' list of objects "
+            f"(got {type(entries).__name__}); the API changed or a proxy answered",
+            response=response,
+        )
+    return response
 
 
 def _logs_query(
