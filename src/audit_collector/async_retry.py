@@ -9,14 +9,13 @@ async ``_can_retry_async`` (as its async one does). Import these from ``audit_co
 from __future__ import annotations
 
 import asyncio
+from typing import Any, Unpack
 
 from .http_retry import (
     ConnectionErrorRetryHandler,
-    HttpRequest,
-    HttpResponse,
     RateLimitErrorRetryHandler,
     RetryHandler,
-    RetryState,
+    RetryQuestion,
     ServerErrorRetryHandler,
     TimeSource,
     builtin_set,
@@ -37,38 +36,17 @@ class SystemAsyncClock(AsyncClock):
 class AsyncRetryHandler(RetryHandler):
     """A ``RetryHandler`` whose question and wait are awaited; the decision itself is shared."""
 
-    async def can_retry_async(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        if self.spent(state):
+    async def can_retry_async(self, **question: Unpack[RetryQuestion]) -> bool:
+        if self.spent(question["state"]):
             return False
-        return await self._can_retry_async(state=state, request=request, response=response, error=error)
+        return await self._can_retry_async(**question)
 
-    async def _can_retry_async(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
+    async def _can_retry_async(self, **question: Unpack[RetryQuestion]) -> bool:
         """Defaults to the sync ``_can_retry``: a handler written for the sync client works here too."""
-        return self._can_retry(state=state, request=request, response=response, error=error)
+        return self._can_retry(**question)
 
-    async def prepare_for_next_attempt_async(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> None:
-        await state.wait_async(self.plan_next_attempt(state=state, request=request, response=response, error=error))
+    async def prepare_for_next_attempt_async(self, **question: Unpack[RetryQuestion]) -> None:
+        await question["state"].wait_async(self.plan_next_attempt(**question))
 
 
 class AsyncConnectionErrorRetryHandler(AsyncRetryHandler, ConnectionErrorRetryHandler):
@@ -83,11 +61,11 @@ class AsyncServerErrorRetryHandler(AsyncRetryHandler, ServerErrorRetryHandler):
     """500, 502, 503 and 504, awaited."""
 
 
-async def ask_async(handler: RetryHandler, question: dict[str, object]) -> bool:
+async def ask_async(handler: RetryHandler, question: RetryQuestion) -> bool:
     """Ask any handler: an async one is awaited, a sync one (only deciding, never waiting) is called."""
     if isinstance(handler, AsyncRetryHandler):
-        return await handler.can_retry_async(**question)  # type: ignore[arg-type]
-    return handler.can_retry(**question)  # type: ignore[arg-type]
+        return await handler.can_retry_async(**question)
+    return handler.can_retry(**question)
 
 
 def async_default_retry_handlers() -> list[RetryHandler]:
@@ -95,11 +73,8 @@ def async_default_retry_handlers() -> list[RetryHandler]:
     return [AsyncConnectionErrorRetryHandler()]
 
 
-def all_builtin_async_retry_handlers(
-    *,
-    max_retry_count: int = 3,
-    max_rate_limit_wait_seconds: float = 120.0,
-) -> list[RetryHandler]:
-    """Every built-in async handler: resets, 5xx and 429 all retried."""
+def all_builtin_async_retry_handlers(**limits: Any) -> list[RetryHandler]:
+    """Every built-in async handler: resets, 5xx and 429 all retried. ``limits``: max_retry_count (3)
+    and max_rate_limit_wait_seconds (120), as for ``all_builtin_retry_handlers``."""
     kinds = (AsyncConnectionErrorRetryHandler, AsyncRateLimitErrorRetryHandler, AsyncServerErrorRetryHandler)
-    return builtin_set(kinds, max_retry_count=max_retry_count, max_rate_limit_wait_seconds=max_rate_limit_wait_seconds)
+    return builtin_set(kinds, **limits)

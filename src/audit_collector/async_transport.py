@@ -8,8 +8,7 @@ and the clients' query building and response parsing. Needs ``pip install 'audit
 from __future__ import annotations
 
 import inspect
-import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -21,7 +20,6 @@ from .http_retry import (
     HttpRequest,
     HttpResponse,
     ReadTimeoutError,
-    RequestPacer,
     RetryHandler,
     TransportError,
     TruncatedBodyError,
@@ -76,37 +74,15 @@ class AsyncApiTransport(TransportBase):
     """One keep-alive ``aiohttp.ClientSession`` (the caller's, or one opened on first use and closed
     by ``close()`` or ``async with``) and the awaited retry loop."""
 
-    def __init__(
-        self,
-        *,
-        token: str | None,
-        base_url: str,
-        timeout: float = 30,
-        proxy: str | None = None,
-        session: aiohttp.ClientSession | None = None,
-        default_headers: Mapping[str, str] | None = None,
-        user_agent_prefix: str | None = None,
-        user_agent_suffix: str | None = None,
-        logger: logging.Logger | None = None,
-        retry_handlers: list[RetryHandler] | None = None,
-        clock: AsyncClock | None = None,
-        pacer: RequestPacer | None = None,
-    ) -> None:
-        super().__init__(
-            token=token,
-            base_url=base_url,
-            timeout=timeout,
-            proxy=proxy,
-            default_headers=default_headers,
-            user_agent_prefix=user_agent_prefix,
-            user_agent_suffix=user_agent_suffix,
-            logger=logger,
-            retry_handlers=retry_handlers if retry_handlers is not None else async_default_retry_handlers(),
-            clock=clock or SystemAsyncClock(),
-            pacer=pacer,
-        )
-        self.session = session
+    def _default_retry_handlers(self) -> list[RetryHandler]:
+        return async_default_retry_handlers()
+
+    def _default_clock(self) -> AsyncClock:
+        return SystemAsyncClock()
+
+    def _adopt_session(self, session: aiohttp.ClientSession | None) -> aiohttp.ClientSession | None:
         self._owns_session = session is None
+        return session
 
     async def __aenter__(self) -> Self:
         return self

@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Required, TypedDict, Unpack
 
 if TYPE_CHECKING:  # re-exported lazily by __getattr__ below
     from .async_retry import (
@@ -51,6 +51,7 @@ __all__ = [
     "RequestPacer",
     "RetryHandler",
     "RetryIntervalCalculator",
+    "RetryQuestion",
     "RetryState",
     "ServerErrorRetryHandler",
     "SystemAsyncClock",
@@ -177,6 +178,15 @@ class HttpResponse:
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
+
+
+class RetryQuestion(TypedDict, total=False):
+    """What every handler is asked with (``handler.can_retry(**question)``)."""
+
+    state: Required[RetryState]
+    request: Required[HttpRequest]
+    response: HttpResponse | None
+    error: Exception | None
 
 
 class RetryState:
@@ -312,18 +322,12 @@ class RetryHandler:
     ) -> None:
         state.wait(self.plan_next_attempt(state=state, request=request, response=response, error=error))
 
-    def plan_next_attempt(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> float:
+    def plan_next_attempt(self, **question: Unpack[RetryQuestion]) -> float:
         """Book the next attempt and return the seconds to wait first: the sync and async handlers
         share this decision and differ only in how they wait."""
+        state = question["state"]
         state.next_attempt_requested = True
-        seconds = self._wait_seconds(state=state, response=response)
+        seconds = self._wait_seconds(state=state, response=question.get("response"))
         state.increment_current_attempt()
         return seconds
 
@@ -416,8 +420,8 @@ def all_builtin_retry_handlers(
 def builtin_set(
     kinds: tuple[type[RetryHandler], type[RateLimitErrorRetryHandler], type[RetryHandler]],
     *,
-    max_retry_count: int,
-    max_rate_limit_wait_seconds: float,
+    max_retry_count: int = 3,
+    max_rate_limit_wait_seconds: float = 120.0,
 ) -> list[RetryHandler]:
     """One handler of each kind (connection, rate limit, server), sharing one retry limit."""
     connection, rate_limit, server = kinds

@@ -6,8 +6,6 @@ the neutral ``OSError`` types of ``http_retry`` so retry handlers never see ``re
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
 from urllib.parse import urlencode
 
 import requests
@@ -19,7 +17,6 @@ from .http_retry import (
     HttpRequest,
     HttpResponse,
     ReadTimeoutError,
-    RequestPacer,
     RetryHandler,
     SystemClock,
     TransportError,
@@ -70,36 +67,14 @@ class ApiTransport(TransportBase):
 
     accept_encoding = requests.utils.DEFAULT_ACCEPT_ENCODING
 
-    def __init__(
-        self,
-        *,
-        token: str | None,
-        base_url: str,
-        timeout: float = 30,
-        proxy: str | None = None,
-        session: requests.Session | None = None,
-        default_headers: Mapping[str, str] | None = None,
-        user_agent_prefix: str | None = None,
-        user_agent_suffix: str | None = None,
-        logger: logging.Logger | None = None,
-        retry_handlers: list[RetryHandler] | None = None,
-        clock: Clock | None = None,
-        pacer: RequestPacer | None = None,
-    ) -> None:
-        super().__init__(
-            token=token,
-            base_url=base_url,
-            timeout=timeout,
-            proxy=proxy,
-            default_headers=default_headers,
-            user_agent_prefix=user_agent_prefix,
-            user_agent_suffix=user_agent_suffix,
-            logger=logger,
-            retry_handlers=retry_handlers if retry_handlers is not None else default_retry_handlers(),
-            clock=clock or SystemClock(),
-            pacer=pacer,
-        )
-        self.session = session or _pooled_session(self.base_url)
+    def _default_retry_handlers(self) -> list[RetryHandler]:
+        return default_retry_handlers()
+
+    def _default_clock(self) -> Clock:
+        return SystemClock()
+
+    def _adopt_session(self, session: requests.Session | None) -> requests.Session:
+        return session or _pooled_session(self.base_url)
 
     def close(self) -> None:
         self.session.close()

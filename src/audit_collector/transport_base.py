@@ -7,10 +7,11 @@ import logging
 import platform
 import sys
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 from . import __version__
-from .http_retry import HttpRequest, HttpResponse, RequestPacer, RetryHandler, RetryState, TimeSource
+from .http_retry import HttpRequest, HttpResponse, RequestPacer, RetryHandler, RetryQuestion, RetryState, TimeSource
 
 REDACTED = "Bearer [redacted]"
 
@@ -26,26 +27,41 @@ def describe_body(body: bytes, content_type: str | None) -> str:
     return f"{content_type or 'no content type'}, {len(body)} bytes: {text!r}"
 
 
+def all_filters(filters: Mapping[str, Any], names: tuple[str, ...], where: str) -> dict[str, Any]:
+    """Every filter ``names`` lists (None when not given); a name it does not list is a TypeError,
+    as an unknown keyword argument is."""
+    unknown = sorted(set(filters) - set(names))
+    if unknown:
+        raise TypeError(f"{where}() got unexpected keyword arguments: {', '.join(unknown)}")
+    return {name: filters.get(name) for name in names}
+
+
 class TransportBase:
     """Settings, headers, logging and counts shared by ``ApiTransport`` and ``AsyncApiTransport``."""
 
     accept_encoding = "gzip, deflate"
+    default_base_url = ""  # each API's client names its own
 
     def __init__(
         self,
-        *,
-        token: str | None,
-        base_url: str,
-        timeout: float,
-        proxy: str | None,
-        default_headers: Mapping[str, str] | None,
-        user_agent_prefix: str | None,
-        user_agent_suffix: str | None,
-        logger: logging.Logger | None,
-        retry_handlers: list[RetryHandler],
-        clock: TimeSource,
-        pacer: RequestPacer | None,
+        token: str | None = None,
+        timeout: float = 30,
+        proxy: str | None = None,
+        base_url: str | None = None,
+        session: Any = None,
+        default_headers: Mapping[str, str] | None = None,
+        user_agent_prefix: str | None = None,
+        user_agent_suffix: str | None = None,
+        logger: logging.Logger | None = None,
+        retry_handlers: list[RetryHandler] | None = None,
+        clock: TimeSource | None = None,
+        pacer: RequestPacer | None = None,
     ) -> None:
+        """The one parameter list of all four clients. ``session`` is a ``requests.Session`` (sync)
+        or an ``aiohttp.ClientSession`` (async); ``clock`` a ``Clock`` or an ``AsyncClock``."""
+        base_url = base_url or self.default_base_url
+        if not base_url:
+            raise ValueError(f"{type(self).__name__} needs a base_url")
         self.token = token
         self.pacer = pacer
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
@@ -54,10 +70,21 @@ class TransportBase:
         self.default_headers = dict(default_headers or {})
         self.user_agent = _user_agent(user_agent_prefix, user_agent_suffix)
         self.logger = logger or logging.getLogger(type(self).__module__)
-        self.retry_handlers = retry_handlers
-        self.clock = clock
+        self.retry_handlers = retry_handlers if retry_handlers is not None else self._default_retry_handlers()
+        self.clock = clock or self._default_clock()
+        self.session = self._adopt_session(session)
         # Counted for metrics: the collector reports retries and 429s per run.
         self.stats = {"requests": 0, "retries": 0, "rate_limited": 0}
+
+    def _default_retry_handlers(self) -> list[RetryHandler]:
+        raise NotImplementedError
+
+    def _default_clock(self) -> TimeSource:
+        raise NotImplementedError
+
+    def _adopt_session(self, session: Any) -> Any:
+        """The caller's session, or this transport's own (opened now or on first use)."""
+        raise NotImplementedError
 
     def __repr__(self) -> str:  # never show the token, even in a debugger or a traceback
         return f"{type(self).__name__}(base_url={self.base_url!r})"
@@ -103,7 +130,7 @@ class Attempts:
         self.response: HttpResponse | None = None
         self.error: OSError | None = None
 
-    def question(self, response: HttpResponse | None, error: OSError | None) -> dict[str, object]:
+    def question(self, response: HttpResponse | None, error: OSError | None) -> RetryQuestion:
         """Record an attempt's result; returns the keyword arguments each handler is asked with."""
         self.state.next_attempt_requested = False
         self.response, self.error = response, error

@@ -17,10 +17,7 @@ from .models import AuditLogEventsPage
 class AsyncAsanaAuditLogClient(AsyncApiTransport):
     """Asana audit log client for asyncio: one aiohttp session, async retry handlers."""
 
-    def __init__(self, token: str | None = None, *, base_url: str = DEFAULT_BASE_URL, **options: Any) -> None:
-        """``options`` are the transport's: timeout, proxy, session (an ``aiohttp.ClientSession``),
-        default_headers, user_agent_prefix/suffix, logger, retry_handlers, clock (an ``AsyncClock``), pacer."""
-        super().__init__(token=token, base_url=base_url, **options)
+    default_base_url = DEFAULT_BASE_URL
 
     @mirrors(AsanaAuditLogClient.get_audit_log_events)
     async def get_audit_log_events(self, workspace_gid: str, **filters: Any) -> AuditLogEventsPage:

@@ -21,10 +21,7 @@ from .models import AuditLogsResponse
 class AsyncAuditLogsClient(AsyncApiTransport):
     """Slack Audit Logs API client for asyncio: one aiohttp session, async retry handlers."""
 
-    def __init__(self, token: str | None = None, *, base_url: str = DEFAULT_BASE_URL, **options: Any) -> None:
-        """``options`` are the transport's: timeout, proxy, session (an ``aiohttp.ClientSession``),
-        default_headers, user_agent_prefix/suffix, logger, retry_handlers, clock (an ``AsyncClock``), pacer."""
-        super().__init__(token=token, base_url=base_url, **options)
+    default_base_url = DEFAULT_BASE_URL
 
     @mirrors(AuditLogsClient.logs)
     async def logs(self, *, headers: Mapping[str, str] | None = None, **filters: Any) -> AuditLogsResponse:
@@ -48,14 +45,5 @@ class AsyncAuditLogsClient(AsyncApiTransport):
         return await self.api_call(path="actions", **kwargs)
 
     @mirrors(AuditLogsClient.api_call)
-    async def api_call(
-        self,
-        *,
-        http_verb: str = "GET",
-        path: str,
-        query_params: Mapping[str, Any] | None = None,
-        body_params: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> AuditLogsResponse:
-        request = api_request(self, http_verb, path, query_params, body_params, headers)
-        return _to_response(await self.send(request), path=path.strip("/"))
+    async def api_call(self, *, path: str, **params: Any) -> AuditLogsResponse:
+        return _to_response(await self.send(api_request(self, path=path, **params)), path=path.strip("/"))

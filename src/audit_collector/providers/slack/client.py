@@ -9,18 +9,15 @@ Knows Slack's parameters and error bodies; knows nothing of AWS, checkpoints or 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urljoin
 
-import requests
-
 from ...errors import ConfigError
-from ...http_retry import Clock, HttpRequest, HttpResponse, RequestPacer, RetryHandler
+from ...http_retry import HttpRequest, HttpResponse
 from ...json_text import Events, parse_json
 from ...transport import ApiTransport, describe_body
-from ...transport_base import TransportBase
+from ...transport_base import TransportBase, all_filters
 from .models import (
     _LOGS_PAGE,
     AuditLogsApiError,
@@ -59,35 +56,7 @@ ERROR_HINTS = {
 class AuditLogsClient(ApiTransport):
     """Slack Audit Logs API client. One pooled session; retry handlers in ``self.retry_handlers``."""
 
-    def __init__(
-        self,
-        token: str | None = None,
-        timeout: float = 30,
-        proxy: str | None = None,
-        base_url: str = DEFAULT_BASE_URL,
-        session: requests.Session | None = None,
-        default_headers: Mapping[str, str] | None = None,
-        user_agent_prefix: str | None = None,
-        user_agent_suffix: str | None = None,
-        logger: logging.Logger | None = None,
-        retry_handlers: list[RetryHandler] | None = None,
-        clock: Clock | None = None,
-        pacer: RequestPacer | None = None,
-    ) -> None:
-        super().__init__(
-            token=token,
-            base_url=base_url,
-            timeout=timeout,
-            proxy=proxy,
-            session=session,
-            default_headers=default_headers,
-            user_agent_prefix=user_agent_prefix,
-            user_agent_suffix=user_agent_suffix,
-            logger=logger,
-            retry_handlers=retry_handlers,
-            clock=clock,
-            pacer=pacer,
-        )
+    default_base_url = DEFAULT_BASE_URL
 
     def logs(
         self,
@@ -168,7 +137,9 @@ class AuditLogsClient(ApiTransport):
         headers: Mapping[str, str] | None = None,
     ) -> AuditLogsResponse:
         """Any endpoint. Raises ``AuditLogsApiError`` for Slack errors, ``OSError`` for transport ones."""
-        request = api_request(self, http_verb, path, query_params, body_params, headers)
+        request = api_request(
+            self, http_verb=http_verb, path=path, query_params=query_params, body_params=body_params, headers=headers
+        )
         return _to_response(self.send(request), path=path.strip("/"))
 
 
@@ -177,11 +148,12 @@ class AuditLogsClient(ApiTransport):
 
 def api_request(
     transport: TransportBase,
-    http_verb: str,
+    *,
     path: str,
-    query_params: Mapping[str, Any] | None,
-    body_params: Mapping[str, Any] | None,
-    headers: Mapping[str, str] | None,
+    http_verb: str = "GET",
+    query_params: Mapping[str, Any] | None = None,
+    body_params: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> HttpRequest:
     """The request for any endpoint, as both clients send it."""
     return HttpRequest(
@@ -193,21 +165,12 @@ def api_request(
     )
 
 
-def logs_query(
-    *,
-    latest: int | None = None,
-    oldest: int | None = None,
-    limit: int | None = None,
-    action: str | Sequence[str] | None = None,
-    actor: str | None = None,
-    entity: str | None = None,
-    cursor: str | None = None,
-    additional_query_params: Mapping[str, Any] | None = None,
-) -> dict[str, str]:
-    """/logs filters, validated (``ConfigError`` before any request) and in Slack's wire format."""
-    query = _logs_query(
-        latest=latest, oldest=oldest, limit=limit, action=action, actor=actor, entity=entity, cursor=cursor
-    )
+LOGS_FILTERS = ("latest", "oldest", "limit", "action", "actor", "entity", "cursor")
+
+
+def logs_query(*, additional_query_params: Mapping[str, Any] | None = None, **filters: Any) -> dict[str, str]:
+    """/logs filters (``LOGS_FILTERS``), validated (``ConfigError`` before any request), in Slack's wire format."""
+    query = _logs_query(**all_filters(filters, LOGS_FILTERS, "logs"))
     query.update({k: str(v) for k, v in (additional_query_params or {}).items() if v is not None})
     return query
 
