@@ -7,6 +7,7 @@ and the clients' query building and response parsing. Needs ``pip install 'audit
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Callable
 from types import TracebackType
@@ -70,6 +71,13 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return [*seen, *(a for a in exc.args if isinstance(a, BaseException))]
 
 
+def environ_proxy(url: str) -> str | None:
+    """The proxy HTTPS_PROXY/HTTP_PROXY name for ``url``, unless NO_PROXY exempts its host."""
+    from requests.utils import get_environ_proxies, urlparse
+
+    return get_environ_proxies(url).get(urlparse(url).scheme)
+
+
 class AsyncApiTransport(TransportBase):
     """One keep-alive ``aiohttp.ClientSession`` (the caller's, or one opened on first use and closed
     by ``close()`` or ``async with``) and the awaited retry loop."""
@@ -82,6 +90,7 @@ class AsyncApiTransport(TransportBase):
 
     def _adopt_session(self, session: aiohttp.ClientSession | None) -> aiohttp.ClientSession | None:
         self._owns_session = session is None
+        self._loop: asyncio.AbstractEventLoop | None = None
         return session
 
     async def __aenter__(self) -> Self:
@@ -99,13 +108,19 @@ class AsyncApiTransport(TransportBase):
             self.session = None
 
     def _session(self) -> aiohttp.ClientSession:
-        """Opened on first use, inside the running loop (aiohttp binds a session to its loop)."""
-        if self.session is None or self.session.closed:
-            connector = aiohttp.TCPConnector(limit=16, keepalive_timeout=30)
-            self.session = aiohttp.ClientSession(connector=connector, trust_env=True, auto_decompress=True)
+        """Opened on first use, inside the running loop: aiohttp binds a session to its loop, so a
+        session of ours left on a finished loop (an earlier ``asyncio.run``) is replaced."""
+        loop = asyncio.get_running_loop()
+        if self.session is None or (self._owns_session and (self.session.closed or self._loop is not loop)):
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=16, keepalive_timeout=30),
+                trust_env=False,  # proxies read once (below), not ~/.netrc in a thread on every request
+            )
             # Our retry handlers are the only retries: aiohttp's silent one would skip the pacer and the counts.
             self.session._retry_connection = False  # type: ignore[attr-defined]
-            self._owns_session = True
+            self._owns_session, self._loop = True, loop
+            if self.proxy is None:
+                self.proxy = environ_proxy(self.base_url)
         return self.session
 
     async def send(self, request: HttpRequest) -> HttpResponse:
@@ -119,7 +134,7 @@ class AsyncApiTransport(TransportBase):
             response: HttpResponse | None = None
             error: OSError | None = None
             if self.pacer is not None:  # outside the try: a clock refusing the wait is no transport error
-                await self.clock.sleep(self.pacer.reserve(self.clock))  # type: ignore[attr-defined]
+                await attempts.state.wait_async(self.pacer.reserve(self.clock))
             try:
                 response = await self._perform(request)
             except (TimeoutError, aiohttp.ClientError) as exc:
