@@ -15,8 +15,12 @@ import sys
 
 import aiohttp
 import pytest
+import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from audit_collector.asana import AsanaApiError, AsanaAuditLogClient, AsanaBodyError, AsyncAsanaAuditLogClient
+from audit_collector.async_transport import AsyncApiTransport
 from audit_collector.emulator import Emulator, FaultPlan
 from audit_collector.errors import ConfigError
 from audit_collector.http_retry import (
@@ -26,9 +30,13 @@ from audit_collector.http_retry import (
     AsyncRetryHandler,
     AsyncServerErrorRetryHandler,
     BackoffRetryIntervalCalculator,
+    ConnectionErrorRetryHandler,
     FixedValueRetryIntervalCalculator,
+    HttpRequest,
+    HttpResponse,
     Jitter,
     RandomJitter,
+    RateLimitErrorRetryHandler,
     RequestPacer,
     ServerErrorRetryHandler,
     TruncatedBodyError,
@@ -42,7 +50,9 @@ from audit_collector.slack import (
     Entry,
     LogsResponse,
 )
+from audit_collector.transport import ApiTransport
 
+from .support import FakeClock
 from .test_emulator import T0, asana_event, entry
 
 TOKEN = "xoxp-fake-secret-value"
@@ -379,3 +389,73 @@ def test_the_sync_modules_import_without_aiohttp():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "lazy"
+
+
+# ------------------------------------------------------------------ one retry decision for both loops (property)
+
+OUTCOMES = st.one_of(
+    st.just(("reset", None)),
+    st.tuples(st.sampled_from([200, 400, 500, 502, 503, 504]), st.none()),
+    st.tuples(st.just(429), st.one_of(st.none(), st.integers(0, 300).map(str))),
+)
+
+
+def _response(status: int, retry_after: str | None) -> HttpResponse:
+    headers = {"retry-after": retry_after} if retry_after is not None else {}
+    return HttpResponse(status_code=status, headers=headers, body=b"{}")
+
+
+class ScriptedSync(ApiTransport):
+    def __init__(self, script, **kwargs) -> None:
+        super().__init__(base_url="http://127.0.0.1/", **kwargs)
+        self.script = list(script)
+
+    def _perform(self, request):
+        status, retry_after = self.script.pop(0)
+        if status == "reset":
+            raise requests.ConnectionError(ConnectionResetError(104, "reset"))
+        return _response(status, retry_after)
+
+
+class ScriptedAsync(AsyncApiTransport):
+    def __init__(self, script, **kwargs) -> None:
+        super().__init__(base_url="http://127.0.0.1/", **kwargs)
+        self.script = list(script)
+
+    async def _perform(self, request):
+        status, retry_after = self.script.pop(0)
+        if status == "reset":
+            raise aiohttp.ClientOSError(104, "reset")
+        return _response(status, retry_after)
+
+
+def _handlers(kinds, count: int) -> list:
+    backoff = BackoffRetryIntervalCalculator(0.5, jitter=Jitter())
+    connection, rate_limit, server = kinds
+    return [connection(count, backoff), rate_limit(count, backoff, jitter=Jitter()), server(count, backoff)]
+
+
+def _outcome(send):
+    try:
+        return send().status_code
+    except OSError as error:
+        return (type(error).__name__, error.errno)
+
+
+@settings(max_examples=60, deadline=None)
+@given(script=st.lists(OUTCOMES, min_size=4, max_size=4), count=st.integers(0, 3))
+def test_sync_and_async_loops_make_the_same_retry_decisions(script, count):
+    script = script + [(200, None)] * 12  # enough answers for every retry any handler may ask for
+    request = HttpRequest("GET", "http://127.0.0.1/logs")
+    sync_clock, async_clock = FakeClock(), FakeAsyncClock()
+    sync_clock.now = async_clock.now
+    kinds = (ConnectionErrorRetryHandler, RateLimitErrorRetryHandler, ServerErrorRetryHandler)
+    sync = ScriptedSync(script, retry_handlers=_handlers(kinds, count), clock=sync_clock)
+    async_kinds = (AsyncConnectionErrorRetryHandler, AsyncRateLimitErrorRetryHandler, AsyncServerErrorRetryHandler)
+    async_ = ScriptedAsync(script, retry_handlers=_handlers(async_kinds, count), clock=async_clock)
+    got_sync = _outcome(lambda: sync.send(request))
+    got_async = _outcome(lambda: asyncio.run(async_.send(request)))
+    assert got_async == got_sync
+    assert async_clock.sleeps == sync_clock.sleeps and async_.stats == sync.stats
+    assert len(async_.script) == len(sync.script)
+    assert sync.stats["retries"] <= 3 * count
