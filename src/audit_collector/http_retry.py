@@ -17,8 +17,26 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Required, TypedDict, Unpack
+
+if TYPE_CHECKING:  # re-exported lazily by __getattr__ below
+    from .async_retry import (
+        AsyncClock,
+        AsyncConnectionErrorRetryHandler,
+        AsyncRateLimitErrorRetryHandler,
+        AsyncRetryHandler,
+        AsyncServerErrorRetryHandler,
+        SystemAsyncClock,
+        all_builtin_async_retry_handlers,
+        async_default_retry_handlers,
+    )
 
 __all__ = [
+    "AsyncClock",
+    "AsyncConnectionErrorRetryHandler",
+    "AsyncRateLimitErrorRetryHandler",
+    "AsyncRetryHandler",
+    "AsyncServerErrorRetryHandler",
     "BackoffRetryIntervalCalculator",
     "Clock",
     "ConnectTimeoutError",
@@ -33,21 +51,38 @@ __all__ = [
     "RequestPacer",
     "RetryHandler",
     "RetryIntervalCalculator",
+    "RetryQuestion",
     "RetryState",
     "ServerErrorRetryHandler",
+    "SystemAsyncClock",
     "SystemClock",
+    "TimeSource",
     "TransportError",
     "TruncatedBodyError",
+    "all_builtin_async_retry_handlers",
     "all_builtin_retry_handlers",
+    "async_default_retry_handlers",
     "default_retry_handlers",
 ]
+
+_ASYNC_NAMES = frozenset(name for name in __all__ if "async" in name.lower())
+
+
+def __getattr__(name: str) -> object:
+    """The async handlers and clock live in ``async_retry`` (which builds on this module): re-exported
+    lazily so both import paths work and neither module imports the other at load time."""
+    if name in _ASYNC_NAMES:
+        from . import async_retry
+
+        return getattr(async_retry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- clock
 
 
-class Clock:
-    """Wall time, monotonic time and sleeping, in one injectable place."""
+class TimeSource:
+    """Wall time and monotonic time: what the sync ``Clock`` and the ``AsyncClock`` share."""
 
     def time(self) -> float:
         """Seconds since the epoch (for ``Retry-After`` dates and event horizons)."""
@@ -56,6 +91,10 @@ class Clock:
     def monotonic(self) -> float:
         """Seconds on a clock that never goes back (for budgets)."""
         return time.monotonic()
+
+
+class Clock(TimeSource):
+    """Wall time, monotonic time and sleeping, in one injectable place."""
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
@@ -80,12 +119,17 @@ class RequestPacer:
         self._next: float | None = None  # the earliest time the next request may start (GCRA)
         self._lock = threading.Lock()
 
-    def wait(self, clock: Clock) -> None:
+    def reserve(self, clock: TimeSource) -> float:
+        """Book the next slot; returns the seconds to wait for it (the sync and async waits share this)."""
         with self._lock:
             now = clock.monotonic()
             slot = now if self._next is None else max(self._next, now)
             delay = max(0.0, slot - now - (self.burst - 1) * self.interval)
             self._next = slot + self.interval
+        return delay
+
+    def wait(self, clock: Clock) -> None:
+        delay = self.reserve(clock)
         if delay > 0:
             clock.sleep(delay)
 
@@ -136,10 +180,19 @@ class HttpResponse:
         return self.headers.get(name.lower())
 
 
+class RetryQuestion(TypedDict, total=False):
+    """What every handler is asked with (``handler.can_retry(**question)``)."""
+
+    state: Required[RetryState]
+    request: Required[HttpRequest]
+    response: HttpResponse | None
+    error: Exception | None
+
+
 class RetryState:
     """Per-request retry bookkeeping, plus the clock every wait goes through."""
 
-    def __init__(self, *, current_attempt: int = 0, clock: Clock | None = None) -> None:
+    def __init__(self, *, current_attempt: int = 0, clock: TimeSource | None = None) -> None:
         self.current_attempt = current_attempt
         self.next_attempt_requested = False
         self.clock = clock or SystemClock()
@@ -162,7 +215,13 @@ class RetryState:
     def wait(self, seconds: float) -> None:
         """Sleep through the injected clock (which may refuse, raising ``BudgetExhausted``)."""
         if seconds > 0:
-            self.clock.sleep(seconds)
+            self.clock.sleep(seconds)  # type: ignore[attr-defined]
+            self.waited_seconds += seconds
+
+    async def wait_async(self, seconds: float) -> None:
+        """Sleep through the injected ``AsyncClock``: the same wait, awaited."""
+        if seconds > 0:
+            await self.clock.sleep(seconds)  # type: ignore[attr-defined]
             self.waited_seconds += seconds
 
 
@@ -235,9 +294,13 @@ class RetryHandler:
         response: HttpResponse | None = None,
         error: Exception | None = None,
     ) -> bool:
-        if state.retries_by(self) >= self.max_retry_count:
+        if self.spent(state):
             return False
         return self._can_retry(state=state, request=request, response=response, error=error)
+
+    def spent(self, state: RetryState) -> bool:
+        """This handler already gave this request all the retries it may."""
+        return state.retries_by(self) >= self.max_retry_count
 
     def _can_retry(
         self,
@@ -257,9 +320,19 @@ class RetryHandler:
         response: HttpResponse | None = None,
         error: Exception | None = None,
     ) -> None:
+        state.wait(self.plan_next_attempt(state=state, request=request, response=response, error=error))
+
+    def plan_next_attempt(self, **question: Unpack[RetryQuestion]) -> float:
+        """Book the next attempt and return the seconds to wait first: the sync and async handlers
+        share this decision and differ only in how they wait."""
+        state = question["state"]
         state.next_attempt_requested = True
-        state.wait(self.interval_calculator.calculate_sleep_duration(state.current_attempt))
+        seconds = self._wait_seconds(state=state, response=question.get("response"))
         state.increment_current_attempt()
+        return seconds
+
+    def _wait_seconds(self, *, state: RetryState, response: HttpResponse | None) -> float:
+        return self.interval_calculator.calculate_sleep_duration(state.current_attempt)
 
 
 class ConnectionErrorRetryHandler(RetryHandler):
@@ -315,8 +388,9 @@ class RateLimitErrorRetryHandler(RetryHandler):
         self.max_wait_seconds = max_wait_seconds
         self.jitter = jitter if jitter is not None else RandomJitter(max_seconds=0.5)
 
-    def _wait_for(self, state: RetryState, response: HttpResponse) -> float:
-        retry_after = parse_retry_after(response.header("Retry-After"), now=state.clock.time())
+    def _wait_seconds(self, *, state: RetryState, response: HttpResponse | None) -> float:
+        header = response.header("Retry-After") if response is not None else None
+        retry_after = parse_retry_after(header, now=state.clock.time())
         if retry_after is None:
             return self.interval_calculator.calculate_sleep_duration(state.current_attempt)
         return self.jitter.recalculate(retry_after)
@@ -326,12 +400,6 @@ class RateLimitErrorRetryHandler(RetryHandler):
             return False
         retry_after = parse_retry_after(response.header("Retry-After"), now=state.clock.time())
         return retry_after is None or retry_after <= self.max_wait_seconds
-
-    def prepare_for_next_attempt(self, *, state, request, response=None, error=None) -> None:
-        state.next_attempt_requested = True
-        assert response is not None  # _can_retry only says yes with a response
-        state.wait(self._wait_for(state, response))
-        state.increment_current_attempt()
 
 
 def default_retry_handlers() -> list[RetryHandler]:
@@ -345,8 +413,20 @@ def all_builtin_retry_handlers(
     max_rate_limit_wait_seconds: float = 120.0,
 ) -> list[RetryHandler]:
     """Every built-in handler, as the collector uses them: resets, 5xx and 429 all retried."""
+    kinds = (ConnectionErrorRetryHandler, RateLimitErrorRetryHandler, ServerErrorRetryHandler)
+    return builtin_set(kinds, max_retry_count=max_retry_count, max_rate_limit_wait_seconds=max_rate_limit_wait_seconds)
+
+
+def builtin_set(
+    kinds: tuple[type[RetryHandler], type[RateLimitErrorRetryHandler], type[RetryHandler]],
+    *,
+    max_retry_count: int = 3,
+    max_rate_limit_wait_seconds: float = 120.0,
+) -> list[RetryHandler]:
+    """One handler of each kind (connection, rate limit, server), sharing one retry limit."""
+    connection, rate_limit, server = kinds
     return [
-        ConnectionErrorRetryHandler(max_retry_count=max_retry_count),
-        RateLimitErrorRetryHandler(max_retry_count=max_retry_count, max_wait_seconds=max_rate_limit_wait_seconds),
-        ServerErrorRetryHandler(max_retry_count=max_retry_count),
+        connection(max_retry_count=max_retry_count),
+        rate_limit(max_retry_count=max_retry_count, max_wait_seconds=max_rate_limit_wait_seconds),
+        server(max_retry_count=max_retry_count),
     ]

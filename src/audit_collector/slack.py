@@ -1,7 +1,11 @@
 """Public import path of the Slack Audit Logs client: ``from audit_collector.slack import AuditLogsClient``.
 
+The async client (``AsyncAuditLogsClient``) needs aiohttp (``pip install 'audit-collector[async]'``), so it is
+imported on first use: this module still imports without aiohttp.
 The code lives in ``providers/slack/``; this module only re-exports it.
 """
+
+from typing import TYPE_CHECKING
 
 from .providers.slack.client import DEFAULT_BASE_URL, MAX_ACTIONS, MAX_LIMIT, AuditLogsClient
 from .providers.slack.models import (
@@ -24,6 +28,9 @@ from .providers.slack.models import (
     User,
 )
 
+if TYPE_CHECKING:
+    from .providers.slack.async_client import AsyncAuditLogsClient
+
 __all__ = [
     "DEFAULT_BASE_URL",
     "MAX_ACTIONS",
@@ -31,6 +38,7 @@ __all__ = [
     "ActionsResponse",
     "Actor",
     "App",
+    "AsyncAuditLogsClient",
     "AuditLogsApiError",
     "AuditLogsBodyError",
     "AuditLogsClient",
@@ -47,3 +55,12 @@ __all__ = [
     "SchemasResponse",
     "User",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``AsyncAuditLogsClient`` on first use: only the async path imports aiohttp."""
+    if name == "AsyncAuditLogsClient":
+        from .providers.slack.async_client import AsyncAuditLogsClient
+
+        return AsyncAuditLogsClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

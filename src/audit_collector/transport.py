@@ -6,43 +6,26 @@ the neutral ``OSError`` types of ``http_retry`` so retry handlers never see ``re
 
 from __future__ import annotations
 
-import logging
-import platform
-import sys
-from collections.abc import Mapping
 from urllib.parse import urlencode
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from . import __version__
 from .http_retry import (
     Clock,
     ConnectTimeoutError,
     HttpRequest,
     HttpResponse,
     ReadTimeoutError,
-    RequestPacer,
     RetryHandler,
-    RetryState,
     SystemClock,
     TransportError,
     TruncatedBodyError,
     default_retry_handlers,
 )
+from .transport_base import REDACTED, Attempts, TransportBase, describe_body, redact_headers
 
-REDACTED = "Bearer [redacted]"
-
-
-def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """A copy safe to log: the Authorization value never leaves this function."""
-    return {k: (REDACTED if k.lower() == "authorization" else v) for k, v in headers.items()}
-
-
-def describe_body(body: bytes, content_type: str | None) -> str:
-    """A short, printable excerpt of a body for an error message."""
-    text = body[:160].decode("utf-8", errors="replace").replace("\n", " ").strip()
-    return f"{content_type or 'no content type'}, {len(body)} bytes: {text!r}"
+__all__ = ["REDACTED", "ApiTransport", "describe_body", "redact_headers", "translate_transport_error"]
 
 
 def _builtin_oserror_in_chain(exc: BaseException) -> OSError | None:
@@ -79,56 +62,22 @@ def translate_transport_error(exc: requests.RequestException) -> OSError:
     return error
 
 
-class ApiTransport:
-    """Session, headers, timeouts and the retry loop shared by every provider's client."""
+class ApiTransport(TransportBase):
+    """The requests session and the sync retry loop shared by every provider's client."""
 
-    def __init__(
-        self,
-        *,
-        token: str | None,
-        base_url: str,
-        timeout: float = 30,
-        proxy: str | None = None,
-        session: requests.Session | None = None,
-        default_headers: Mapping[str, str] | None = None,
-        user_agent_prefix: str | None = None,
-        user_agent_suffix: str | None = None,
-        logger: logging.Logger | None = None,
-        retry_handlers: list[RetryHandler] | None = None,
-        clock: Clock | None = None,
-        pacer: RequestPacer | None = None,
-    ) -> None:
-        self.token = token
-        self.pacer = pacer
-        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
-        self.timeout = timeout
-        self.proxy = proxy
-        self.default_headers = dict(default_headers or {})
-        self.user_agent = _user_agent(user_agent_prefix, user_agent_suffix)
-        self.logger = logger or logging.getLogger(type(self).__module__)
-        self.retry_handlers = retry_handlers if retry_handlers is not None else default_retry_handlers()
-        self.clock = clock or SystemClock()
-        self.session = session or _pooled_session(self.base_url)
-        # Counted for metrics: the collector reports retries and 429s per run.
-        self.stats = {"requests": 0, "retries": 0, "rate_limited": 0}
+    accept_encoding = requests.utils.DEFAULT_ACCEPT_ENCODING
 
-    def __repr__(self) -> str:  # never show the token, even in a debugger or a traceback
-        return f"{type(self).__name__}(base_url={self.base_url!r})"
+    def _default_retry_handlers(self) -> list[RetryHandler]:
+        return default_retry_handlers()
+
+    def _default_clock(self) -> Clock:
+        return SystemClock()
+
+    def _adopt_session(self, session: requests.Session | None) -> requests.Session:
+        return session or _pooled_session(self.base_url)
 
     def close(self) -> None:
         self.session.close()
-
-    def _headers(self, extra: Mapping[str, str] | None) -> dict[str, str]:
-        headers = {
-            "User-Agent": self.user_agent,
-            "Accept": "application/json",
-            "Accept-Encoding": requests.utils.DEFAULT_ACCEPT_ENCODING,  # JSON pages gzip to a fraction
-        }
-        headers.update(self.default_headers)
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        headers.update(extra or {})
-        return headers
 
     def send(self, request: HttpRequest) -> HttpResponse:
         """Perform ``request`` until it succeeds or no retry handler wants another attempt.
@@ -136,46 +85,25 @@ class ApiTransport:
         Returns any HTTP response, including non-2xx ones: the client decides what is an error.
         Raises the neutral ``OSError`` when the last attempt got no response at all.
         """
-        state = RetryState(clock=self.clock)
+        attempts = Attempts(request, self.clock, self.stats)
         while True:
-            state.next_attempt_requested = False
             response: HttpResponse | None = None
             error: OSError | None = None
             try:
                 response = self._perform(request)
             except requests.RequestException as exc:
                 error = translate_transport_error(exc)
-                self.logger.debug("%s %s failed: %r", request.method, request.url, error)
-            for handler in self.retry_handlers:
-                if handler.can_retry(state=state, request=request, response=response, error=error):
-                    self.stats["retries"] += 1
-                    if response is not None and response.status_code == 429:
-                        self.stats["rate_limited"] += 1
-                    handler.prepare_for_next_attempt(state=state, request=request, response=response, error=error)
-                    state.count_retry(handler)
-                    break
-            if state.next_attempt_requested:
-                continue
-            if response is not None and response.status_code == 429:
-                self.stats["rate_limited"] += 1
-            if error is not None:
-                raise error
-            assert response is not None
-            return response
+                self._log_failed(request, error)
+            question = attempts.question(response, error)
+            handler = next((h for h in self.retry_handlers if h.can_retry(**question)), None)
+            if handler is None:
+                return attempts.outcome()
+            attempts.state.wait(attempts.retry_with(handler))
 
     def _perform(self, request: HttpRequest) -> HttpResponse:
         if self.pacer is not None:
             self.pacer.wait(self.clock)
-        self.stats["requests"] += 1
-        if self.logger.isEnabledFor(logging.DEBUG):
-            query = f"?{urlencode(request.query_params)}" if request.query_params else ""
-            self.logger.debug(
-                "Sending %s %s%s headers=%s",
-                request.method,
-                request.url,
-                query,
-                redact_headers(request.headers),
-            )
+        self._log_sending(request)
         raw = self.session.send(
             _prepare(request),
             stream=True,
@@ -194,7 +122,7 @@ class ApiTransport:
             body=body,
             url=raw.url,
         )
-        self.logger.debug("Received %s from %s (%d bytes)", response.status_code, request.url, len(response.body))
+        self._log_received(request, response)
         return response
 
 
@@ -224,15 +152,3 @@ def _pooled_session(base_url: str) -> requests.Session:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
-
-
-def _user_agent(prefix: str | None, suffix: str | None) -> str:
-    python = f"Python/{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
-    parts = [
-        prefix,
-        f"audit-collector/{__version__}",
-        python,
-        f"{platform.system()}/{platform.release()}",
-        suffix,
-    ]
-    return " ".join(p for p in parts if p)

@@ -6,17 +6,16 @@ Oldest first, offset paging, at most 100 events a page. An empty ``data`` means 
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import quote
 
-import requests
-
 from ...errors import ConfigError
-from ...http_retry import Clock, HttpRequest, HttpResponse, RequestPacer, RetryHandler
+from ...http_retry import HttpRequest, HttpResponse
 from ...json_text import parse_json
 from ...transport import ApiTransport, describe_body
+from ...transport_base import TransportBase, all_filters
 from .models import _EVENTS_PAGE, AsanaApiError, AsanaBodyError, AuditLogEventsPage
 
 DEFAULT_BASE_URL = "https://app.asana.com/api/1.0/"
@@ -56,35 +55,7 @@ def format_datetime(value: datetime | str, name: str) -> str:
 class AsanaAuditLogClient(ApiTransport):
     """Asana audit log client. Same retry handlers, session and redaction as the Slack client."""
 
-    def __init__(
-        self,
-        token: str | None = None,
-        timeout: float = 30,
-        proxy: str | None = None,
-        base_url: str = DEFAULT_BASE_URL,
-        session: requests.Session | None = None,
-        default_headers: Mapping[str, str] | None = None,
-        logger: logging.Logger | None = None,
-        retry_handlers: list[RetryHandler] | None = None,
-        clock: Clock | None = None,
-        user_agent_prefix: str | None = None,
-        user_agent_suffix: str | None = None,
-        pacer: RequestPacer | None = None,
-    ) -> None:
-        super().__init__(
-            token=token,
-            base_url=base_url,
-            timeout=timeout,
-            proxy=proxy,
-            session=session,
-            default_headers=default_headers,
-            user_agent_prefix=user_agent_prefix,
-            user_agent_suffix=user_agent_suffix,
-            logger=logger,
-            retry_handlers=retry_handlers,
-            clock=clock,
-            pacer=pacer,
-        )
+    default_base_url = DEFAULT_BASE_URL
 
     def get_audit_log_events(
         self,
@@ -100,7 +71,8 @@ class AsanaAuditLogClient(ApiTransport):
         offset: str | None = None,
     ) -> AuditLogEventsPage:
         """One page, oldest first. ``start_at`` is inclusive, ``end_at`` exclusive."""
-        query = _query(
+        request = events_request(
+            self,
             workspace_gid,
             start_at=start_at,
             end_at=end_at,
@@ -111,13 +83,7 @@ class AsanaAuditLogClient(ApiTransport):
             limit=limit,
             offset=offset,
         )
-        request = HttpRequest(
-            method="GET",
-            url=f"{self.base_url}workspaces/{quote(workspace_gid, safe='')}/audit_log_events",
-            query_params=query,
-            headers=self._headers(None),
-        )
-        return _to_page(self.send(request))
+        return to_page(self.send(request))
 
     def iter_audit_log_events(
         self,
@@ -151,6 +117,20 @@ class AsanaAuditLogClient(ApiTransport):
             if page.next_offset is None:
                 return
             offset = page.next_offset
+
+
+EVENT_FILTERS = ("start_at", "end_at", "event_type", "actor_type", "actor_gid", "resource_gid", "limit", "offset")
+
+
+def events_request(transport: TransportBase, workspace_gid: str, **filters: Any) -> HttpRequest:
+    """The request for one page, validated (``ConfigError`` before any request): both clients send it."""
+    query = _query(workspace_gid, **all_filters(filters, EVENT_FILTERS, "get_audit_log_events"))
+    return HttpRequest(
+        method="GET",
+        url=f"{transport.base_url}workspaces/{quote(workspace_gid, safe='')}/audit_log_events",
+        query_params=query,
+        headers=transport._headers(None),
+    )
 
 
 def _query(
@@ -197,7 +177,7 @@ def _query(
     return query
 
 
-def _to_page(http: HttpResponse) -> AuditLogEventsPage:
+def to_page(http: HttpResponse) -> AuditLogEventsPage:
     try:
         page = _EVENTS_PAGE.read(http.body)
     except ValueError:  # UnicodeDecodeError is one too

@@ -9,17 +9,15 @@ Knows Slack's parameters and error bodies; knows nothing of AWS, checkpoints or 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urljoin
 
-import requests
-
 from ...errors import ConfigError
-from ...http_retry import Clock, HttpRequest, HttpResponse, RequestPacer, RetryHandler
+from ...http_retry import HttpRequest, HttpResponse
 from ...json_text import Events, parse_json
 from ...transport import ApiTransport, describe_body
+from ...transport_base import TransportBase, all_filters
 from .models import (
     _LOGS_PAGE,
     AuditLogsApiError,
@@ -58,35 +56,7 @@ ERROR_HINTS = {
 class AuditLogsClient(ApiTransport):
     """Slack Audit Logs API client. One pooled session; retry handlers in ``self.retry_handlers``."""
 
-    def __init__(
-        self,
-        token: str | None = None,
-        timeout: float = 30,
-        proxy: str | None = None,
-        base_url: str = DEFAULT_BASE_URL,
-        session: requests.Session | None = None,
-        default_headers: Mapping[str, str] | None = None,
-        user_agent_prefix: str | None = None,
-        user_agent_suffix: str | None = None,
-        logger: logging.Logger | None = None,
-        retry_handlers: list[RetryHandler] | None = None,
-        clock: Clock | None = None,
-        pacer: RequestPacer | None = None,
-    ) -> None:
-        super().__init__(
-            token=token,
-            base_url=base_url,
-            timeout=timeout,
-            proxy=proxy,
-            session=session,
-            default_headers=default_headers,
-            user_agent_prefix=user_agent_prefix,
-            user_agent_suffix=user_agent_suffix,
-            logger=logger,
-            retry_handlers=retry_handlers,
-            clock=clock,
-            pacer=pacer,
-        )
+    default_base_url = DEFAULT_BASE_URL
 
     def logs(
         self,
@@ -102,7 +72,7 @@ class AuditLogsClient(ApiTransport):
         headers: Mapping[str, str] | None = None,
     ) -> AuditLogsResponse:
         """One page of events, newest first. ``oldest`` and ``latest`` are both inclusive."""
-        query = _logs_query(
+        query = logs_query(
             latest=latest,
             oldest=oldest,
             limit=limit,
@@ -110,17 +80,9 @@ class AuditLogsClient(ApiTransport):
             actor=actor,
             entity=entity,
             cursor=cursor,
+            additional_query_params=additional_query_params,
         )
-        query.update({k: str(v) for k, v in (additional_query_params or {}).items() if v is not None})
-        response = self.api_call(path="logs", query_params=query, headers=headers)
-        if response.events is None:
-            entries = response.body.get("entries")
-            raise AuditLogsBodyError(
-                "Slack /logs answered without an 'entries' list of objects "
-                f"(got {type(entries).__name__}); the API changed or a proxy answered",
-                response=response,
-            )
-        return response
+        return checked_logs(self.api_call(path="logs", query_params=query, headers=headers))
 
     def iter_logs(
         self,
@@ -175,14 +137,54 @@ class AuditLogsClient(ApiTransport):
         headers: Mapping[str, str] | None = None,
     ) -> AuditLogsResponse:
         """Any endpoint. Raises ``AuditLogsApiError`` for Slack errors, ``OSError`` for transport ones."""
-        request = HttpRequest(
-            method=http_verb.upper(),
-            url=urljoin(self.base_url, path.lstrip("/")),
-            query_params={k: str(v) for k, v in (query_params or {}).items() if v is not None},
-            headers=self._headers(headers),
-            body_params=body_params,
+        request = api_request(
+            self, http_verb=http_verb, path=path, query_params=query_params, body_params=body_params, headers=headers
         )
         return _to_response(self.send(request), path=path.strip("/"))
+
+
+# --------------------------------------------------------------------------- shared with the async client
+
+
+def api_request(
+    transport: TransportBase,
+    *,
+    path: str,
+    http_verb: str = "GET",
+    query_params: Mapping[str, Any] | None = None,
+    body_params: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> HttpRequest:
+    """The request for any endpoint, as both clients send it."""
+    return HttpRequest(
+        method=http_verb.upper(),
+        url=urljoin(transport.base_url, path.lstrip("/")),
+        query_params={k: str(v) for k, v in (query_params or {}).items() if v is not None},
+        headers=transport._headers(headers),
+        body_params=body_params,
+    )
+
+
+LOGS_FILTERS = ("latest", "oldest", "limit", "action", "actor", "entity", "cursor")
+
+
+def logs_query(*, additional_query_params: Mapping[str, Any] | None = None, **filters: Any) -> dict[str, str]:
+    """/logs filters (``LOGS_FILTERS``), validated (``ConfigError`` before any request), in Slack's wire format."""
+    query = _logs_query(**all_filters(filters, LOGS_FILTERS, "logs"))
+    query.update({k: str(v) for k, v in (additional_query_params or {}).items() if v is not None})
+    return query
+
+
+def checked_logs(response: AuditLogsResponse) -> AuditLogsResponse:
+    """A /logs answer must carry an ``entries`` list of objects."""
+    if response.events is None:
+        entries = response.body.get("entries")
+        raise AuditLogsBodyError(
+            "Slack /logs answered without an 'entries' list of objects "
+            f"(got {type(entries).__name__}); the API changed or a proxy answered",
+            response=response,
+        )
+    return response
 
 
 def _logs_query(
