@@ -1,8 +1,8 @@
-"""Async retry handlers and the async clock, after ``slack_sdk.http_retry.async_handler``.
+"""Async retry handlers and the async clock, after the async handlers of the SDK this package follows.
 
 Each async built-in is its sync twin's decision with an awaited wait: the class adds nothing but the
 ``AsyncRetryHandler`` mix-in, so which errors are retried and how long to wait stay in ``http_retry``.
-A subclass may override the sync ``_can_retry`` only (as the Slack SDK's sync example does) or the
+A subclass may override the sync ``_can_retry`` only (as the SDK's sync example does) or the
 async ``_can_retry_async`` (as its async one does). Import these from ``audit_collector.http_retry``.
 """
 
