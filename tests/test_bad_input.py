@@ -122,11 +122,11 @@ def test_drift_is_archived_verbatim(provider, event, tmp_path):
 
 
 def test_a_huge_page_beyond_the_limit_is_archived_whole(tmp_path):
-    """Slack never splits a second: a burst makes a page far larger than the limit asked for."""
+    """An API that never splits a second: a burst makes a page far larger than the limit asked for."""
     clock = FakeClock(start=float(NOW))
     store, archive = FileStore(tmp_path / "s.json"), LocalArchive(tmp_path / "a")
     burst = [slack_entry(i, date_create=T) for i in range(25_000)]
-    with Emulator(clock=clock.time) as emu:
+    with Emulator(clock=clock.time, slack_split_seconds=False) as emu:
         emu.slack.add(burst)
         result = run_once(
             "slack",

@@ -65,12 +65,18 @@ def test_slack_bounds_are_inclusive_and_order_is_newest_first(emulator):
     assert seconds == list(range(T0 + 7, T0 + 1, -1))
 
 
-def test_slack_never_splits_a_second_across_pages(emulator):
-    # 3 events in one second, then 4 in the next: limit 2 must give pages of 4 then 3.
-    emulator.slack.add([entry(i, T0) for i in range(3)] + [entry(10 + i, T0 + 1) for i in range(4)])
-    pages = list(slack(emulator).iter_logs(oldest=T0, latest=T0 + 1, limit=2))
-    assert [len(p.body["entries"]) for p in pages] == [4, 3]
-    assert len(set(all_ids(pages))) == 7
+def test_slack_pages_split_seconds_by_default_or_never_when_asked():
+    # 3 events in one second, then 4 in the next. Split (the default): pages of 2, 2, 2, 1, each
+    # second spread over two pages. Unsplit: limit 2 gives pages of 4 then 3.
+    for split, sizes in ((True, [2, 2, 2, 1]), (False, [4, 3])):
+        with Emulator(slack_split_seconds=split) as emulator:
+            emulator.slack.add([entry(i, T0) for i in range(3)] + [entry(10 + i, T0 + 1) for i in range(4)])
+            pages = list(slack(emulator).iter_logs(oldest=T0, latest=T0 + 1, limit=2))
+            assert [len(p.body["entries"]) for p in pages] == sizes
+            ids = all_ids(pages)
+            assert len(ids) == len(set(ids)) == 7
+            seconds = [e["date_create"] for p in pages for e in p.body["entries"]]
+            assert seconds == sorted(seconds, reverse=True)
 
 
 def test_slack_filters(emulator):

@@ -83,11 +83,12 @@ class Emulator:
         rate_limit_burst: float | None = None,
         cursor_ttl: float | None = None,
         offset_ttl: float | None = None,
+        slack_split_seconds: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not ipaddress.ip_address(socket.gethostbyname(host)).is_loopback:
             raise ValueError(f"the emulator binds to loopback only, not {host!r}")
-        self.slack = SlackLog()
+        self.slack = SlackLog(split_seconds=slack_split_seconds)  # False: a page never splits a second
         self.asana = AsanaLog()
         self.slack_tokens = set(slack_tokens)
         self.slack_tokens_without_feature = set(slack_tokens_without_feature)

@@ -1,8 +1,10 @@
 """The two APIs' paging semantics over in-memory event logs, with no HTTP in sight.
 
-Slack: newest first; ``oldest``/``latest`` both inclusive; a page never splits a second, so it can
-hold more than ``limit``; the cursor names the next second to serve, so arrivals elsewhere never
-shift it. Asana: oldest first; ``start_at`` inclusive, ``end_at`` exclusive; the offset names the
+Slack: newest first; ``oldest``/``latest`` both inclusive; a page holds at most ``limit`` entries
+and may end inside a second (a burst of one second then spans pages); the cursor names the last
+entry served. ``SlackLog(split_seconds=False)`` keeps the older behaviour: a page never splits a
+second (so it can hold more than ``limit``) and the cursor names the next second to serve.
+Asana: oldest first; ``start_at`` inclusive, ``end_at`` exclusive; the offset names the
 last event served, and once a query matched anything it keeps returning a ``next_page`` (a stream).
 
 Events are kept pre-encoded: serving a 9,999-event page is a join of bytes, not a dump of dicts.
@@ -79,7 +81,12 @@ class _Stored:
 
 
 class SlackLog(_SortedLog):
-    """Slack's /logs over a sorted list of (date_create, id)."""
+    """Slack's /logs over a sorted list of (date_create, id). ``split_seconds``: pages end after
+    ``limit`` entries even inside a second (the default: a real API may); False: never inside one."""
+
+    def __init__(self, split_seconds: bool = True) -> None:
+        super().__init__()
+        self.split_seconds = split_seconds
 
     def add(self, entries: Iterable[dict[str, Any]], visible_at: float | None = None, lag: float = 0.0) -> None:
         """Add entries; each reaches the API at ``visible_at`` (default: ``date_create + lag``)."""
@@ -116,6 +123,7 @@ class SlackLog(_SortedLog):
         actor, entity = params.get("actor"), params.get("entity")
         filters = {k: params.get(k) for k in ("oldest", "latest", "action", "actor", "entity", "limit")}
         upper = latest
+        below: tuple | None = None  # split pages: serve only keys before the last one served
         if params.get("cursor"):
             cursor = decode_token(params["cursor"])
             if (
@@ -124,7 +132,10 @@ class SlackLog(_SortedLog):
                 or (cursor_ttl is not None and now - cursor.get("t", 0) > cursor_ttl)
             ):
                 raise BadRequest("invalid_cursor")
-            upper = min(latest, int(cursor["b"]))
+            if "k" in cursor:
+                below = (int(cursor["k"][0]), str(cursor["k"][1]))
+            else:
+                upper = min(latest, int(cursor["b"]))
 
         def matches(item: _Stored) -> bool:
             action, actor_id, entity_id = item.attrs
@@ -137,16 +148,18 @@ class SlackLog(_SortedLog):
 
         with self._lock:
             index = bisect.bisect_right(self._keys, (upper, "\uffff")) - 1
+            if below is not None:
+                index = min(index, bisect.bisect_left(self._keys, below) - 1)
             served: list[bytes] = []
-            last_second = None
+            last_second = last_key = None
             while index >= 0 and self._keys[index][0] >= oldest:
                 item = self._items[index]
                 second = item.key[0]
-                if len(served) >= limit and second != last_second:
+                if len(served) >= limit and (self.split_seconds or second != last_second):
                     break
                 if matches(item):
                     served.append(item.raw)
-                    last_second = second
+                    last_second, last_key = second, item.key
                 index -= 1
             more = False
             while index >= 0 and self._keys[index][0] >= oldest and not more:
@@ -154,7 +167,8 @@ class SlackLog(_SortedLog):
                 index -= 1
         next_cursor = ""
         if more and last_second is not None:
-            next_cursor = encode_token({"b": last_second - 1, "q": _filter_hash(filters), "t": now})
+            where = {"k": list(last_key)} if self.split_seconds else {"b": last_second - 1}
+            next_cursor = encode_token({**where, "q": _filter_hash(filters), "t": now})
         return (
             b'{"ok":true,"entries":['
             + b",".join(served)

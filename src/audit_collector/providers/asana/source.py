@@ -114,7 +114,8 @@ class _WindowCollector:
 
     def collect(self) -> bool:
         ctx, start, end = self.ctx, self.window.start, self.window.end
-        restarts = 0
+        restarts = 0  # in a row without progress: one that archived anything new does not count
+        progress_at_restart = self.position
         while True:
             if not ctx.budget.allows():
                 return self._stop()
@@ -133,22 +134,32 @@ class _WindowCollector:
             except AsanaApiError as exc:
                 if exc.status_code == 429:
                     return self._stop()  # Retry-After beyond what a run waits: the next run continues
+                if self.position != progress_at_restart:
+                    restarts = 0  # the last restart made progress: this one starts a new count
                 if exc.status_code != 400 or self.offset is None or restarts >= ctx.settings.max_window_restarts:
                     raise
                 restarts += 1  # the offset expired: resume from the position, skipping its gids
+                progress_at_restart = self.position
                 self.offset = self.offset_start = None
                 continue
             events = page.events
             ctx.page_fetched(len(events))
             if not events:
                 return self._finish()
-            skip = self.position if by_position else None  # archived before the offset expired
-            self._add_page(events, start, end, skip)
+            self._add_page(events, start, end, self._skip(events.keys, start, end))
             self.offset, self.offset_start = page.next_offset, query_start if page.next_offset else None
             if page.next_offset is None:
                 return self._finish()
             if self.buffer.full:
                 self._flush(next_offset=self.offset, offset_start=self.offset_start)
+
+    def _skip(self, keys: Sequence[EventKey], start: int, end: int) -> Position | None:
+        """The position, when the page starts at or before its instant: a page after a restart (and
+        every page that follows while an instant longer than a page is walked again, in this run or
+        the next) serves events the position already holds. None for the usual page."""
+        if self.position is None or not keys:
+            return None
+        return self.position if _place(keys[0], start, end)[0] <= self.position.ms else None
 
     def _add_page(self, events: Events[EventKey], start: int, end: int, skip: Position | None) -> None:
         """Add a page's events to the buffer, a run of same-date events at a time (a page across
