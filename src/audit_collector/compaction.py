@@ -261,7 +261,7 @@ def add_athena_functions(con: Any) -> None:
 def _read_lines(source: str) -> str:
     return (
         f"SELECT line, dt FROM read_csv({source}, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', "
-        "escape='', header=false, auto_detect=false, new_line='\\n', max_line_size=1073741824, "
+        "escape='', header=false, auto_detect=false, new_line='\\n', max_line_size=16777216, "
         "hive_partitioning=true, hive_types={'dt': 'VARCHAR'})"
     )
 
