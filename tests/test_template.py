@@ -97,7 +97,9 @@ def translated_template() -> dict:
 
     document = yaml_parse((ROOT / "template.yaml").read_text())
     # What `sam package` does before CloudFormation sees the template.
-    document["Resources"]["CollectorFunction"]["Properties"]["CodeUri"] = "s3://artifacts/collector.zip"
+    for resource in document["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = "s3://artifacts/collector.zip"
     return transform(document, parameters, NoManagedPolicies())
 
 

@@ -178,6 +178,24 @@ def cmd_query(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    if args.archive.startswith("s3://"):
+        raise ConfigError("compact works on a local archive; in AWS the scheduled compaction function does it")
+    from .compaction import compact_local
+
+    store = open_state(args.state, args.archive)
+    for descriptor in providers.all_descriptors():
+        if args.provider in (None, descriptor.name):
+            checkpoint = store.read(descriptor.name).get("checkpoint", {})
+            report = compact_local(args.archive, descriptor, checkpoint, grace_seconds=args.grace_seconds)
+            print(
+                f"{descriptor.name}: {len(report.compacted)} day(s) compacted "
+                f"({sum(d.events for d in report.compacted):,} events), {len(report.up_to_date)} up to date, "
+                f"{len(report.open_days)} still open; compacted up to {report.watermark or 'no day yet'}"
+            )
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import demo
 
@@ -253,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     query_p.add_argument("--archive", default="./archive")
     query_p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     query_p.set_defaults(func=cmd_query)
+
+    compact_p = sub.add_parser("compact", help="rewrite closed days of a local archive as Parquet (as Athena does)")
+    _where(compact_p)
+    compact_p.add_argument("--provider", choices=[d.name for d in providers.all_descriptors()])
+    compact_p.add_argument("--grace-seconds", type=float, default=0, help="wait this long after a day closes")
+    compact_p.set_defaults(func=cmd_compact)
 
     demo_p = sub.add_parser("demo", help="emulator -> collector -> local archive -> DuckDB, on loopback only")
     demo_p.add_argument("--archive", default="./demo-archive")

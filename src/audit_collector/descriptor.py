@@ -43,6 +43,21 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Extracted:
+    """A typed column of the compacted table, computed from the raw JSON text ``line``.
+
+    ``sql`` is one expression that Athena (Trino) and the local DuckDB both run as written: built
+    from ``json_extract_scalar``, ``json_extract``, ``json_format``, ``from_unixtime``,
+    ``from_iso8601_timestamp`` and ``CAST`` (``query.py`` gives DuckDB the Athena functions it lacks).
+    """
+
+    name: str
+    athena: str  # the Glue type
+    duckdb: str
+    sql: str
+
+
+@dataclass(frozen=True)
 class ClientSettings:
     """How the wiring wants a provider's client built: every client of one run shares the pacer."""
 
@@ -93,6 +108,9 @@ class Descriptor:
     options: tuple[Option, ...] = ()
     emulator: str | None = None  # the API the bundled emulator serves for it, if any
     questions: tuple[tuple[str, str], ...] = ()  # (question, SQL over ``table``): the demo asks them
+    # The compacted table's typed columns (the first is the event's time, the sort key with the id);
+    # ``compaction.py`` adds the full event text. Empty: the provider is not compacted.
+    compacted_columns: tuple[Extracted, ...] = ()
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):

@@ -35,6 +35,9 @@ def connect(archive_root: str | Path, prefix: str = "") -> Any:
         else:  # an empty table with the same columns, so queries still run
             select = ", ".join(f'CAST(NULL AS {kind}) AS "{name}"' for name, kind in columns.items())
             con.execute(f"CREATE VIEW {table} AS SELECT {select}, CAST(NULL AS VARCHAR) AS dt WHERE false")
+    from .compaction import define_views  # {table}_lines, {table}_compacted, {table}_all (compaction.py)
+
+    define_views(con, archive_root, prefix)
     return con
 
 

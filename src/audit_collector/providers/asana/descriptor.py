@@ -8,6 +8,7 @@ from typing import Any
 
 from ...descriptor import ClientSettings, Column, Descriptor, Option
 from .client import DEFAULT_BASE_URL, MAX_LIMIT, AsanaAuditLogClient
+from .compaction import COLUMNS as COMPACTED_COLUMNS
 from .source import AsanaSource, AsanaWindow
 
 WORKSPACE = Option(
@@ -80,6 +81,7 @@ DESCRIPTOR = Descriptor(
     build_source=_build_source,
     options=(WORKSPACE,),
     emulator="asana",
+    compacted_columns=COMPACTED_COLUMNS,
     questions=(
         (
             "Who downloaded or exported the most from Asana?",

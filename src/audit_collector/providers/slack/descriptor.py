@@ -8,6 +8,7 @@ from typing import Any
 
 from ...descriptor import ClientSettings, Column, Descriptor
 from .client import DEFAULT_BASE_URL, MAX_LIMIT, AuditLogsClient
+from .compaction import COLUMNS as COMPACTED_COLUMNS
 from .source import SlackSource, SlackWindow
 
 
@@ -59,6 +60,7 @@ DESCRIPTOR = Descriptor(
     window_type=SlackWindow,
     build_source=_build_source,
     emulator="slack",
+    compacted_columns=COMPACTED_COLUMNS,
     questions=(
         (
             "Who failed to log in to Slack most, and from where?",

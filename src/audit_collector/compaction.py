@@ -1,0 +1,317 @@
+"""Compaction: each closed day of a provider's raw archive, rewritten once as one sorted Parquet file.
+
+The raw gzip JSON Lines objects stay the source of truth and are never changed. A day is compacted
+into a fresh run folder, then *published* by one atomic step that names that run and the set of raw
+objects it was built from:
+
+    {prefix}_compacted/{provider}/dt=YYYY-MM-DD/run=<id>/part-0.parquet     (the data)
+    {prefix}_compacted/{provider}/dt=YYYY-MM-DD/_CURRENT.json               (locally: the publication)
+
+In AWS the publication is the Glue partition of ``T_compacted`` whose location is the run folder
+(``compaction_handler``), with the same ``source`` digest in its parameters. Readers only ever read a
+published run, so a crash before publication leaves an unread folder (removed by the next
+compaction of that day) and a rerun finds the day's digest unchanged and does nothing. When a raw
+object is added to a compacted day (a late-event sweep, a backfill), the digest changes and the day
+is compacted again into a new run, published the same way.
+
+Which days are read from the compacted side: every day up to the *watermark*, the last day such
+that every raw day up to it is compacted (``watermark``). ``compaction_sql.create_view`` builds the
+view that splits there, so each day is read from one side only.
+
+A day is *closed* when no job can still write to it: every job (the live one, each backfill) whose
+ranges touch the day has its watermark past the part of the day it owns (``day_closed``). The live
+job's watermark already trails real time by the settle lag; ``grace_seconds`` waits longer still.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import compaction_sql as sql
+from .collector.jobs import LIVE, jobs_of, subtract
+from .descriptor import Descriptor
+from .files import atomic_write
+
+COMPACTED = "_compacted"  # no provider can be called this: provider names start with a letter
+CURRENT = "_CURRENT.json"
+DATA_FILE = "part-0.parquet"
+_FAR = 10**18
+
+
+def compacted_prefix(prefix: str, descriptor: Descriptor) -> str:
+    return f"{prefix}{COMPACTED}/{descriptor.name}/"
+
+
+def new_run_id(now: float | None = None) -> str:
+    stamp = datetime.fromtimestamp(time.time() if now is None else now, UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{uuid.uuid4().hex[:8]}"
+
+
+def source_digest(objects: Iterable[tuple[str, str]]) -> str:
+    """One value for a day's raw objects: (name, ETag or content hash) pairs, in any order."""
+    text = "".join(f"{name}\t{tag}\n" for name, tag in sorted(objects))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- closed days
+
+
+def day_bounds(day: str) -> tuple[float, float]:
+    start = datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()
+    return start, start + 86400
+
+
+def day_closed(descriptor: Descriptor, checkpoint: Mapping[str, Any], day: str, grace_seconds: float = 0) -> bool:
+    """True when no job of the provider can still write an event dated ``day``."""
+    jobs = jobs_of(dict(checkpoint))
+    live = jobs.get(LIVE)
+    if live is None or live.watermark is None:
+        return False  # nothing has been collected live yet: the end of the archive is unknown
+    start, end = day_bounds(day)
+    lo, hi = descriptor.to_units(start), descriptor.to_units(end + grace_seconds)
+    for job in jobs.values():
+        owned = subtract(job.ranges, [[-_FAR, lo], [hi, None]])
+        if not owned:
+            continue
+        if job.watermark is None or subtract(owned, [[-_FAR, job.watermark]]):
+            return False  # part of the day this job owns is not archived yet
+    return True
+
+
+# --------------------------------------------------------------------------- the watermark
+
+
+def watermark(raw_days: Iterable[str], compacted_days: Iterable[str]) -> str | None:
+    """The last day such that every raw day up to it is compacted (None: none is)."""
+    done = set(compacted_days)
+    mark = None
+    for day in sorted(set(raw_days)):
+        if day not in done:
+            break
+        mark = day
+    return mark
+
+
+# --------------------------------------------------------------------------- the local archive
+
+
+@dataclass
+class DayResult:
+    day: str
+    run: str
+    events: int
+    objects: int
+
+
+@dataclass
+class Report:
+    provider: str
+    compacted: list[DayResult] = field(default_factory=list)
+    up_to_date: list[str] = field(default_factory=list)
+    open_days: list[str] = field(default_factory=list)
+    watermark: str | None = None
+
+
+def raw_objects(root: Path, prefix: str, descriptor: Descriptor) -> dict[str, list[Path]]:
+    """Raw objects by day."""
+    days: dict[str, list[Path]] = {}
+    base = root / f"{prefix}{descriptor.name}"
+    for path in sorted(base.glob("dt=*/*.jsonl.gz")):
+        days.setdefault(path.parent.name.removeprefix("dt="), []).append(path)
+    return days
+
+
+def local_digest(paths: Iterable[Path]) -> str:
+    """The day's objects by name and MD5 (an S3 ETag for single-part uploads)."""
+    return source_digest((p.name, hashlib.md5(p.read_bytes(), usedforsecurity=False).hexdigest()) for p in paths)
+
+
+def read_markers(root: Path, prefix: str, descriptor: Descriptor) -> dict[str, dict[str, Any]]:
+    """Published days: day -> the marker (run, source digest, files relative to the day folder)."""
+    base = root / compacted_prefix(prefix, descriptor)
+    out = {}
+    for path in sorted(base.glob(f"dt=*/{CURRENT}")):
+        out[path.parent.name.removeprefix("dt=")] = json.loads(path.read_text())
+    return out
+
+
+def published_files(root: Path, prefix: str, descriptor: Descriptor) -> list[Path]:
+    """The Parquet files of every published day (never an unpublished run's)."""
+    base = root / compacted_prefix(prefix, descriptor)
+    return [
+        base / f"dt={day}" / name
+        for day, marker in read_markers(root, prefix, descriptor).items()
+        for name in marker["files"]
+    ]
+
+
+def local_watermark(root: Path, prefix: str, descriptor: Descriptor) -> str | None:
+    return watermark(raw_objects(root, prefix, descriptor), read_markers(root, prefix, descriptor))
+
+
+def compact_local(
+    root: str | Path,
+    descriptor: Descriptor,
+    checkpoint: Mapping[str, Any],
+    *,
+    prefix: str = "",
+    grace_seconds: float = 0,
+    days: Iterable[str] | None = None,
+    on_step: Callable[[str, str], None] | None = None,
+) -> Report:
+    """Compact every closed day whose raw objects changed since its last publication (or that
+    never was published), with DuckDB. ``days`` limits the work to those days; ``on_step(step, day)``
+    is called after each step ("written", "published", "cleaned"), for tests that crash there."""
+    root = Path(root)
+    report = Report(descriptor.name)
+    if not sql.compacted(descriptor):
+        return report
+    raw = raw_objects(root, prefix, descriptor)
+    markers = read_markers(root, prefix, descriptor)
+    wanted = set(days) if days is not None else None
+    for day, paths in sorted(raw.items()):
+        if wanted is not None and day not in wanted:
+            continue
+        if not day_closed(descriptor, checkpoint, day, grace_seconds):
+            report.open_days.append(day)
+            continue
+        digest = local_digest(paths)
+        marker = markers.get(day)
+        if marker is not None and marker.get("source") == digest:
+            report.up_to_date.append(day)
+            continue
+        report.compacted.append(_compact_day(root, prefix, descriptor, day, paths, digest, on_step))
+    report.watermark = local_watermark(root, prefix, descriptor)
+    return report
+
+
+def _compact_day(
+    root: Path,
+    prefix: str,
+    descriptor: Descriptor,
+    day: str,
+    paths: list[Path],
+    digest: str,
+    on_step: Callable[[str, str], None] | None,
+) -> DayResult:
+    step = on_step or (lambda _step, _day: None)
+    day_dir = root / compacted_prefix(prefix, descriptor) / f"dt={day}"
+    run = new_run_id()
+    run_dir = day_dir / f"run={run}"
+    run_dir.mkdir(parents=True, exist_ok=False)
+    con = local_connection()
+    try:
+        define_lines(con, descriptor, paths)
+        events = con.execute(sql.copy_day(descriptor, day, (run_dir / DATA_FILE).as_posix())).fetchone()[0]
+    finally:
+        con.close()
+    step("written", day)
+    marker = {
+        "run": run,
+        "files": [f"run={run}/{DATA_FILE}"],
+        "source": digest,
+        "objects": len(paths),
+        "events": events,
+    }
+    atomic_write(day_dir / CURRENT, json.dumps(marker, indent=2, sort_keys=True).encode())
+    step("published", day)
+    for stale in day_dir.glob("run=*"):  # earlier runs, and runs that crashed before publication
+        if stale.name != f"run={run}":
+            shutil.rmtree(stale, ignore_errors=True)
+    step("cleaned", day)
+    return DayResult(day, run, int(events), len(paths))
+
+
+# --------------------------------------------------------------------------- DuckDB definitions
+
+
+def local_connection() -> Any:
+    """A DuckDB connection that speaks the Athena functions the shared SQL uses, in UTC."""
+    import duckdb  # the laptop extra; the Lambda never imports this
+
+    con = duckdb.connect()
+    add_athena_functions(con)
+    return con
+
+
+def add_athena_functions(con: Any) -> None:
+    con.execute("SET TimeZone = 'UTC'")
+    for statement in (
+        "CREATE MACRO json_extract_scalar(j, p) AS json_extract_string(j, p)",
+        "CREATE MACRO from_unixtime(s) AS epoch_ms(CAST(s * 1000 AS BIGINT))",  # UTC, as in Athena
+        "CREATE MACRO from_iso8601_timestamp(s) AS CAST(s AS TIMESTAMPTZ)",
+        "CREATE MACRO json_format(j) AS CAST(j AS VARCHAR)",
+    ):
+        try:
+            con.execute(statement)
+        except Exception as exc:  # already defined on this connection
+            if "already exists" not in str(exc):
+                raise
+
+
+def _read_lines(source: str) -> str:
+    return (
+        f"SELECT line, dt FROM read_csv({source}, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', "
+        "escape='', header=false, auto_detect=false, new_line='\\n', max_line_size=16777216, "
+        "hive_partitioning=true, hive_types={'dt': 'VARCHAR'})"
+    )
+
+
+def _empty(descriptor_columns: list[tuple[str, str]]) -> str:
+    select = ", ".join(f'CAST(NULL AS {kind}) AS "{name}"' for name, kind in descriptor_columns)
+    return f"SELECT {select} WHERE false"
+
+
+def _paths_literal(paths: Iterable[Path]) -> str:
+    items = [p.as_posix() for p in paths]
+    if any("'" in p for p in items):
+        raise ValueError("a quote in an archive path")
+    return "[" + ", ".join(f"'{p}'" for p in items) + "]"
+
+
+def define_lines(con: Any, descriptor: Descriptor, paths: list[Path] | str | None) -> None:
+    """``T_lines`` over given raw objects (a list), a glob (a string), or none."""
+    name = sql.lines_table(descriptor)
+    if not paths:
+        body = _empty([("line", "VARCHAR"), ("dt", "VARCHAR")])
+    elif isinstance(paths, str):
+        body = _read_lines(f"'{paths}'")
+    else:
+        body = _read_lines(_paths_literal(paths))
+    con.execute(f"CREATE OR REPLACE VIEW {name} AS {body}")
+
+
+def define_views(con: Any, root: str | Path, prefix: str = "") -> None:
+    """``T_lines``, ``T_compacted`` and ``T_all`` for every compacted provider, over a local archive,
+    with the columns (and the view text) Athena has."""
+    from . import providers
+
+    add_athena_functions(con)
+    root = Path(root)
+    for descriptor in providers.all_descriptors():
+        if not sql.compacted(descriptor):
+            continue
+        raw = raw_objects(root, prefix, descriptor)
+        glob = (root / f"{prefix}{descriptor.name}").as_posix() + "/dt=*/*.jsonl.gz"
+        define_lines(con, descriptor, glob if raw else None)
+        files = published_files(root, prefix, descriptor)
+        typed = [(name, duck) for name, _, duck in sql.columns(descriptor)]
+        if files:
+            names = ", ".join(name for name, _ in typed)
+            body = (
+                f"SELECT {names}, dt FROM read_parquet({_paths_literal(files)}, hive_partitioning=true, "
+                "hive_types={'dt': 'VARCHAR', 'run': 'VARCHAR'})"
+            )
+        else:
+            body = _empty([*typed, ("dt", "VARCHAR")])
+        con.execute(f"CREATE OR REPLACE VIEW {sql.compacted_table(descriptor)} AS {body}")
+        con.execute(sql.create_view(descriptor, local_watermark(root, prefix, descriptor)))

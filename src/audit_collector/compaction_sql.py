@@ -1,0 +1,109 @@
+"""Every SQL statement compaction runs, built in one place, for Athena and for the local DuckDB.
+
+The SELECT that turns one day of raw JSON Lines into typed rows is one text: Athena runs it inside
+``UNLOAD (...) TO 's3://…/run=<id>/' WITH (format = 'PARQUET', compression = 'ZSTD')``, DuckDB inside
+``COPY (...) TO '…/run=<id>/part-0.parquet' (FORMAT PARQUET, COMPRESSION ZSTD)``. The view users query
+is one text too, run by Athena and by DuckDB as written. Tests parse each statement for Athena's
+dialect (sqlglot) and run the SELECTs and the view through DuckDB on real archives.
+
+Names (the same in both engines), for a provider whose raw table is ``T``:
+
+- ``T``: the raw table (unchanged): gzip JSON Lines, one object per collection run.
+- ``T_lines``: the same objects, one string column ``line`` per event (the exact archived text) and
+  ``dt``. Compaction reads it: the typed columns are extracted from the text, and the text is kept.
+- ``T_compacted``: Parquet (zstd), one folder per compacted day, sorted by time then id; the
+  provider's typed columns (``Descriptor.compacted_columns``), ``event`` (the archived JSON text,
+  byte for byte) and ``dt``.
+- ``T_all``: what to query. Days up to the compaction watermark come from ``T_compacted``, later days
+  from ``T_lines`` (with the same columns, extracted on the fly): each day from one side only.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .descriptor import Descriptor
+
+EVENT = "event"  # the column holding the archived JSON text
+NO_DAY = "0000-00-00"  # the watermark before any day is compacted: every day is read raw
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_LOCATION = re.compile(r"^[A-Za-z0-9:/._=+\-]+$")
+
+
+def lines_table(descriptor: Descriptor) -> str:
+    return f"{descriptor.table}_lines"
+
+
+def compacted_table(descriptor: Descriptor) -> str:
+    return f"{descriptor.table}_compacted"
+
+
+def all_view(descriptor: Descriptor) -> str:
+    return f"{descriptor.table}_all"
+
+
+def compacted(descriptor: Descriptor) -> bool:
+    return bool(descriptor.compacted_columns)
+
+
+def columns(descriptor: Descriptor) -> list[tuple[str, str, str]]:
+    """(name, Glue type, DuckDB type) of the compacted table, without the ``dt`` partition."""
+    typed = [(c.name, c.athena, c.duckdb) for c in descriptor.compacted_columns]
+    return [*typed, (EVENT, "string", "VARCHAR")]
+
+
+def _day(day: str) -> str:
+    if not _DAY.fullmatch(day):
+        raise ValueError(f"not a day: {day!r}")
+    return day
+
+
+def _order(descriptor: Descriptor) -> str:
+    return f"{descriptor.compacted_columns[0].name}, {descriptor.id_field}"
+
+
+def _extracted(descriptor: Descriptor) -> str:
+    return ",\n       ".join([*(f"{c.sql} AS {c.name}" for c in descriptor.compacted_columns), f"line AS {EVENT}"])
+
+
+def select_day(descriptor: Descriptor, day: str) -> str:
+    """One day of raw events as compacted rows, sorted by time then id."""
+    return (
+        f"SELECT {_extracted(descriptor)}\nFROM {lines_table(descriptor)}\n"
+        f"WHERE dt = '{_day(day)}'\nORDER BY {_order(descriptor)}"
+    )
+
+
+def unload(descriptor: Descriptor, day: str, location: str) -> str:
+    """Athena: write one day's compacted rows as Parquet (zstd) under a fresh, empty ``location``."""
+    if not (location.startswith("s3://") and location.endswith("/") and _LOCATION.fullmatch(location)):
+        raise ValueError(f"not an S3 folder: {location!r}")
+    return f"UNLOAD ({select_day(descriptor, day)})\nTO '{location}'\nWITH (format = 'PARQUET', compression = 'ZSTD')"
+
+
+def copy_day(descriptor: Descriptor, day: str, path: str) -> str:
+    """DuckDB: the same rows into one local Parquet file."""
+    if "'" in path:
+        raise ValueError(f"a quote in a path: {path!r}")
+    return (
+        f"COPY ({select_day(descriptor, day)})\nTO '{path}' (FORMAT PARQUET, COMPRESSION ZSTD, ROW_GROUP_SIZE 1000000)"
+    )
+
+
+def create_view(descriptor: Descriptor, watermark: str | None) -> str:
+    """``T_all``: days up to ``watermark`` (every raw day up to it is compacted) from ``T_compacted``,
+    the later ones from the raw lines. A day is on one side of the watermark only, so every event
+    appears once; moving the watermark is replacing the view, atomic in Glue and in DuckDB."""
+    mark = _day(watermark or NO_DAY)
+    names = ", ".join(name for name, _, _ in columns(descriptor))
+    return (
+        f"CREATE OR REPLACE VIEW {all_view(descriptor)} AS\n"
+        f"SELECT {names}, dt\nFROM {compacted_table(descriptor)}\nWHERE dt <= '{mark}'\n"
+        "UNION ALL\n"
+        f"SELECT {_extracted(descriptor)}, dt\nFROM {lines_table(descriptor)}\nWHERE dt > '{mark}'"
+    )
+
+
+def partition_columns_ddl(descriptor: Descriptor) -> list[dict[str, str]]:
+    """The compacted table's columns as Glue wants them (``StorageDescriptor.Columns``)."""
+    return [{"Name": name, "Type": athena} for name, athena, _ in columns(descriptor)]
