@@ -314,11 +314,7 @@ def test_read_shows_version_checkpoint_and_lease(store):
     assert store.read("asana") == {}  # providers do not share a record
 
 
-def test_read_after_the_first_acquire_shows_version_zero_and_an_empty_checkpoint(store, request):
-    if isinstance(store, FileStore):
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="FileStore.read omits version/checkpoint until the first save")
-        )
+def test_read_after_the_first_acquire_shows_version_zero_and_an_empty_checkpoint(store):
     take(store, "a", now=0, until=100)
     assert store.read(P) == {"version": 0, "checkpoint": {}, "lease_owner": "a", "lease_expires_at": T0 + 100}
 

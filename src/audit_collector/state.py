@@ -276,4 +276,8 @@ class FileStore(CheckpointStore):
 
     def _read(self, provider: str) -> dict[str, Any]:
         with self._locked() as data:
-            return json.loads(json.dumps(data.get(provider, {})))
+            record = json.loads(json.dumps(data.get(provider, {})))
+        if record:  # as DynamoDBStore reads it: a leased record has a version and a checkpoint
+            record.setdefault("version", 0)
+            record.setdefault("checkpoint", {})
+        return record
