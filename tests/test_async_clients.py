@@ -19,6 +19,7 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from audit_collector import http_retry
 from audit_collector.asana import AsanaApiError, AsanaAuditLogClient, AsanaBodyError, AsyncAsanaAuditLogClient
 from audit_collector.async_transport import AsyncApiTransport
 from audit_collector.emulator import Emulator, FaultPlan
@@ -30,15 +31,12 @@ from audit_collector.http_retry import (
     AsyncRetryHandler,
     AsyncServerErrorRetryHandler,
     BackoffRetryIntervalCalculator,
-    ConnectionErrorRetryHandler,
     FixedValueRetryIntervalCalculator,
     HttpRequest,
     HttpResponse,
     Jitter,
     RandomJitter,
-    RateLimitErrorRetryHandler,
     RequestPacer,
-    ServerErrorRetryHandler,
     TruncatedBodyError,
     all_builtin_async_retry_handlers,
 )
@@ -335,7 +333,7 @@ def test_sync_handlers_decide_but_the_async_clock_waits(emulator):
     emulator.slack.add([entry(1, T0)])
     emulator.faults.script("slack", "html")
     clock = FakeAsyncClock()
-    handlers = [ServerErrorRetryHandler(interval_calculator=FIXED)]
+    handlers = [http_retry.ServerErrorRetryHandler(interval_calculator=FIXED)]
     assert len(run(slack(emulator, retry_handlers=handlers, clock=clock).logs(oldest=T0)).events) == 1
     assert clock.sleeps == [0.25]
 
@@ -469,7 +467,11 @@ def test_sync_and_async_loops_make_the_same_retry_decisions(script, count):
     request = HttpRequest("GET", "http://127.0.0.1/logs")
     sync_clock, async_clock = FakeClock(), FakeAsyncClock()
     sync_clock.now = async_clock.now
-    kinds = (ConnectionErrorRetryHandler, RateLimitErrorRetryHandler, ServerErrorRetryHandler)
+    kinds = (
+        http_retry.ConnectionErrorRetryHandler,
+        http_retry.RateLimitErrorRetryHandler,
+        http_retry.ServerErrorRetryHandler,
+    )
     sync = ScriptedSync(script, retry_handlers=_handlers(kinds, count), clock=sync_clock)
     async_kinds = (AsyncConnectionErrorRetryHandler, AsyncRateLimitErrorRetryHandler, AsyncServerErrorRetryHandler)
     async_ = ScriptedAsync(script, retry_handlers=_handlers(async_kinds, count), clock=async_clock)
