@@ -31,46 +31,33 @@ SLICES, ASANA_EVENTS, ASANA_RATE = 8, 36_000, 1500.0
 # --------------------------------------------------------------------------- (1) Slack client pages/s
 
 
-async def ours(emu, pages: int) -> int:
+async def ours(emu) -> int:
     from audit_collector.slack import AsyncAuditLogsClient
 
     async with AsyncAuditLogsClient(token=emu.slack_token, base_url=emu.slack_base_url) as client:
         return sum([1 async for _ in client.iter_logs(oldest=START, latest=START + 86399, limit=1000)])
 
 
-async def sdk(emu, pages: int) -> int:
+async def sdk(emu) -> int:
+    """slack_sdk's async client as documented: no session given, so it opens one per call."""
     from slack_sdk.audit_logs.async_client import AsyncAuditLogsClient as SdkClient
 
     client = SdkClient(token=emu.slack_token, base_url=emu.slack_base_url)
-    count, cursor = 0, None
-    while True:
-        response = await client.logs(oldest=START, latest=START + 86399, limit=1000, cursor=cursor)
-        count += 1
-        cursor = (response.body.get("response_metadata") or {}).get("next_cursor")
-        if not cursor:
-            return count
+    window = {"oldest": START, "latest": START + 86399, "limit": 1000}
+    response, count = await client.logs(**window), 1
+    while cursor := (response.body.get("response_metadata") or {}).get("next_cursor"):
+        response, count = await client.logs(**window, cursor=cursor), count + 1
+    return count
 
 
-def slack_figures(pages: int = 20, rounds: int = 3) -> None:
+def slack_figures() -> None:
     import asyncio
 
-    from audit_collector.emulator import Emulator, make_org, slack_events
+    from bench_client import compare
 
-    events = slack_events(make_org(1, 2000), START, START + 86400, pages * 1000, seed=5)
-    times = {"ours": 0.0, "slack_sdk": 0.0}
-    counts = {"ours": 0, "slack_sdk": 0}
-    with Emulator(latency=0.05, connect_latency=0.10) as emu:
-        emu.slack.add(events)
-        for _ in range(rounds):
-            for name, fetch in (("ours", ours), ("slack_sdk", sdk)):
-                started = time.perf_counter()
-                counts[name] += asyncio.run(fetch(emu, pages))
-                times[name] += time.perf_counter() - started
-    rate = {name: counts[name] / times[name] for name in times}
-    figure("async client pages/s, this project", f"{rate['ours']:.1f}", "pages/s")
-    figure("async client pages/s, slack_sdk", f"{rate['slack_sdk']:.1f}", "pages/s")
-    ratio = rate["ours"] / rate["slack_sdk"]
-    figure("async client speed-up over slack_sdk", f"{ratio:.2f}", "x", ">= 2x", ratio >= 2)
+    compare(
+        {"ours": lambda emu: asyncio.run(ours(emu)), "slack_sdk": lambda emu: asyncio.run(sdk(emu))}, "async client"
+    )
 
 
 # --------------------------------------------------------------------------- (2) Asana backfill, in a child

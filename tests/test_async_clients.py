@@ -19,6 +19,7 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from audit_collector import http_retry
 from audit_collector.asana import AsanaApiError, AsanaAuditLogClient, AsanaBodyError, AsyncAsanaAuditLogClient
 from audit_collector.async_transport import AsyncApiTransport
 from audit_collector.emulator import Emulator, FaultPlan
@@ -30,15 +31,12 @@ from audit_collector.http_retry import (
     AsyncRetryHandler,
     AsyncServerErrorRetryHandler,
     BackoffRetryIntervalCalculator,
-    ConnectionErrorRetryHandler,
     FixedValueRetryIntervalCalculator,
     HttpRequest,
     HttpResponse,
     Jitter,
     RandomJitter,
-    RateLimitErrorRetryHandler,
     RequestPacer,
-    ServerErrorRetryHandler,
     TruncatedBodyError,
     all_builtin_async_retry_handlers,
 )
@@ -77,14 +75,35 @@ class FakeAsyncClock(AsyncClock):
         self.mono += seconds
 
 
+OPEN: list = []  # clients made by the helpers below; run() closes them
+
+
 def slack(emu: Emulator, **kwargs) -> AsyncAuditLogsClient:
     kwargs.setdefault("clock", FakeAsyncClock())
-    return AsyncAuditLogsClient(token=emu.slack_token, base_url=emu.slack_base_url, **kwargs)
+    return opened(AsyncAuditLogsClient(token=emu.slack_token, base_url=emu.slack_base_url, **kwargs))
 
 
 def asana(emu: Emulator, **kwargs) -> AsyncAsanaAuditLogClient:
     kwargs.setdefault("clock", FakeAsyncClock())
-    return AsyncAsanaAuditLogClient(token=emu.asana_token, base_url=emu.asana_base_url, **kwargs)
+    return opened(AsyncAsanaAuditLogClient(token=emu.asana_token, base_url=emu.asana_base_url, **kwargs))
+
+
+def opened(client):
+    OPEN.append(client)
+    return client
+
+
+def run(awaitable):
+    """asyncio.run, then close the sessions the clients opened on that loop (no 'Unclosed' warnings)."""
+
+    async def main():
+        try:
+            return await awaitable
+        finally:
+            while OPEN:
+                await OPEN.pop().close()
+
+    return asyncio.run(main())
 
 
 async def collect(aiter) -> list:
@@ -115,7 +134,7 @@ def test_the_issue_example_runs_as_written(emulator, monkeypatch):
 
 def test_iter_logs_pages_like_the_sync_client(emulator):
     emulator.slack.add([entry(i, T0 + i) for i in range(25)])
-    pages = asyncio.run(collect(slack(emulator).iter_logs(oldest=T0, latest=T0 + 99, limit=10)))
+    pages = run(collect(slack(emulator).iter_logs(oldest=T0, latest=T0 + 99, limit=10)))
     sync = list(
         AuditLogsClient(token=emulator.slack_token, base_url=emulator.slack_base_url).iter_logs(
             oldest=T0, latest=T0 + 99, limit=10
@@ -130,7 +149,7 @@ def test_asana_iteration_stops_on_the_first_empty_page(emulator):
     base = T0 * 1000
     emulator.asana.add([asana_event(i, base + i * 1000) for i in range(250)])
     client = asana(emulator)
-    pages = asyncio.run(collect(client.iter_audit_log_events(emulator.workspace_gid, limit=100)))
+    pages = run(collect(client.iter_audit_log_events(emulator.workspace_gid, limit=100)))
     assert [len(p.events) for p in pages] == [100, 100, 50]
     assert client.stats["requests"] == 4  # the fourth, empty page ends it although it has a next_page
     gids = [e["gid"] for p in pages for e in p.data]
@@ -174,11 +193,11 @@ def test_async_methods_take_the_sync_parameters(sync, async_):
 )
 def test_bad_arguments_fail_before_any_request(emulator, kwargs, error):
     with pytest.raises(error):
-        asyncio.run(slack(emulator).logs(**kwargs))
+        run(slack(emulator).logs(**kwargs))
     with pytest.raises(error):
-        asyncio.run(collect(slack(emulator).iter_logs(**kwargs)))
+        run(collect(slack(emulator).iter_logs(**kwargs)))
     with pytest.raises(ConfigError, match="actor_type"):
-        asyncio.run(asana(emulator).get_audit_log_events(emulator.workspace_gid, actor_type="robot"))
+        run(asana(emulator).get_audit_log_events(emulator.workspace_gid, actor_type="robot"))
     assert emulator.calls() == 0
 
 
@@ -189,14 +208,14 @@ def test_invalid_tokens_raise_what_the_sync_clients_raise(emulator):
     with pytest.raises(AuditLogsApiError) as sync_slack:
         AuditLogsClient(token="xoxp-wrong", base_url=emulator.slack_base_url).logs()
     with pytest.raises(AuditLogsApiError) as async_slack:
-        asyncio.run(AsyncAuditLogsClient(token="xoxp-wrong", base_url=emulator.slack_base_url).logs())
+        run(opened(AsyncAuditLogsClient(token="xoxp-wrong", base_url=emulator.slack_base_url)).logs())
     assert str(async_slack.value) == str(sync_slack.value) and async_slack.value.error == "invalid_authentication"
 
     gid = emulator.workspace_gid
     with pytest.raises(AsanaApiError) as sync_asana:
         AsanaAuditLogClient(token="wrong", base_url=emulator.asana_base_url).get_audit_log_events(gid)
     with pytest.raises(AsanaApiError) as async_asana:
-        asyncio.run(AsyncAsanaAuditLogClient(token="wrong", base_url=emulator.asana_base_url).get_audit_log_events(gid))
+        run(opened(AsyncAsanaAuditLogClient(token="wrong", base_url=emulator.asana_base_url)).get_audit_log_events(gid))
     assert str(async_asana.value) == str(sync_asana.value) and async_asana.value.status_code == 401
 
 
@@ -204,18 +223,18 @@ def test_a_non_json_body_is_a_clear_error(emulator):
     emulator.faults.script("slack", "html")
     emulator.faults.script("asana", "html")
     with pytest.raises(AuditLogsBodyError, match="text/html"):
-        asyncio.run(slack(emulator, retry_handlers=[]).logs())
+        run(slack(emulator, retry_handlers=[]).logs())
     with pytest.raises(AsanaBodyError, match="text/html"):
-        asyncio.run(asana(emulator, retry_handlers=[]).get_audit_log_events(emulator.workspace_gid))
+        run(asana(emulator, retry_handlers=[]).get_audit_log_events(emulator.workspace_gid))
 
 
 def test_transport_faults_surface_as_the_neutral_errors(emulator):
     emulator.faults.script("slack", "reset", "truncated")
     with pytest.raises(ConnectionResetError) as reset:
-        asyncio.run(slack(emulator, retry_handlers=[]).logs())
+        run(slack(emulator, retry_handlers=[]).logs())
     assert reset.value.errno == 104
     with pytest.raises(TruncatedBodyError):
-        asyncio.run(slack(emulator, retry_handlers=[]).logs())
+        run(slack(emulator, retry_handlers=[]).logs())
 
 
 # ------------------------------------------------------------------ retry handlers
@@ -238,11 +257,9 @@ def test_each_builtin_async_handler_retries_its_fault(fault, handler, api):
         emu.faults.script(api, fault, fault)
         clock = FakeAsyncClock()
         if api == "slack":
-            page = asyncio.run(slack(emu, retry_handlers=[handler], clock=clock).logs(oldest=T0))
+            page = run(slack(emu, retry_handlers=[handler], clock=clock).logs(oldest=T0))
         else:
-            page = asyncio.run(
-                asana(emu, retry_handlers=[handler], clock=clock).get_audit_log_events(emu.workspace_gid)
-            )
+            page = run(asana(emu, retry_handlers=[handler], clock=clock).get_audit_log_events(emu.workspace_gid))
         assert len(page.events) == 5 and emu.faults.injected[fault] == 2
         assert clock.sleeps == [0.25, 0.25]
 
@@ -257,10 +274,10 @@ def test_rate_limit_handler_waits_what_retry_after_says(api):
         handlers = [AsyncRateLimitErrorRetryHandler(max_retry_count=1, jitter=Jitter())]
         if api == "slack":
             client = slack(emu, retry_handlers=handlers, clock=clock)
-            page = asyncio.run(client.logs(oldest=T0))
+            page = run(opened(client).logs(oldest=T0))
         else:
             client = asana(emu, retry_handlers=handlers, clock=clock)
-            page = asyncio.run(client.get_audit_log_events(emu.workspace_gid))
+            page = run(opened(client).get_audit_log_events(emu.workspace_gid))
         assert len(page.events) == 1 and clock.sleeps == [7.0]
         assert client.stats == {"requests": 2, "retries": 1, "rate_limited": 1}
 
@@ -271,7 +288,7 @@ def test_a_retry_after_beyond_the_cap_reaches_the_caller():
         clock = FakeAsyncClock()
         handlers = all_builtin_async_retry_handlers(max_rate_limit_wait_seconds=120)
         with pytest.raises(AuditLogsApiError) as info:
-            asyncio.run(slack(emu, retry_handlers=handlers, clock=clock).logs())
+            run(slack(emu, retry_handlers=handlers, clock=clock).logs())
         assert info.value.error == "rate_limited" and clock.sleeps == []
 
 
@@ -292,7 +309,7 @@ def test_a_custom_handler_overriding_only_the_sync_can_retry_works(emulator):
         ),
         AsyncRateLimitErrorRetryHandler(max_retry_count=1),
     ]
-    page = asyncio.run(slack(emulator, retry_handlers=handlers, clock=clock).logs(oldest=T0))
+    page = run(slack(emulator, retry_handlers=handlers, clock=clock).logs(oldest=T0))
     assert len(page.events) == 1
     assert len(clock.sleeps) == 2 and 0.5 <= clock.sleeps[0] < 1.5 and 1.0 <= clock.sleeps[1] < 1.6
 
@@ -308,7 +325,7 @@ def test_a_custom_handler_may_decide_asynchronously(emulator):
 
     emulator.slack.add([entry(1, T0)])
     emulator.faults.script("slack", "server_error")
-    page = asyncio.run(slack(emulator, retry_handlers=[AskFirst(interval_calculator=FIXED)]).logs(oldest=T0))
+    page = run(slack(emulator, retry_handlers=[AskFirst(interval_calculator=FIXED)]).logs(oldest=T0))
     assert len(page.events) == 1 and asked[0] in (500, 503)
 
 
@@ -316,8 +333,8 @@ def test_sync_handlers_decide_but_the_async_clock_waits(emulator):
     emulator.slack.add([entry(1, T0)])
     emulator.faults.script("slack", "html")
     clock = FakeAsyncClock()
-    handlers = [ServerErrorRetryHandler(interval_calculator=FIXED)]
-    assert len(asyncio.run(slack(emulator, retry_handlers=handlers, clock=clock).logs(oldest=T0)).events) == 1
+    handlers = [http_retry.ServerErrorRetryHandler(interval_calculator=FIXED)]
+    assert len(run(slack(emulator, retry_handlers=handlers, clock=clock).logs(oldest=T0)).events) == 1
     assert clock.sleeps == [0.25]
 
 
@@ -369,10 +386,11 @@ def test_token_never_appears_in_logs_repr_or_errors(emulator, caplog):
     emulator.faults.script("slack", "reset")
     with caplog.at_level(logging.DEBUG):
         client = AsyncAuditLogsClient(token=TOKEN, base_url=emulator.slack_base_url, logger=logger, retry_handlers=[])
+        opened(client)
         with pytest.raises(ConnectionResetError) as reset:
-            asyncio.run(client.logs(oldest=1))
+            run(client.logs(oldest=1))
         with pytest.raises(AuditLogsApiError) as info:
-            asyncio.run(client.logs(oldest=1))
+            run(opened(client).logs(oldest=1))
     text = caplog.text + repr(client) + str(info.value) + json.dumps(info.value.response.body)
     text += str(reset.value) + repr(reset.value) + repr(reset.value.__cause__)
     assert "Sending GET" in caplog.text and "[redacted]" in caplog.text
@@ -449,7 +467,11 @@ def test_sync_and_async_loops_make_the_same_retry_decisions(script, count):
     request = HttpRequest("GET", "http://127.0.0.1/logs")
     sync_clock, async_clock = FakeClock(), FakeAsyncClock()
     sync_clock.now = async_clock.now
-    kinds = (ConnectionErrorRetryHandler, RateLimitErrorRetryHandler, ServerErrorRetryHandler)
+    kinds = (
+        http_retry.ConnectionErrorRetryHandler,
+        http_retry.RateLimitErrorRetryHandler,
+        http_retry.ServerErrorRetryHandler,
+    )
     sync = ScriptedSync(script, retry_handlers=_handlers(kinds, count), clock=sync_clock)
     async_kinds = (AsyncConnectionErrorRetryHandler, AsyncRateLimitErrorRetryHandler, AsyncServerErrorRetryHandler)
     async_ = ScriptedAsync(script, retry_handlers=_handlers(async_kinds, count), clock=async_clock)

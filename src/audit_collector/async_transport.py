@@ -117,7 +117,8 @@ class AsyncApiTransport(TransportBase):
                 trust_env=False,  # proxies read once (below), not ~/.netrc in a thread on every request
             )
             # Our retry handlers are the only retries: aiohttp's silent one would skip the pacer and the counts.
-            self.session._retry_connection = False  # type: ignore[attr-defined]
+            if hasattr(self.session, "_retry_connection"):  # aiohttp >= 3.10; older ones do not retry
+                self.session._retry_connection = False
             self._owns_session, self._loop = True, loop
             if self.proxy is None:
                 self.proxy = environ_proxy(self.base_url)
