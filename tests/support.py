@@ -123,6 +123,9 @@ class CrashingStore(CheckpointStore):
     def _read(self, provider):
         return self.inner._read(provider)
 
+    def describe(self):
+        return self.inner.describe()
+
 
 class CrashingArchive(ArchiveWriter):
     def __init__(self, inner: ArchiveWriter, steps: StepCounter, *, after_write: bool = True) -> None:
@@ -134,6 +137,9 @@ class CrashingArchive(ArchiveWriter):
         self.inner._put(key, body)
         if self.after_write:
             self.steps.tick("put")  # dies right after the object landed, before the checkpoint
+
+    def _create(self, key, body):
+        return self.inner._create(key, body)
 
     def keys(self, prefix=""):
         return self.inner.keys(prefix)
