@@ -126,6 +126,9 @@ class CrashingStore(CheckpointStore):
     def _read(self, provider):
         return self.inner._read(provider)
 
+    def describe(self):
+        return self.inner.describe()
+
 
 class CrashingArchive(ArchiveWriter):
     def __init__(self, inner: ArchiveWriter, steps: StepCounter, *, after_write: bool = True) -> None:
@@ -140,6 +143,9 @@ class CrashingArchive(ArchiveWriter):
 
     def _version(self, key):
         return self.inner._version(key)
+
+    def _create(self, key, body):
+        return self.inner._create(key, body)
 
     def keys(self, prefix=""):
         return self.inner.keys(prefix)

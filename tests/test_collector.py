@@ -416,6 +416,8 @@ def test_archive_layout_and_prefix(emu, org, clock):
         events = add_history(emu, org, "asana", NOW - 86400, NOW - 3600, 50)
         run_once("asana", emu, store=DynamoDBStore(TABLE), archive=S3Archive(BUCKET), clock=clock, prefix="audit/")
         keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=BUCKET)["Contents"]]
+        assert "audit/_audit_collector/state-store.json" in keys  # which state store owns the archive
+        keys.remove("audit/_audit_collector/state-store.json")
         assert all(k.startswith("audit/asana/dt=2026-11-") and k.endswith(".jsonl.gz") for k in keys)
         assert_exactly_once(S3Archive(BUCKET), "asana", events, prefix="audit/")
         item = boto3.client("dynamodb").get_item(TableName=TABLE, Key={"pk": {"S": "asana"}, "sk": {"S": "state"}})

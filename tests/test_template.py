@@ -138,6 +138,12 @@ def test_the_function_role_has_no_wildcard_resources_and_writes_only_archive_pre
             assert [r["Sub"] for r in resources] == [
                 f"${{ArchiveBucket.Arn}}/${{ArchivePrefix}}{d.name}/*" for d in BUILTIN
             ]
+        elif "s3:PutObject" in statement.get("Action", []):  # the one marker, and nothing else
+            assert statement["Sid"] == "StateStoreMarker" and sorted(statement["Action"]) == [
+                "s3:GetObject",
+                "s3:PutObject",
+            ]
+            assert resources == [{"Sub": "${ArchiveBucket.Arn}/${ArchivePrefix}_audit_collector/state-store.json"}]
 
 
 # ------------------------------------------------------------------ the Athena tables

@@ -21,6 +21,7 @@ from moto import mock_aws
 from audit_collector import cli, handler, providers
 from audit_collector.archive import ArchiveWriter, LocalArchive, S3Archive
 from audit_collector.collector import BackfillRequest, Budget, Settings
+from audit_collector.collector.jobs import subtract
 from audit_collector.errors import ConfigError
 from audit_collector.state import DynamoDBStore, FileStore
 from audit_collector.wiring import collect_provider
@@ -140,9 +141,14 @@ def test_the_lambda_handler_collects_then_backfills_the_third_provider(api, lamb
         dts = assert_archived_once(S3Archive(BUCKET), live + old)
         assert len(dts) >= 4  # old events span three midnights
 
-        jobs = DynamoDBStore(TABLE).read("fakeaudit")["checkpoint"]["jobs"]
-        assert sorted(j.rsplit(".", 1)[-1] for j in jobs if j != "live") == ["0", "1"]
-        assert all(job["window"] is None for job in jobs.values())  # every window closed
+        checkpoint = DynamoDBStore(TABLE).read("fakeaudit")["checkpoint"]
+        assert list(checkpoint["jobs"]) == ["live"]  # the finished slices were folded into "archived"
+        assert checkpoint["jobs"]["live"]["window"] is None  # every window closed
+        start, end = (
+            int(datetime.fromisoformat(backfill[k][:-1] + "+00:00").timestamp() * 1000) for k in ("start", "end")
+        )
+        owned = checkpoint["archived"] + checkpoint["jobs"]["live"]["ranges"]
+        assert subtract([[start, end]], owned) == []  # the whole range stays owned: never fetched again
 
 
 # ------------------------------------------------------------------ the CLI

@@ -109,6 +109,15 @@ def decode_object(body: bytes) -> Iterator[dict[str, Any]]:
             yield json.loads(line)
 
 
+# Small objects of the collector's own, beside the providers' folders (never read as events).
+MARKER_FOLDER = "_audit_collector"
+MARKER_NAMES = frozenset({"state-store.json"})
+
+
+def marker_key(prefix: str, name: str) -> str:
+    return f"{prefix}{MARKER_FOLDER}/{name}"
+
+
 class ArchiveWriter:
     """Port: put whole objects under a key, conditionally; list and read them back.
 
@@ -123,6 +132,21 @@ class ArchiveWriter:
             return self._version(key)
         except Exception as exc:
             raise ArchiveError(f"could not read the version of {self.describe(key)}: {exc}") from exc
+
+    def claim_marker(self, key: str, body: bytes) -> bytes:
+        """Write a marker (``{prefix}_audit_collector/<known name>``) unless one is there already;
+        what the key holds afterwards: ``body``, or the marker written first."""
+        folder, _, name = key.rpartition("/")
+        if name not in MARKER_NAMES or folder.rpartition("/")[2] != MARKER_FOLDER or ".." in key.split("/"):
+            raise ArchiveError(f"refusing to write a marker under {key!r}")
+        try:
+            return body if self._create(key, body) else self.get(key)
+        except Exception as exc:
+            raise ArchiveError(f"could not read or write {self.describe(key)}: {exc}") from exc
+
+    def _create(self, key: str, body: bytes) -> bool:
+        """Write ``body`` under ``key`` only if nothing is there: True if written, False if not."""
+        raise NotImplementedError
 
     def put(self, key: str, body: bytes, *, replaces: str | None = None) -> None:
         """Write one object, replacing version ``replaces`` (None: the key must not exist yet).
@@ -185,6 +209,17 @@ class S3Archive(ArchiveWriter):
                 return None
             raise
 
+    def _create(self, key: str, body: bytes) -> bool:
+        try:  # a conditional write: no race between two first uses, and no s3:ListBucket needed
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType="application/json", IfNoneMatch="*"
+            )
+        except Exception as exc:
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+                return False
+            raise
+        return True
+
     def keys(self, prefix: str = "") -> Iterable[str]:
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
@@ -226,6 +261,19 @@ class LocalArchive(ArchiveWriter):
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _create(self, key: str, body: bytes) -> bool:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
+        atomic_write(temporary, body)
+        try:
+            os.link(temporary, path)  # atomic, and refused if the marker exists
+        except FileExistsError:
+            return False
+        finally:
+            temporary.unlink(missing_ok=True)
+        return True
 
     def keys(self, prefix: str = "") -> Iterable[str]:
         if not self.root.exists():

@@ -109,7 +109,7 @@ def print_status(descriptor: Descriptor, record: dict[str, Any], objects: int) -
         )
     if record.get("lease_owner"):
         print(f"  a run is working now (lease held by {record['lease_owner']} until {iso(record['lease_expires_at'])})")
-    archived = []  # finished windows of every job, merged
+    archived = [list(r) for r in document.get("archived", [])]  # finished backfills, then every job's windows
     for job in jobs.values():
         for start, end in job.ranges if job.watermark is not None else []:
             stop = job.watermark if end is None else min(end, job.watermark)

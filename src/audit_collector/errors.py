@@ -15,6 +15,11 @@ class ConfigError(AuditCollectorError, ValueError):
     """Bad configuration or bad input (invoke payload, CLI argument, environment). Never retry."""
 
 
+class StateStoreMismatch(ConfigError):
+    """The archive belongs to another state store: a run here could not see that store's claims and
+    would archive events twice. Never retry; point the run at the archive's own state store."""
+
+
 class ApiError(AuditCollectorError):
     """The API answered with an error after the retry handlers gave up.
 

@@ -76,6 +76,10 @@ class CheckpointStore:
         """The current record (checkpoint, version, lease), for status and tests. No lease needed."""
         return self._read(provider)
 
+    def describe(self) -> str:
+        """Which store this is, the same from every process that uses it (the archive records it)."""
+        raise NotImplementedError
+
     def _acquire(self, provider: str, owner: str, expires_at: float, now: float) -> Lease:
         raise NotImplementedError
 
@@ -117,6 +121,10 @@ class DynamoDBStore(CheckpointStore):
 
             self._client = boto3.client("dynamodb")
         return self._client
+
+    def describe(self) -> str:
+        """``dynamodb://table`` and the client's region: what the Lambda and the CLI both compute."""
+        return f"dynamodb://{self.table_name} (region {self.client.meta.region_name})"
 
     def _key(self, provider: str) -> dict[str, Any]:
         return {"pk": {"S": provider}, "sk": {"S": STATE_SK}}
@@ -227,6 +235,9 @@ class FileStore(CheckpointStore):
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+
+    def describe(self) -> str:
+        return f"file://{self.path.resolve()}"
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict[str, Any]]:

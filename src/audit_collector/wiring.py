@@ -5,12 +5,13 @@ the collector only ever sees the source.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
-from .archive import ArchiveWriter
+from .archive import ArchiveWriter, marker_key
 from .collector import BackfillRequest, Budget, BudgetedClock, ProgressCallback, RunResult, Settings, Source, collect
 from .descriptor import ClientSettings, Descriptor
-from .errors import ConfigError
+from .errors import ConfigError, StateStoreMismatch
 from .http_retry import Clock, RequestPacer, all_builtin_retry_handlers
 from .state import CheckpointStore
 
@@ -52,6 +53,31 @@ def build_source(
     return descriptor.build_source(client, options)
 
 
+STATE_STORE_MARKER = "state-store.json"
+
+
+def check_state_store(archive: ArchiveWriter, prefix: str, store: CheckpointStore) -> str:
+    """Refuse an archive that belongs to another state store. A run that cannot see the claims of
+    the runs that fill an archive (live collection's, other backfills') would archive events again:
+    so the archive records, on first use, which store owns it (``{prefix}_audit_collector/
+    state-store.json``), and every run checks it before it takes a lease or writes anything."""
+    mine = store.describe()
+    key = marker_key(prefix, STATE_STORE_MARKER)
+    body = json.dumps({"state_store": mine}, indent=2).encode() + b"\n"
+    found = archive.claim_marker(key, body)
+    try:
+        theirs = json.loads(found)["state_store"]
+    except (ValueError, KeyError, TypeError):
+        raise StateStoreMismatch(f"{archive.describe(key)} is not a state-store marker; refusing to guess") from None
+    if theirs != mine:
+        raise StateStoreMismatch(
+            f"the archive {archive.describe(prefix)} belongs to the state store {theirs}, not {mine}: a run "
+            f"with this state could not see that store's claims and would archive events twice. Use that "
+            f"state store (if it moved, with the same checkpoints, delete {archive.describe(key)})"
+        )
+    return mine
+
+
 def collect_provider(
     descriptor: Descriptor,
     *,
@@ -80,6 +106,7 @@ def collect_provider(
         options=options,
         user_agent_suffix=user_agent_suffix,
     )
+    check_state_store(archive, prefix, store)  # before the lease, before anything is written
     return collect(
         source,
         store=store,

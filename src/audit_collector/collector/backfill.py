@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..dates import iso
-from .jobs import LIVE, Job, Range, backfill_id, covered, jobs_of, subtract, taken_by_others
+from .jobs import LIVE, Job, Range, archived_ranges, backfill_id, covered, jobs_of, merge, subtract, taken_by_others
 
 if TYPE_CHECKING:
     from ..descriptor import Descriptor
@@ -28,6 +28,8 @@ def plan_backfill(
     range was asked for before (its jobs already exist)."""
     bid = backfill_id(provider, request.start, request.end)
     if any(job_id == bid or job_id.startswith(bid + ".") for job_id in jobs_of(document)):
+        return None
+    if any(done["id"] == bid for done in document.get("finished", [])):
         return None
     ranges = subtract([[request.start, request.end]], taken_by_others(document, bid))
     skipped = subtract([[request.start, request.end]], ranges)
@@ -82,10 +84,64 @@ def backfill_jobs(document: dict[str, Any]) -> dict[str, list[Job]]:
     return groups
 
 
+# Finished backfills the checkpoint still names (for status and "existing"); their ranges stay in
+# document["archived"] whatever this says.
+FINISHED_KEPT = 20
+SKIPPED_KEPT = 20  # skipped ranges a finished backfill's summary keeps (the rest are counted)
+
+
+def compact(document: dict[str, Any]) -> dict[str, Any]:
+    """The document with every finished backfill (all its slices done) out of ``jobs``: its ranges
+    merged into ``archived``, its summary at the end of ``finished`` (the last ``FINISHED_KEPT``).
+    Bounded whatever the number of backfills, and nothing archived can be claimed again. Reads
+    checkpoints written before this (finished jobs in ``jobs``) and rewrites them."""
+    finished = {bid: jobs for bid, jobs in backfill_jobs(document).items() if all(j.done for j in jobs)}
+    if not finished:
+        return document
+    out = dict(document)
+    out["jobs"] = {
+        job_id: data for job_id, data in document.get("jobs", {}).items() if job_id.split(".")[0] not in finished
+    }
+    done_ranges = [r for jobs in finished.values() for job in jobs for r in job.ranges]
+    out["archived"] = merge(archived_ranges(document) + done_ranges)
+    records = list(document.get("finished", []))
+    for bid, jobs in sorted(finished.items(), key=lambda g: g[1][0].meta.get("created_at", 0)):
+        meta = jobs[0].meta
+        skipped = meta.get("skipped", [])
+        records.append(
+            {
+                "id": bid,
+                "start": meta.get("start"),
+                "end": meta.get("end"),
+                "created_at": meta.get("created_at", 0),
+                "slices": len(jobs),
+                "skipped": skipped[:SKIPPED_KEPT],
+                "skipped_more": max(0, len(skipped) - SKIPPED_KEPT),
+                "notes": meta.get("notes", []),
+            }
+        )
+    out["finished"] = records[-FINISHED_KEPT:]
+    return out
+
+
 def summarize_backfills(document: dict[str, Any], descriptor: Descriptor) -> list[dict[str, Any]]:
-    """One line per backfill: its range, progress and what it skipped, in ISO 8601."""
-    out = []
+    """One line per backfill: its range, progress and what it skipped, in ISO 8601. Finished ones:
+    the most recent ``FINISHED_KEPT``."""
     unit = descriptor.units_per_second
+    out = [
+        {
+            "id": done["id"],
+            "start": iso(done["start"] / unit),
+            "end": iso(done["end"] / unit),
+            "done": True,
+            "progress": 1.0,
+            "slices": done["slices"],
+            "slices_done": done["slices"],
+            "skipped": [[iso(s / unit), iso(e / unit)] for s, e in done.get("skipped", [])],
+            "notes": done.get("notes", []),
+        }
+        for done in document.get("finished", [])
+    ]
     groups = backfill_jobs(document)
     for bid, jobs in sorted(groups.items(), key=lambda g: g[1][0].meta.get("created_at", 0)):
         meta = jobs[0].meta

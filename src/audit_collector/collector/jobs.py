@@ -3,7 +3,9 @@
 Exactly-once across jobs is arithmetic: a new backfill takes its requested range *minus* every
 range another job already owns (the live job owns ``[origin, ∞)`` from its first run on), so no
 instant is ever collected by two jobs. All jobs of a provider live in one checkpoint document,
-so a claim is one conditional write under the provider's lease.
+so a claim is one conditional write under the provider's lease. Finished backfills leave the jobs:
+their ranges are merged into ``document["archived"]`` (still taken: never collected again), so the
+document stays small however many backfills run.
 
 Ranges are half-open ``[start, end)`` in the provider's unit (its descriptor's ``units_per_second``); ``end``
 is None for the live job's open end.
@@ -101,5 +103,23 @@ def jobs_of(document: dict[str, Any]) -> dict[str, Job]:
     return {job_id: Job.from_dict(job_id, data) for job_id, data in document.get("jobs", {}).items()}
 
 
+def merge(ranges: list[Range]) -> list[Range]:
+    """Bounded half-open ranges, sorted, with overlapping and adjacent ones joined."""
+    out: list[Range] = []
+    for start, end in sorted(ranges, key=lambda r: r[0]):
+        if out and start <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], end)
+        elif start < end:
+            out.append([start, end])
+    return out
+
+
+def archived_ranges(document: dict[str, Any]) -> list[Range]:
+    """What finished backfills archived: merged into few ranges, kept for ever (never collected again)."""
+    return [list(r) for r in document.get("archived", [])]
+
+
 def taken_by_others(document: dict[str, Any], job_id: str) -> list[Range]:
-    return [r for other_id, job in jobs_of(document).items() if other_id != job_id for r in job.ranges]
+    """Every range another job owns, and every range a finished backfill archived."""
+    owned = [r for other_id, job in jobs_of(document).items() if other_id != job_id for r in job.ranges]
+    return owned + archived_ranges(document)

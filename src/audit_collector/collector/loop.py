@@ -22,7 +22,14 @@ from typing import Any
 from ..archive import ArchiveWriter, ObjectBuffer, object_key
 from ..http_retry import Clock
 from ..state import CheckpointStore, Lease, LeaseHeld
-from .backfill import BackfillRequest, backfill_jobs, fraction_archived, plan_backfill, summarize_backfills
+from .backfill import (
+    BackfillRequest,
+    backfill_jobs,
+    compact,
+    fraction_archived,
+    plan_backfill,
+    summarize_backfills,
+)
 from .gc import gc_paused
 from .jobs import LIVE, Job, backfill_id, jobs_of, subtract, taken_by_others
 from .settings import Budget, Settings
@@ -233,7 +240,7 @@ class _Run:
         with self._lock:
             document = dict(self.document)
             document["jobs"] = {**document.get("jobs", {}), **{job.id: job.to_dict() for job in jobs}}
-            self.store.save(self.lease, document)
+            self.store.save(self.lease, compact(document))  # finished backfills: merged into "archived"
 
     def put(self, key: str, buffer: ObjectBuffer | None) -> None:
         """First half of the rule: the object, under its deterministic name (None: an empty one).
