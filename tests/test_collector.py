@@ -5,6 +5,7 @@ Every test ends the same way: the archive holds each expected event exactly once
 
 from __future__ import annotations
 
+import random
 import re
 import threading
 from datetime import UTC, datetime
@@ -22,7 +23,6 @@ from audit_collector.collector import Settings
 from audit_collector.emulator import Emulator, FaultPlan, asana_events, slack_events
 from audit_collector.errors import ApiBodyError
 from audit_collector.providers.asana.source import _one_plain_day, _place
-from audit_collector.slack import AuditLogsApiError
 from audit_collector.state import DynamoDBStore, FileStore
 
 from .support import (
@@ -219,9 +219,10 @@ def test_rejected_cursor_or_offset_mid_window(provider, emu, org, clock, adapter
     assert_exactly_once(archive, provider, events)
 
 
-def test_restarted_slack_window_blanks_parts_it_no_longer_writes(emu, org, local):
-    """A window restarted after an invalid cursor can end with fewer parts than it had written
-    (here: the object size was raised between deploys). Its old parts must not keep copies."""
+def test_an_expired_slack_cursor_resumes_by_time_and_keeps_what_was_written(emu, org, local):
+    """A window whose cursor expired goes on from its saved position (the oldest second archived,
+    with the ids archived at it), not from its first page: the parts already written stay as they
+    are, and the next parts hold the rest, each event once."""
     store, archive = local
     clock = SlowClock(start=float(NOW))
     emu.clock = clock.time
@@ -231,13 +232,45 @@ def test_restarted_slack_window_blanks_parts_it_no_longer_writes(emu, org, local
     )
     first = run_once("slack", emu, store=store, archive=archive, clock=clock, settings=small, budget_seconds=60)
     assert not first.complete and first.objects_written >= 3
+    written = {key: archive.get(key) for key in archive.keys("slack/")}
     emu.faults.script("slack", "invalid_cursor")
     big = Settings(initial_lookback_days=1, page_limit=10, max_object_bytes=10**8)
     assert run_once("slack", emu, store=store, archive=archive, clock=clock, settings=big).complete
     assert emu.faults.injected["invalid_cursor"] == 1
+    assert all(archive.get(key) == body for key, body in written.items())  # nothing rewritten
     assert_exactly_once(archive, "slack", events)
-    sizes = sorted(len(list(decode_object(archive.get(k)))) for k in archive.keys("slack/"))
-    assert sizes[0] == 0 and sizes[-1] > 0  # stale parts were blanked, not deleted
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_slack_window_larger_than_a_run_finishes_when_every_cursor_expires_between_runs(seed, org, tmp_path):
+    """Each run fetches a few pages of one large window, then stops on its budget; its cursor has
+    always expired by the next run. Every window must still finish, each event once."""
+    rng = random.Random(seed)
+    store, archive = FileStore(tmp_path / "s.json"), LocalArchive(tmp_path / "a")
+    clock = SlowClock(start=float(NOW), step=rng.choice([1.0, 1.5, 2.0]))
+    settings = Settings(
+        initial_lookback_days=0.5,
+        page_limit=rng.choice([5, 7, 10]),
+        max_object_bytes=rng.choice([2000, 5000, 10**8]),
+        write_reserve_seconds=5,
+        http_timeout=5,
+    )
+    with Emulator(clock=clock.time) as emu:
+        burst = NOW - 4 * 3600 + rng.randrange(3600)  # a bulk operation: many events in a few seconds
+        events = add_history(emu, org, "slack", NOW - 12 * 3600 + 600, NOW - 3600, 400, seed=seed)
+        events += add_history(emu, org, "slack", burst, burst + rng.randint(1, 3), 60, seed=seed + 100)
+        for runs in range(1, 300):  # noqa: B007 - the count is the point
+            window = (store.read("slack").get("checkpoint", {}).get("jobs", {}).get("live") or {}).get("window")
+            if window and window.get("cursor"):
+                emu.faults.script("slack", "invalid_cursor")  # the cursor has expired since the last run
+            budget = rng.choice([22, 26, 30])
+            if run_once(
+                "slack", emu, store=store, archive=archive, clock=clock, settings=settings, budget_seconds=budget
+            ).complete:
+                break
+        assert runs < 299, "a window never finished"
+    assert emu.faults.injected["invalid_cursor"] >= 1
+    assert_exactly_once(archive, "slack", [e for e in events if e["date_create"] <= clock.time() - 120])
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -401,13 +434,16 @@ def test_an_event_outside_the_window_is_refused_not_misfiled(provider, emu, org,
     assert watermark <= min(when(provider, e) for e in events)  # never moved past the refused event
 
 
-def test_slack_invalid_cursor_forever_gives_up_with_the_slack_error(emu, org, clock, local):
+def test_a_slack_cursor_that_fails_every_time_still_finishes_the_window_exactly_once(emu, org, clock, local):
+    """Every request that carries a cursor is refused: each page fetched is kept and the window goes
+    on by time, one page a restart, instead of restarting from its first page for ever."""
     store, archive = local
-    add_history(emu, org, "slack", NOW - 86400, NOW - 3600, 300)
-    emu.faults.script("slack", *["invalid_cursor"] * 10)
+    events = add_history(emu, org, "slack", NOW - 86400, NOW - 3600, 300)
+    emu.faults.script("slack", *["invalid_cursor"] * 1000)
     settings = Settings(initial_lookback_days=2, page_limit=20, max_object_bytes=10**9)
-    with pytest.raises(AuditLogsApiError, match="invalid_cursor"):
-        run_once("slack", emu, store=store, archive=archive, clock=clock, settings=settings)
+    assert run_once("slack", emu, store=store, archive=archive, clock=clock, settings=settings).complete
+    assert emu.faults.injected["invalid_cursor"] >= 10
+    assert_exactly_once(archive, "slack", events)
 
 
 def test_archive_layout_and_prefix(emu, org, clock):

@@ -48,11 +48,11 @@ def a_range(draw):
 
 
 @st.composite
-def disjoint(draw, bounded=False):
+def disjoint(draw):
     """Sorted, non-overlapping, non-empty ranges (what a job owns); maybe open at the end."""
     cuts = sorted(draw(st.sets(st.integers(0, N), max_size=8)))
     ranges = [[s, e] for s, e in zip(cuts[::2], cuts[1::2], strict=False)]
-    if len(cuts) % 2 and not bounded and draw(st.booleans()):
+    if len(cuts) % 2 and draw(st.booleans()):
         ranges.append([cuts[-1], None])
     return ranges
 

@@ -12,6 +12,7 @@ the archive and the checkpoint a source has.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from collections.abc import Callable
@@ -125,7 +126,8 @@ def collect(
                 complete = run.collect_jobs(pending)
         run.result.complete = complete
     finally:
-        store.release(lease)
+        with contextlib.suppress(Exception):  # best effort: an unreleased lease expires by itself
+            store.release(lease)
         run.finish_report()
     return run.result
 

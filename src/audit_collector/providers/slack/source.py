@@ -26,8 +26,14 @@ from .models import AuditLogsApiError, EntryKey
 
 @dataclass(frozen=True)
 class SlackWindow:
-    """``[oldest, latest]`` in seconds, both inclusive, inside one UTC day; with the cursor and the
-    part index the next page and object take, and how many parts a restarted window must blank."""
+    """``[oldest, latest]`` in seconds, both inclusive, inside one UTC day.
+
+    Progress: ``part``, the index the next object takes; ``cursor``, the next page of the query that
+    ends at ``cursor_latest``; ``position``, the oldest second archived so far, with the ids archived
+    at that second (``position_ids``): pages come newest first, so everything in
+    ``(position, latest]`` is archived. ``stale_parts``: parts a window restarted by an older version
+    must blank when it ends.
+    """
 
     oldest: int
     latest: int
@@ -35,20 +41,25 @@ class SlackWindow:
     part: int = 0
     pages: int = 0
     stale_parts: int = 0
+    cursor_latest: int | None = None
+    position: int | None = None
+    position_ids: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
         return f"{self.oldest}-{self.latest}"
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["position_ids"] = list(self.position_ids)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SlackWindow:
-        return cls(**data)
+        return cls(**{**data, "position_ids": tuple(data.get("position_ids", ()))})
 
     def archived_until(self) -> int | None:
-        return None  # newest first: nothing is known archived until the window closes
+        return None  # newest first: the archived part is the window's newest end, not a prefix
 
 
 class SlackSource:
@@ -76,64 +87,118 @@ class SlackSource:
         return SlackWindow(start, latest)
 
     def collect(self, window: SlackWindow, ctx: WindowContext) -> bool:
-        oldest, latest = window.oldest, window.latest
-        dt = utc_date(oldest)
-        cursor, part, pages, stale_parts = window.cursor, window.part, window.pages, window.stale_parts
-        buffer = ctx.new_buffer()
-        restarts = 0
+        return _WindowCollector(self.client, ctx, window).collect()
 
-        def save_progress(next_cursor: str | None, next_part: int) -> None:
-            ctx.save(
-                dataclasses.replace(window, cursor=next_cursor, part=next_part, pages=pages, stale_parts=stale_parts)
-            )
 
-        def stop() -> bool:
-            """Out of time: archive what was fetched, and leave the cursor for the next run."""
-            if buffer:
-                ctx.write(dt, window, part, buffer)
-                save_progress(cursor, part + 1)
-            return False
+class _WindowCollector:
+    """One window's loop. Its in-memory progress (``cursor``, ``low``) may run ahead of the saved
+    window; an expired cursor falls back to the saved window and goes on by time from its position
+    (or from the first page when nothing was archived yet), so a window finishes whatever the cursor
+    lifetime."""
 
+    def __init__(self, client: AuditLogsClient, ctx: WindowContext, window: SlackWindow) -> None:
+        self.client, self.ctx, self.saved = client, ctx, window
+        self.dt = utc_date(window.oldest)
+        self._resume(window)
+
+    def _resume(self, window: SlackWindow) -> None:
+        """Take up ``window`` as saved: its cursor (if it still works) and its position."""
+        self.cursor, self.part, self.pages = window.cursor, window.part, window.pages
+        self.query_latest = window.cursor_latest if window.cursor else self._position_latest(window)
+        self.low, self.low_ids = window.position, list(window.position_ids)
+        self.skip = (window.position, frozenset(window.position_ids)) if window.position is not None else None
+        self.buffer = self.ctx.new_buffer()
+
+    def _position_latest(self, window: SlackWindow) -> int:
+        return window.latest if window.position is None else window.position
+
+    def collect(self) -> bool:
+        ctx, restarts = self.ctx, 0
         while True:
             if not ctx.budget.allows():
-                return stop()
+                return self._stop()
             try:
-                page = self.client.logs(oldest=oldest, latest=latest, limit=ctx.page_limit, cursor=cursor)
+                page = self.client.logs(
+                    oldest=self.saved.oldest, latest=self.query_latest, limit=ctx.page_limit, cursor=self.cursor
+                )
             except BudgetExhausted:
-                return stop()
+                return self._stop()
             except AuditLogsApiError as exc:
                 if exc.error == "rate_limited":
-                    return stop()  # Retry-After beyond what a run waits: the next run continues
-                if exc.error != "invalid_cursor" or cursor is None or restarts >= ctx.settings.max_window_restarts:
+                    return self._stop()  # Retry-After beyond what a run waits: the next run continues
+                if exc.error != "invalid_cursor" or self.cursor is None:
                     raise
-                # The cursor expired: the window starts again from its first page, rewriting the
-                # same part names. Parts this window may have written beyond the new count are
-                # overwritten with empty objects when the window ends (stale_parts).
-                restarts += 1
-                stale_parts = max(stale_parts, part + 1)
-                cursor, part, pages, buffer = None, 0, 0, ctx.new_buffer()
-                save_progress(None, 0)
+                # Keep what was fetched (its position says where it ends), then go on by time. Only
+                # a cursor that fails before anything new was fetched counts towards giving up.
+                if self.buffer:
+                    self._write()
+                    self._save(None)
+                    restarts = 0
+                else:
+                    restarts += 1
+                    if restarts > ctx.settings.max_window_restarts:
+                        raise
+                self._resume(dataclasses.replace(self.saved, cursor=None))
                 continue
-            events = page.events
-            _check_entries(events.keys, oldest, latest)
-            if not ctx.saved and (events or page.next_cursor):
-                save_progress(None, 0)  # before any object of this window is written
-            buffer.extend(events.lines)
-            pages += 1
-            ctx.page_fetched(len(events))
-            cursor = page.next_cursor
-            page = events = None  # freed before the next page arrives: memory holds one page, not two
-            if buffer and (buffer.full or cursor is None):
-                ctx.write(dt, window, part, buffer)
-                part += 1
-                buffer = ctx.new_buffer()
-                if cursor is not None:
-                    save_progress(cursor, part)
-            if cursor is None:
-                for stale in range(part, stale_parts):
-                    ctx.blank(dt, window, stale)
-                ctx.close(latest + 1)
-                return True
+            if self._add(page) is None:
+                return self._finish()
+
+    def _add(self, page: Any) -> str | None:
+        """Add a page (less what the position says is archived); write a full buffer. Returns the
+        next cursor, None at the end of the query."""
+        events = page.events
+        _check_entries(events.keys, self.saved.oldest, self.query_latest)
+        if not self.ctx.saved and (events or page.next_cursor):
+            self._save(None)  # before any object of this window is written
+        lines, keys = events.lines, events.keys
+        if self.skip is not None and keys and min(k.date_create for k in keys) <= self.skip[0]:
+            second, ids = self.skip
+            kept = [i for i, k in enumerate(keys) if not (k.date_create == second and k.id in ids)]
+            lines, keys = [lines[i] for i in kept], [keys[i] for i in kept]
+        if keys:
+            low = min(k.date_create for k in keys)
+            at_low = [k.id for k in keys if k.date_create == low]
+            self.low_ids = [*self.low_ids, *at_low] if low == self.low else at_low
+            self.low = low
+        self.buffer.extend(lines)
+        self.pages += 1
+        self.ctx.page_fetched(len(lines))
+        self.cursor = page.next_cursor
+        if self.buffer and (self.buffer.full or self.cursor is None):
+            self._write()
+            if self.cursor is not None:
+                self._save(self.cursor)
+        return self.cursor
+
+    def _write(self) -> None:
+        self.ctx.write(self.dt, self.saved, self.part, self.buffer)
+        self.part += 1
+        self.buffer = self.ctx.new_buffer()
+
+    def _save(self, cursor: str | None) -> None:
+        self.saved = dataclasses.replace(
+            self.saved,
+            cursor=cursor,
+            cursor_latest=self.query_latest if cursor else None,
+            part=self.part,
+            pages=self.pages,
+            position=self.low,
+            position_ids=tuple(self.low_ids),
+        )
+        self.ctx.save(self.saved)
+
+    def _stop(self) -> bool:
+        """Out of time: archive what was fetched, and leave the cursor for the next run."""
+        if self.buffer:
+            self._write()
+            self._save(self.cursor)
+        return False
+
+    def _finish(self) -> bool:
+        for stale in range(self.part, self.saved.stale_parts):
+            self.ctx.blank(self.dt, self.saved, stale)
+        self.ctx.close(self.saved.latest + 1)
+        return True
 
 
 def _check_entries(keys: Sequence[EntryKey], oldest: int, latest: int) -> None:
