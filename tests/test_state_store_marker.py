@@ -40,7 +40,8 @@ def args(emu, command, archive, *extra):
 def backfill_args(emu, archive, *extra):
     start = datetime.fromtimestamp(NOW - 3 * 86400, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     end = datetime.fromtimestamp(NOW - 86400, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return args(emu, "backfill", archive, "--start", start, "--end", end, "--no-progress", *extra)
+    unpaced = ("--no-progress", "--calls-per-minute", "0")
+    return args(emu, "backfill", archive, "--start", start, "--end", end, *unpaced, *extra)
 
 
 def snapshot(folder):
