@@ -9,6 +9,9 @@ import random
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 from audit_collector import providers
 from audit_collector.archive import LocalArchive
@@ -169,3 +172,42 @@ def _when(provider, event):
     if provider == "slack":
         return event["date_create"]
     return datetime.fromisoformat(event["created_at"].replace("Z", "+00:00")).timestamp()
+
+
+# Operations on one provider's document: ("backfill", start, length, slices) or ("finish", pick).
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("backfill"), st.integers(0, 200), st.integers(1, 60), st.integers(1, 4)),
+        st.tuples(st.just("finish"), st.integers(0, 10**6)),
+    ),
+    max_size=60,
+)
+
+
+@examples(max_examples=300, deadline=None)
+@given(ops=OPS)
+def test_claims_stay_disjoint_and_nothing_requested_is_lost_whatever_the_order(ops):
+    """Any sequence of backfills (on a small grid, so they overlap and touch) and finished jobs:
+    no instant owned twice, every requested instant archived or owned, a repeat is "existing"."""
+    document: dict = {"jobs": {LIVE: Job(LIVE, [[150, None]]).to_dict()}}
+    requested = []
+    for op in ops:
+        if op[0] == "backfill":
+            _, start, length, slices = op
+            requested.append([start, start + length])
+            jobs = plan_backfill(document, "slack", BackfillRequest(start, start + length), slices=slices, now=0.0)
+            if jobs is not None:
+                document = compact({**document, "jobs": {**document["jobs"], **{j.id: j.to_dict() for j in jobs}}})
+        else:
+            pending = sorted(j for j in document["jobs"] if j != LIVE)
+            if pending:
+                job = jobs_of(document)[pending[op[1] % len(pending)]]
+                finish(job)
+                document = compact({**document, "jobs": {**document["jobs"], job.id: job.to_dict()}})
+        assert_no_instant_claimed_twice(document)
+        assert len(document.get("finished", [])) <= FINISHED_KEPT
+    owned = merge([r if r[1] is not None else [r[0], 10**6] for _, r in claims(document)])
+    assert subtract(requested, owned) == []
+    for done in document.get("finished", []):  # a finished backfill asked again is reported, not redone
+        request = BackfillRequest(done["start"], done["end"])
+        assert plan_backfill(document, "slack", request, slices=1, now=0.0) is None

@@ -215,9 +215,19 @@ class S3Archive(ArchiveWriter):
                 Bucket=self.bucket, Key=key, Body=body, ContentType="application/json", IfNoneMatch="*"
             )
         except Exception as exc:
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+            if _error_code(exc) in ("PreconditionFailed", "412"):
                 return False
-            raise
+            if type(exc).__name__ != "ParamValidationError":
+                raise
+            # A boto3 older than S3's conditional writes (a Lambda runtime's): read, then write.
+            # Without s3:ListBucket a missing key answers 403, and the role may read the marker.
+            try:
+                self.get(key)
+                return False
+            except Exception as missing:
+                if _error_code(missing) not in ("NoSuchKey", "404", "AccessDenied", "403"):
+                    raise
+            self._put(key, body)
         return True
 
     def keys(self, prefix: str = "") -> Iterable[str]:
@@ -231,6 +241,10 @@ class S3Archive(ArchiveWriter):
 
     def describe(self, key: str = "") -> str:
         return f"s3://{self.bucket}/{key}"
+
+
+def _error_code(exc: Exception) -> str | None:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code")
 
 
 class LocalArchive(ArchiveWriter):

@@ -22,7 +22,7 @@ class Settings:
     max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES
     write_reserve_seconds: float = 15.0  # kept back for the last object write and checkpoint
     lease_margin_seconds: float = 30.0  # a crashed run's lease outlives its deadline by this much
-    max_window_restarts: int = 3  # expired cursors or offsets in a row before the run gives up
+    max_window_restarts: int = 3  # expired cursors or offsets in a row (without progress) before the run gives up
     page_limit: int | None = None  # events per request (None: the API's largest page)
     calls_per_minute: float | None = None  # the pace (None: the provider's, just under its limit)
     paced: bool = True  # False: no pacing at all (tests that move a fake clock themselves)

@@ -7,7 +7,10 @@ skipped: they are younger than the horizon when the window is planned.
 After each object is written the checkpoint holds the offset for the next page (with the
 ``start_at`` it belongs to) and the *position*: the ``created_at`` of the last archived event and
 every ``gid`` archived at that instant. An expired offset resumes from ``start_at`` = that
-``created_at``, skipping those gids. Objects never mix two UTC dates: a page that crosses midnight
+``created_at``, skipping those gids: on every page that starts at or before that instant, since an
+instant can hold more events than a page (bulk operations), and walking it again takes pages. A
+restart that archived something new since the previous one does not count against
+``max_window_restarts``. Objects never mix two UTC dates: a page that crosses midnight
 is split, and the checkpoint then holds the position only.
 
 Backfills split their ranges into time slices fetched at once, one client per thread, all paced
