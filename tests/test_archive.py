@@ -6,12 +6,14 @@ import json
 import zlib
 from typing import Any
 
+import boto3
 import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from moto import mock_aws
 
-from audit_collector.archive import EMPTY_GZIP, LocalArchive, ObjectBuffer, decode_object, object_key
+from audit_collector.archive import EMPTY_GZIP, LocalArchive, ObjectBuffer, S3Archive, decode_object, object_key
 from audit_collector.errors import ArchiveError
 from audit_collector.json_text import PageReader, encode_line, parse_json
 
@@ -144,3 +146,32 @@ def test_keys_and_refusals(tmp_path):
     assert list(archive.keys()) == ["slack/dt=2026-11-01/a.jsonl.gz"]
     written = [p.name for p in tmp_path.rglob("*") if p.name != ".archive.lock"]
     assert written == ["slack", "dt=2026-11-01", "a.jsonl.gz"]  # no temp files
+
+
+def test_s3_writes_are_conditional_even_with_a_boto3_that_predates_conditional_writes(monkeypatch):
+    """The Lambda runtime's boto3 may not know ``IfMatch``/``IfNoneMatch``: the conditions go out
+    as headers all the same, so a stale write is refused by S3 itself."""
+    from botocore.exceptions import ParamValidationError
+
+    from audit_collector.errors import WriteRefused
+
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="fenced-archive")
+        archive = S3Archive("fenced-archive")
+        put = archive.client.put_object
+
+        def old_put(**kwargs):
+            if {"IfMatch", "IfNoneMatch"} & set(kwargs):
+                raise ParamValidationError(report="Unknown parameter in input")
+            return put(**kwargs)
+
+        monkeypatch.setattr(archive.client, "put_object", old_put)
+        key = "slack/dt=2026-11-01/w-p00000.jsonl.gz"
+        archive.put(key, b"first")
+        with pytest.raises(WriteRefused):
+            archive.put(key, b"copy")  # it exists: If-None-Match refuses
+        seen = archive.version(key)
+        archive.put(key, b"second", replaces=seen)
+        with pytest.raises(WriteRefused):
+            archive.put(key, b"stale", replaces=seen)  # someone wrote since: If-Match refuses
+        assert archive.get(key) == b"second"

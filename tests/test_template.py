@@ -134,7 +134,8 @@ def test_the_function_role_has_no_wildcard_resources_and_writes_only_archive_pre
             statement = statement["If"][1]
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         assert "*" not in resources, statement
-        if statement.get("Action") == "s3:PutObject":
+        if statement.get("Sid") == "ArchiveObjects":  # read (a fenced write's HEAD) and write: data only
+            assert sorted(statement["Action"]) == ["s3:GetObject", "s3:PutObject"]
             assert [r["Sub"] for r in resources] == [
                 f"${{ArchiveBucket.Arn}}/${{ArchivePrefix}}{d.name}/*" for d in BUILTIN
             ]

@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -193,42 +194,46 @@ class S3Archive(ArchiveWriter):
         return self._client
 
     def _put(self, key: str, body: bytes, replaces: str | None) -> None:
-        condition = {"IfMatch": replaces} if replaces is not None else {"IfNoneMatch": "*"}
+        condition = {"If-Match": replaces} if replaces is not None else {"If-None-Match": "*"}
         try:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/gzip", **condition)
-        except self.client.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+            self._conditional_put(key, body, "application/gzip", condition)
+        except Exception as exc:
+            if _error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                 raise WriteRefused(_refused(self.describe(key))) from None
             raise
 
     def _version(self, key: str) -> str | None:
         try:
             return self.client.head_object(Bucket=self.bucket, Key=key)["ETag"]
-        except self.client.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        except Exception as exc:
+            # Without s3:ListBucket, S3 answers a missing key with 403, not 404. Taking 403 for
+            # "absent" is safe: the write that follows is then If-None-Match, refused if it exists.
+            if _error_code(exc) in ("404", "NoSuchKey", "NotFound", "403", "AccessDenied", "Forbidden"):
                 return None
             raise
 
     def _create(self, key: str, body: bytes) -> bool:
         try:  # a conditional write: no race between two first uses, and no s3:ListBucket needed
-            self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=body, ContentType="application/json", IfNoneMatch="*"
-            )
+            self._conditional_put(key, body, "application/json", {"If-None-Match": "*"})
         except Exception as exc:
             if _error_code(exc) in ("PreconditionFailed", "412"):
                 return False
-            if type(exc).__name__ != "ParamValidationError":
-                raise
-            # A boto3 older than S3's conditional writes (a Lambda runtime's): read, then write.
-            # Without s3:ListBucket a missing key answers 403, and the role may read the marker.
-            try:
-                self.get(key)
-                return False
-            except Exception as missing:
-                if _error_code(missing) not in ("NoSuchKey", "404", "AccessDenied", "403"):
-                    raise
-            self._put(key, body)
+            raise
         return True
+
+    def _conditional_put(self, key: str, body: bytes, content_type: str, headers: dict[str, str]) -> None:
+        """A put with S3's conditional headers, added as headers (before signing) rather than as
+        parameters, so a Lambda runtime whose boto3 predates ``IfMatch``/``IfNoneMatch`` sends them
+        too. Thread-safe: concurrent slices share the client, each thread its own headers."""
+        client = self.client
+        if not getattr(client, "_audit_collector_conditions", False):
+            client.meta.events.register("before-sign.s3.PutObject", _add_conditions, unique_id="audit-conditions")
+            client._audit_collector_conditions = True
+        _conditions.headers = headers
+        try:
+            client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+        finally:
+            _conditions.headers = None
 
     def keys(self, prefix: str = "") -> Iterable[str]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -245,6 +250,16 @@ class S3Archive(ArchiveWriter):
 
 def _error_code(exc: Exception) -> str | None:
     return getattr(exc, "response", {}).get("Error", {}).get("Code")
+
+
+_conditions = threading.local()
+
+
+def _add_conditions(request: Any, **_: Any) -> None:
+    headers = getattr(_conditions, "headers", None)
+    if headers:
+        for name, value in headers.items():
+            request.headers[name] = value
 
 
 class LocalArchive(ArchiveWriter):
