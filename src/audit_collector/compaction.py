@@ -248,7 +248,7 @@ def add_athena_functions(con: Any) -> None:
     for statement in (
         "CREATE MACRO json_extract_scalar(j, p) AS json_extract_string(j, p)",
         "CREATE MACRO from_unixtime(s) AS epoch_ms(CAST(s * 1000 AS BIGINT))",  # UTC, as in Athena
-        "CREATE MACRO from_iso8601_timestamp(s) AS CAST(s AS TIMESTAMPTZ)",
+        "CREATE MACRO from_iso8601_timestamp(s) AS CAST(CAST(s AS TIMESTAMPTZ) AS TIMESTAMP)",  # UTC wall time,
         "CREATE MACRO json_format(j) AS CAST(j AS VARCHAR)",
     ):
         try:
