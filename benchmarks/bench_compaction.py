@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import shutil
 import tempfile
 import time
@@ -27,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
-from common import figure
+from common import FIGURES, figure
 
 from audit_collector import compaction_sql as sql
 from audit_collector import providers
@@ -169,13 +170,56 @@ def objects_per_day(root: Path, provider: str, compacted: bool) -> float:
     return sum(1 for d in days for _ in d.glob("*.jsonl.gz")) / max(1, len(days))
 
 
+CHART = Path(__file__).resolve().parent / "compaction-before-after.png"
+_QUERY_LINE = re.compile(
+    r"^(?P<provider>\w+) (?P<name>.+?): (?P<t0>[\d.,]+) s -> (?P<t1>[\d.,]+) s .*?, (?P<b0>[\d.,]+) MB -> "
+    r"(?P<b1>[\d.,]+) MB read"
+)
+
+
+def chart(lines: list[str], path: Path = CHART) -> bool:
+    """Time and bytes read per query, before and after, from this script's own output lines."""
+    rows = [m for m in map(_QUERY_LINE.match, lines) if m]
+    if not rows:
+        return False
+    try:
+        import matplotlib
+    except ImportError:  # the bench extra
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{m['provider']}\n{m['name'].replace(' over the year', '').replace(', 30 days', '')}" for m in rows]
+    number = lambda text: float(text.replace(",", ""))  # noqa: E731
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    for ax, (before, after, unit) in zip(axes, (("t0", "t1", "seconds"), ("b0", "b1", "MB read")), strict=True):
+        xs = range(len(rows))
+        ax.bar(
+            [x - 0.2 for x in xs], [number(m[before]) for m in rows], 0.4, label="today: 288 gzip JSON objects a day"
+        )
+        ax.bar([x + 0.2 for x in xs], [number(m[after]) for m in rows], 0.4, label="compacted: 1 Parquet file a day")
+        ax.set_yscale("log")
+        ax.set_ylabel(f"{unit} (log scale)")
+        ax.set_xticks(list(xs), labels, fontsize=7, rotation=30, ha="right")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_title("Query time, DuckDB, a year of events")
+    axes[1].set_title("Bytes read")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--events-per-day", type=int, default=10_000)
     parser.add_argument("--providers", default="slack,asana")
     parser.add_argument("--keep", help="generate into (or reuse) this folder and keep it")
+    parser.add_argument("--chart-from", help="only draw the chart from a previous run's output")
     args = parser.parse_args()
+    if args.chart_from:
+        return 0 if chart(Path(args.chart_from).read_text().splitlines()) else 1
     names = args.providers.split(",")
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-compaction-"))
     try:
@@ -235,6 +279,9 @@ def main() -> int:
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
+    lines = [f"{f['name']}: {f['value']}" for f in FIGURES]
+    if chart(lines):
+        figure("chart", f"benchmarks/{CHART.name}")
     return 0
 
 
