@@ -145,20 +145,6 @@ def read_markers(root: Path, prefix: str, descriptor: Descriptor) -> dict[str, d
     return out
 
 
-def published_files(root: Path, prefix: str, descriptor: Descriptor) -> list[Path]:
-    """The Parquet files of every published day (never an unpublished run's)."""
-    base = root / compacted_prefix(prefix, descriptor)
-    return [
-        base / f"dt={day}" / name
-        for day, marker in read_markers(root, prefix, descriptor).items()
-        for name in marker["files"]
-    ]
-
-
-def local_watermark(root: Path, prefix: str, descriptor: Descriptor) -> str | None:
-    return watermark(raw_objects(root, prefix, descriptor), read_markers(root, prefix, descriptor))
-
-
 def compact_local(
     root: str | Path,
     descriptor: Descriptor,
@@ -191,7 +177,7 @@ def compact_local(
             report.up_to_date.append(day)
             continue
         report.compacted.append(_compact_day(root, prefix, descriptor, day, paths, digest, on_step))
-    report.watermark = local_watermark(root, prefix, descriptor)
+    report.watermark = watermark(raw, read_markers(root, prefix, descriptor))
     return report
 
 
