@@ -304,7 +304,11 @@ def test_demo_then_compact_then_query(tmp_path, capsys):
     folder = tmp_path / "demo"
     assert main(["demo", "--archive", str(folder), "--days", "2", "--users", "200", "--fault-rate", "0"]) == 0
     before = {d.name: raw_lines(folder, d.name) for d in DESCRIPTORS}
-    capsys.readouterr()
+    demo_out = capsys.readouterr().out
+    for descriptor in DESCRIPTORS:  # the demo compacts the closed days and reads them back once
+        assert re.search(rf"^{descriptor.name}: [1-9]\d* closed day\(s\) compacted", demo_out, re.M), demo_out
+        assert view_lines(folder, descriptor) == before[descriptor.name]
+    shutil.rmtree(folder / "_compacted")  # then the CLI does it again from nothing
     assert main(["compact", "--archive", str(folder)]) == 0
     out = capsys.readouterr().out
     for descriptor in DESCRIPTORS:
@@ -317,3 +321,11 @@ def test_demo_then_compact_then_query(tmp_path, capsys):
     assert str(sum(before[DESCRIPTORS[0].name].values())) in printed
     assert main(["compact", "--archive", str(folder)]) == 0  # a rerun: nothing to do
     assert all(" 0 day(s) compacted" in line for line in capsys.readouterr().out.splitlines())
+
+
+def test_the_local_view_is_athenas_view_text_but_for_the_raw_side_table():
+    for descriptor in DESCRIPTORS:
+        local = sql.create_view(descriptor, "2026-11-18", lines=f"{sql.lines_table(descriptor)}_open")
+        athena = sql.create_view(descriptor, "2026-11-18")
+        assert local != athena
+        assert local.replace(f"{sql.lines_table(descriptor)}_open", sql.lines_table(descriptor)) == athena

@@ -295,3 +295,49 @@ def test_the_handler_reads_its_target_from_the_schedule_input(aws, capsys):
     assert [[d["Name"] for d in alarm["Dimensions"]]] == namespace["Dimensions"]
     with pytest.raises(Exception, match="lacks"):
         lambda_handler({"bucket": BUCKET}, None)
+
+
+# ------------------------------------------------------------------ template.yaml agrees with the code
+
+
+@pytest.mark.parametrize("descriptor", DESCRIPTORS, ids=lambda d: d.name)
+def test_the_template_declares_the_compacted_and_lines_tables_as_the_code_builds_them(descriptor):
+    resources = load_template()["Resources"]
+    compacted = glue_columns(descriptor)
+    assert [(c["Name"], c["Type"]) for c in compacted["StorageDescriptor"]["Columns"]] == [
+        (name, athena) for name, athena, _ in sql.columns(descriptor)
+    ]
+    assert [k["Name"] for k in compacted["PartitionKeys"]] == ["dt"]
+    assert "projection.enabled" not in compacted["Parameters"]  # partitions are the publication
+    assert compacted["StorageDescriptor"]["Location"]["Sub"].endswith(f"_compacted/{descriptor.name}/")
+    (lines,) = [
+        r["Properties"]["TableInput"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Glue::Table" and r["Properties"]["TableInput"]["Name"] == sql.lines_table(descriptor)
+    ]
+    assert [c["Name"] for c in lines["StorageDescriptor"]["Columns"]] == ["line"]
+    template = lines["Parameters"]["storage.location.template"]["Sub"]
+    assert template == f"s3://${{ArchiveBucket}}/${{ArchivePrefix}}{descriptor.name}/dt=${{!dt}}/"
+
+
+def test_the_compaction_role_reads_raw_writes_only_the_compacted_prefix():
+    resources = load_template()["Resources"]
+    statements = resources["CompactionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    writes = []
+    for statement in statements:
+        if "If" in statement:
+            statement = statement["If"][1]
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        assert "*" not in targets and all("*" not in a for a in actions), statement
+        if "s3:PutObject" in actions:
+            writes += [t["Sub"] for t in targets]
+        if any(a.startswith("athena:") for a in actions):
+            assert all("workgroup/${AthenaWorkGroup}" in t["Sub"] for t in targets)
+    assert writes == ["${ArchiveBucket.Arn}/${ArchivePrefix}_compacted/*", "${AthenaResultsBucket.Arn}/results/*"]
+    function = resources["CompactionFunction"]["Properties"]
+    assert function["Handler"] == "audit_collector.compaction_handler.lambda_handler"
+    assert function["CodeUri"] == resources["CollectorFunction"]["Properties"]["CodeUri"]
+    assert resources["CompactionSchedule"]["Properties"]["Target"]["Arn"] == {"GetAtt": "CompactionFunction.Arn"}
+    for alarm in ("CompactionErrorsAlarm", "CompactionBehindAlarm"):
+        assert resources[alarm]["Properties"]["AlarmActions"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 import uuid
@@ -144,20 +145,6 @@ def read_markers(root: Path, prefix: str, descriptor: Descriptor) -> dict[str, d
     return out
 
 
-def published_files(root: Path, prefix: str, descriptor: Descriptor) -> list[Path]:
-    """The Parquet files of every published day (never an unpublished run's)."""
-    base = root / compacted_prefix(prefix, descriptor)
-    return [
-        base / f"dt={day}" / name
-        for day, marker in read_markers(root, prefix, descriptor).items()
-        for name in marker["files"]
-    ]
-
-
-def local_watermark(root: Path, prefix: str, descriptor: Descriptor) -> str | None:
-    return watermark(raw_objects(root, prefix, descriptor), read_markers(root, prefix, descriptor))
-
-
 def compact_local(
     root: str | Path,
     descriptor: Descriptor,
@@ -190,7 +177,7 @@ def compact_local(
             report.up_to_date.append(day)
             continue
         report.compacted.append(_compact_day(root, prefix, descriptor, day, paths, digest, on_step))
-    report.watermark = local_watermark(root, prefix, descriptor)
+    report.watermark = watermark(raw, read_markers(root, prefix, descriptor))
     return report
 
 
@@ -248,7 +235,7 @@ def add_athena_functions(con: Any) -> None:
     for statement in (
         "CREATE MACRO json_extract_scalar(j, p) AS json_extract_string(j, p)",
         "CREATE MACRO from_unixtime(s) AS epoch_ms(CAST(s * 1000 AS BIGINT))",  # UTC, as in Athena
-        "CREATE MACRO from_iso8601_timestamp(s) AS CAST(s AS TIMESTAMPTZ)",
+        "CREATE MACRO from_iso8601_timestamp(s) AS CAST(CAST(s AS TIMESTAMPTZ) AS TIMESTAMP)",  # UTC wall time,
         "CREATE MACRO json_format(j) AS CAST(j AS VARCHAR)",
     ):
         try:
@@ -300,10 +287,12 @@ def define_views(con: Any, root: str | Path, prefix: str = "") -> None:
     for descriptor in providers.all_descriptors():
         if not sql.compacted(descriptor):
             continue
-        raw = raw_objects(root, prefix, descriptor)
-        glob = (root / f"{prefix}{descriptor.name}").as_posix() + "/dt=*/*.jsonl.gz"
-        define_lines(con, descriptor, glob if raw else None)
-        files = published_files(root, prefix, descriptor)
+        base = root / f"{prefix}{descriptor.name}"
+        days = raw_days(base)
+        define_lines(con, descriptor, base.as_posix() + "/dt=*/*.jsonl.gz" if days else None)
+        markers = read_markers(root, prefix, descriptor)
+        folder = root / compacted_prefix(prefix, descriptor)
+        files = [folder / f"dt={day}" / name for day, marker in markers.items() for name in marker["files"]]
         typed = [(name, duck) for name, _, duck in sql.columns(descriptor)]
         if files:
             names = ", ".join(name for name, _ in typed)
@@ -314,4 +303,25 @@ def define_views(con: Any, root: str | Path, prefix: str = "") -> None:
         else:
             body = _empty([*typed, ("dt", "VARCHAR")])
         con.execute(f"CREATE OR REPLACE VIEW {sql.compacted_table(descriptor)} AS {body}")
-        con.execute(sql.create_view(descriptor, local_watermark(root, prefix, descriptor)))
+        mark = watermark(days, markers)
+        open_days = [day for day in days if day > (mark or sql.NO_DAY)]
+        open_lines = f"{sql.lines_table(descriptor)}_open"  # the raw days the view reads: after the mark
+        globs = [f"{base.as_posix()}/dt={day}/*.jsonl.gz" for day in open_days]
+        body = _read_lines("[" + ", ".join(f"'{g}'" for g in globs) + "]") if globs else None
+        con.execute(
+            f"CREATE OR REPLACE VIEW {open_lines} AS {body or _empty([('line', 'VARCHAR'), ('dt', 'VARCHAR')])}"
+        )
+        con.execute(sql.create_view(descriptor, mark, lines=open_lines))
+
+
+def raw_days(base: Path) -> list[str]:
+    """Days that hold at least one raw object (one directory listing a day, no stat of each object)."""
+    if not base.is_dir():
+        return []
+    out = []
+    for entry in os.scandir(base):
+        if entry.is_dir() and entry.name.startswith("dt="):
+            with os.scandir(entry.path) as objects:
+                if any(o.name.endswith(".jsonl.gz") for o in objects):
+                    out.append(entry.name.removeprefix("dt="))
+    return sorted(out)

@@ -49,7 +49,7 @@ class Target:
     workgroup: str
     state_table: str
     grace_seconds: float = 0
-    max_days: int = 60  # per provider per run: a backlog is worked off over several runs
+    max_days: int = 30  # per provider per run: a backlog is worked off over several runs
     concurrency: int = 5  # UNLOAD queries in flight at once
 
     @classmethod
@@ -67,7 +67,7 @@ class Target:
             workgroup=str(event["workgroup"]),
             state_table=str(event["state_table"]),
             grace_seconds=float(event.get("grace_seconds", 0)),
-            max_days=int(event.get("max_days", 60)),
+            max_days=int(event.get("max_days", 30)),
             concurrency=int(event.get("concurrency", 5)),
         )
 

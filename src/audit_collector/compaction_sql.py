@@ -81,26 +81,32 @@ def unload(descriptor: Descriptor, day: str, location: str) -> str:
     return f"UNLOAD ({select_day(descriptor, day)})\nTO '{location}'\nWITH (format = 'PARQUET', compression = 'ZSTD')"
 
 
+# Dictionaries (and so bloom filters, which DuckDB writes for dictionary columns) up to 100,000 values
+# a column: an id lookup then reads a few kilobytes a day instead of the whole id column.
+PARQUET_OPTIONS = "FORMAT PARQUET, COMPRESSION ZSTD, ROW_GROUP_SIZE 1000000, DICTIONARY_SIZE_LIMIT 100000"
+
+
 def copy_day(descriptor: Descriptor, day: str, path: str) -> str:
     """DuckDB: the same rows into one local Parquet file."""
     if "'" in path:
         raise ValueError(f"a quote in a path: {path!r}")
-    return (
-        f"COPY ({select_day(descriptor, day)})\nTO '{path}' (FORMAT PARQUET, COMPRESSION ZSTD, ROW_GROUP_SIZE 1000000)"
-    )
+    return f"COPY ({select_day(descriptor, day)})\nTO '{path}' ({PARQUET_OPTIONS})"
 
 
-def create_view(descriptor: Descriptor, watermark: str | None) -> str:
+def create_view(descriptor: Descriptor, watermark: str | None, lines: str | None = None) -> str:
     """``T_all``: days up to ``watermark`` (every raw day up to it is compacted) from ``T_compacted``,
     the later ones from the raw lines. A day is on one side of the watermark only, so every event
-    appears once; moving the watermark is replacing the view, atomic in Glue and in DuckDB."""
+    appears once; moving the watermark is replacing the view, atomic in Glue and in DuckDB.
+
+    ``lines`` names the raw side's table when not ``T_lines``: locally, a view over the days after
+    the watermark only, so DuckDB does not list every raw object of the year to find none."""
     mark = _day(watermark or NO_DAY)
     names = ", ".join(name for name, _, _ in columns(descriptor))
     return (
         f"CREATE OR REPLACE VIEW {all_view(descriptor)} AS\n"
         f"SELECT {names}, dt\nFROM {compacted_table(descriptor)}\nWHERE dt <= '{mark}'\n"
         "UNION ALL\n"
-        f"SELECT {_extracted(descriptor)}, dt\nFROM {lines_table(descriptor)}\nWHERE dt > '{mark}'"
+        f"SELECT {_extracted(descriptor)}, dt\nFROM {lines or lines_table(descriptor)}\nWHERE dt > '{mark}'"
     )
 
 

@@ -90,8 +90,24 @@ def demo(*, archive_dir: Path, days: float, users: int, seed: int, fault_rate: f
         ok &= check(archive, descriptor, served[descriptor.name], horizon)
     print(f"\nArchive: {archive_dir}/  (same layout and bytes as s3://<bucket>/<provider>/dt=YYYY-MM-DD/…)")
     print(f"Pipeline took {time.monotonic() - started:.1f}s.\n")
+    compact(archive_dir, store, [d for d, _ in demoed])
     ask(archive_dir, [d for d, _ in demoed])
     return 0 if ok else 1
+
+
+def compact(archive_dir: Path, store: FileStore, descriptors: list[Descriptor]) -> None:
+    """Closed days into Parquet, as the scheduled compaction does with Athena (``audit-collector compact``)."""
+    from .compaction import compact_local
+    from .compaction_sql import all_view
+
+    for descriptor in descriptors:
+        report = compact_local(archive_dir, descriptor, store.read(descriptor.name).get("checkpoint", {}))
+        print(
+            f"{descriptor.name}: {len(report.compacted)} closed day(s) compacted into Parquet "
+            f"({sum(d.events for d in report.compacted):,} events from {sum(d.objects for d in report.compacted)} "
+            f"objects); {all_view(descriptor)} reads them, and the open days raw"
+        )
+    print()
 
 
 def ask(archive_dir: Path, descriptors: list[Descriptor]) -> None:
