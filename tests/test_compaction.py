@@ -302,7 +302,7 @@ def test_the_compacted_column_names_are_plain_and_include_the_id():
 @pytest.mark.slow
 def test_demo_then_compact_then_query(tmp_path, capsys):
     folder = tmp_path / "demo"
-    assert main(["demo", "--archive", str(folder), "--days", "2", "--users", "200", "--fault-rate", "0"]) == 0
+    assert main(["demo", "--archive", str(folder), "--days", "2.5", "--users", "200", "--fault-rate", "0"]) == 0
     before = {d.name: raw_lines(folder, d.name) for d in DESCRIPTORS}
     demo_out = capsys.readouterr().out
     for descriptor in DESCRIPTORS:  # the demo compacts the closed days and reads them back once

@@ -51,7 +51,9 @@ def demo(*, archive_dir: Path, days: float, users: int, seed: int, fault_rate: f
     # Live collection starts a day back; the days before are a backfill. Not paced: the emulator has
     # no org-wide limit to share (the Lambda paces each API just under its limit).
     settings = Settings(settle_seconds=60, initial_lookback_days=min(1.0, days), http_timeout=10, paced=False)
-    backfill_spec = {"start": iso(start), "end": iso(now - 86400)}
+    # Up to now: the backfill takes only what live collection does not own already (its first run
+    # started a day back from its own start, a moment after ``now``), so no second falls between.
+    backfill_spec = {"start": iso(start), "end": iso(now)}
     started = time.monotonic()
     with Emulator(faults=plan) as emu:
         demoed = [(d, emu.api(d.emulator)) for d in providers.all_descriptors() if d.emulator]
@@ -68,7 +70,10 @@ def demo(*, archive_dir: Path, days: float, users: int, seed: int, fault_rate: f
         for descriptor, api in demoed:
             print_result(_run(descriptor, api, archive, store, settings))
         if days > 1:  # live collection covered the last day; the days before are a backfill
-            print(f"\n2. Backfill of the days before ({backfill_spec['start']} .. {backfill_spec['end']}):")
+            print(
+                f"\n2. Backfill of the days before ({backfill_spec['start']} .. {backfill_spec['end']}, "
+                "less what live collection owns):"
+            )
             for descriptor, api in demoed:
                 request = parse_backfill(descriptor, backfill_spec, now=time.time())
                 bar = ProgressBar(enabled=sys.stderr.isatty())
