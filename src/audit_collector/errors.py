@@ -54,3 +54,9 @@ class ArchiveError(AuditCollectorError):
 class WriteRefused(LeaseLost):
     """An archive object changed since this run looked at it: another run wrote it after this one
     lost its lease. Safe: nothing was written; the other run's object stands."""
+
+
+class ClockSkew(AuditCollectorError):
+    """This host's clock is ahead of the API's by more than the settle lag: windows planned from it
+    would close over a "now" that has not happened yet, and skip what arrives in between. Nothing
+    was written. Fix the host's time (NTP); never retried."""

@@ -3,6 +3,7 @@ redaction, request logging and metrics counts. No I/O library is imported here."
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import platform
 import sys
@@ -75,6 +76,9 @@ class TransportBase:
         self.session = self._adopt_session(session)
         # Counted for metrics: the collector reports retries and 429s per run.
         self.stats = {"requests": 0, "retries": 0, "rate_limited": 0}
+        # How far this host's clock is ahead of the API's (seconds, from the last response's Date
+        # header; None before the first response). The collector refuses to plan past the API's now.
+        self.clock_skew: float | None = None
 
     def _default_retry_handlers(self) -> list[RetryHandler]:
         raise NotImplementedError
@@ -111,6 +115,10 @@ class TransportBase:
 
     def _log_received(self, request: HttpRequest, response: HttpResponse) -> None:
         self.logger.debug("Received %s from %s (%d bytes)", response.status_code, request.url, len(response.body))
+        served_at = _http_date(response.header("Date"))
+        if served_at is not None:
+            # The header has whole seconds, truncated: the API's clock may be up to a second later.
+            self.clock_skew = self.clock.time() - (served_at + 1.0)
 
     def _log_failed(self, request: HttpRequest, error: OSError) -> None:
         self.logger.debug("%s %s failed: %r", request.method, request.url, error)
@@ -167,3 +175,13 @@ def _user_agent(prefix: str | None, suffix: str | None) -> str:
         suffix,
     ]
     return " ".join(p for p in parts if p)
+
+
+def _http_date(value: str | None) -> float | None:
+    """An HTTP ``Date`` header as epoch seconds; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..archive import ArchiveWriter, ObjectBuffer, object_key
+from ..errors import ClockSkew
 from ..http_retry import Clock
 from ..state import CheckpointStore, Lease, LeaseHeld
 from .backfill import (
@@ -221,7 +222,7 @@ class _Run:
             window = self._open_window(source, job)
             if window is None:
                 return True
-            if not source.collect(window, WindowContext(self, job)):
+            if not source.collect(window, WindowContext(self, job, source)):
                 return False
 
     def _open_window(self, source: Source, job: Job) -> Window | None:
@@ -235,7 +236,27 @@ class _Run:
         gap = job.next_gap(job.watermark)
         if gap is None:
             return None
-        return source.plan(job, gap[0], gap[1], self.horizon)
+        return source.plan(job, gap[0], gap[1], self.horizon_for(source))
+
+    def horizon_for(self, source: Source) -> int:
+        """The settled present: the run's start less the settle lag, by the earlier of this host's
+        clock and the API's (once a response has said what the API's is)."""
+        skew = _clock_skew(source)
+        if skew is None or skew <= 0:
+            return self.horizon
+        return min(self.horizon, self.descriptor.to_units(self.started_at - skew - self.settings.settle_seconds))
+
+    def check_clock(self, source: Source) -> None:
+        """Refuse to archive or checkpoint anything while this host's clock is further ahead of
+        the API's than the settle lag: the window being collected was planned from it, and closing
+        it would skip what reaches the API in between."""
+        skew = _clock_skew(source)
+        if skew is not None and skew > self.settings.settle_seconds:
+            raise ClockSkew(
+                f"{self.descriptor.name}: this host's clock is {skew:.0f}s ahead of the API's (its Date header), "
+                f"more than the settle lag ({self.settings.settle_seconds}s): windows planned from it would close "
+                "over a present that has not happened yet. Fix the host's time (NTP); nothing was written"
+            )
 
     def save_jobs(self, *jobs: Job) -> None:
         """Second half of the rule: the jobs' checkpoint (several at once: one atomic claim)."""
@@ -301,8 +322,9 @@ class WindowContext:
     """What a source may do while it collects one window of one job: read the settings and the
     budget, fill buffers, write parts, and save the window's progress."""
 
-    def __init__(self, run: _Run, job: Job) -> None:
+    def __init__(self, run: _Run, job: Job, source: Source) -> None:
         self._run = run
+        self._source = source
         self.job = job
         self.settings = run.settings
         self.budget = run.budget
@@ -323,6 +345,7 @@ class WindowContext:
         """The part's object; the window must have been saved first (``save``)."""
         if self.job.window is None:
             raise RuntimeError("a window is saved before its first object is written")
+        self._run.check_clock(self._source)
         self._run.put(self.key(dt, window, part), buffer)
 
     def blank(self, dt: str, window: Window, part: int) -> None:
@@ -331,13 +354,20 @@ class WindowContext:
 
     def save(self, window: Window) -> None:
         """The window's progress, so the next run resumes it where this one stopped."""
+        self._run.check_clock(self._source)
         self.job.window = window.to_dict()
         self._run.save_jobs(self.job)
 
     def close(self, watermark: int) -> None:
         """The window is archived whole: the job moves past it."""
+        self._run.check_clock(self._source)
         self.job.watermark, self.job.window = watermark, None
         self._run.save_jobs(self.job)
 
     def page_fetched(self, events: int) -> None:
         self._run.page_fetched(self.job.id, events)
+
+
+def _clock_skew(source: Source) -> float | None:
+    skew = getattr(source, "clock_skew", None)  # optional for a provider's source
+    return skew() if callable(skew) else None

@@ -52,3 +52,7 @@ class Source(Protocol):
 
     def stats(self) -> dict[str, int]:
         """The client's ``requests``, ``retries`` and ``rate_limited`` counters."""
+
+    def clock_skew(self) -> float | None:
+        """How many seconds this host's clock is ahead of the API's, from the last response's
+        ``Date`` (None before the first). Optional: a source without it is not checked."""

@@ -10,6 +10,7 @@ Never imported by production code paths: the CLI's ``demo`` starts it, tests and
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import ipaddress
 import json
 import math
@@ -374,5 +375,10 @@ def _handler_for(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read request_log instead
             pass
+
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            """The Date header from the emulator's own clock, as an API's clock that may differ
+            from the caller's."""
+            return email.utils.formatdate(emulator.clock() if timestamp is None else timestamp, usegmt=True)
 
     return Handler

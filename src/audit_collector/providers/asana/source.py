@@ -84,6 +84,9 @@ class AsanaSource:
     def stats(self) -> dict[str, int]:
         return dict(self.client.stats)
 
+    def clock_skew(self) -> float | None:
+        return self.client.clock_skew
+
     def fork(self) -> Source:
         return self._fork() if self._fork else self
 

@@ -73,6 +73,9 @@ class SlackSource:
     def stats(self) -> dict[str, int]:
         return dict(self.client.stats)
 
+    def clock_skew(self) -> float | None:
+        return self.client.clock_skew
+
     def fork(self) -> Source:
         return self  # never called while backfill_concurrency is 1
 
