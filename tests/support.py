@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -143,6 +144,70 @@ class CrashingArchive(ArchiveWriter):
 
     def _version(self, key):
         return self.inner._version(key)
+
+    def _create(self, key, body):
+        return self.inner._create(key, body)
+
+    def keys(self, prefix=""):
+        return self.inner.keys(prefix)
+
+    def get(self, key):
+        return self.inner.get(key)
+
+    def describe(self, key=""):
+        return self.inner.describe(key)
+
+
+class Gate:
+    """Holds the paused run's thread at its ``at``-th step until released."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.count = at, 0
+        self.reached, self.go = threading.Event(), threading.Event()
+
+    def step(self) -> None:
+        self.count += 1
+        if self.count == self.at:
+            self.reached.set()
+            self.go.wait(30)
+
+
+class GatedStore(CheckpointStore):
+    def __init__(self, inner: CheckpointStore, gate: Gate) -> None:
+        self.inner, self.gate = inner, gate
+
+    def _acquire(self, *args):
+        return self.inner._acquire(*args)
+
+    def _save(self, lease, checkpoint, new_version):
+        self.gate.step()
+        self.inner._save(lease, checkpoint, new_version)
+
+    def _renew(self, lease, expires_at, now):
+        self.gate.step()
+        self.inner._renew(lease, expires_at, now)
+
+    def _release(self, lease):
+        self.inner._release(lease)
+
+    def _read(self, provider):
+        return self.inner._read(provider)
+
+    def describe(self):
+        return self.inner.describe()
+
+
+class GatedArchive(ArchiveWriter):
+    def __init__(self, inner: ArchiveWriter, gate: Gate) -> None:
+        self.inner, self.gate = inner, gate
+
+    def _version(self, key):
+        self.gate.step()
+        return self.inner._version(key)
+
+    def _put(self, key, body, replaces):
+        self.gate.step()
+        self.inner._put(key, body, replaces)
 
     def _create(self, key, body):
         return self.inner._create(key, body)

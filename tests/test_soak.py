@@ -32,6 +32,9 @@ from .support import (
     CrashingArchive,
     CrashingStore,
     FakeClock,
+    Gate,
+    GatedArchive,
+    GatedStore,
     StepCounter,
     archived,
     archived_text,
@@ -129,7 +132,7 @@ def test_soak_every_settled_event_exactly_once(org, capsys):
         for provider, counts in report.items():
             print(f"soak {provider}: {counts}")
     assert sum(emu.faults.injected.values()) > 50 and sum(aws_faults.injected.values()) > 5
-    assert outcomes["crashed"] > 3 and outcomes["overlapped"] > 3
+    assert outcomes["crashed"] > 3 and outcomes["overlapped"] > 3 and outcomes["paused"] > 2
     for counts in report.values():
         assert counts["archived"] > 10_000
         assert counts["lost"] == counts["duplicated"] == counts["misplaced"] == counts["altered"] == 0, counts
@@ -158,7 +161,9 @@ def chaos_run(provider, emu, store, archive, clock, settings, rng) -> str:
                 clock.advance(200 + settings.lease_margin_seconds + 1)  # its lease expires
                 return "crashed"
             return "survived"
-        if roll < 0.45:  # two runs at once: EventBridge fired twice
+        if roll < 0.45:  # a run paused at a random step (a VM pause, a stopped process) past its lease
+            return paused_run(provider, emu, store, archive, clock, settings, rng)
+        if roll < 0.58:  # two runs at once: EventBridge fired twice
             results = []
             threads = [
                 threading.Thread(
@@ -185,6 +190,38 @@ def chaos_run(provider, emu, store, archive, clock, settings, rng) -> str:
         return "ran"
     except Exception:
         return "failed"  # an injected fault outlasted the retries: the next run resumes
+
+
+def paused_run(provider, emu, store, archive, clock, settings, rng) -> str:
+    """The in-process SIGSTOP: a run held at its k-th write step while its lease runs out and the
+    next scheduled run takes over; then let go. It must refuse to write anything more."""
+    gate = Gate(at=rng.randint(1, 4))
+    outcome = []
+    thread = threading.Thread(
+        target=lambda: outcome.append(
+            safe(
+                run_once,
+                provider,
+                emu,
+                store=GatedStore(store, gate),
+                archive=GatedArchive(archive, gate),
+                clock=clock,
+                settings=settings,
+                owner=f"paused-{rng.random()}",
+                budget_seconds=200,
+            )
+        )
+    )
+    thread.start()
+    while thread.is_alive() and not gate.reached.wait(0.01):
+        pass
+    if not gate.reached.is_set():  # it ended before reaching that step
+        return "ran"
+    clock.advance(200 + settings.lease_margin_seconds + 1)
+    safe(run_once, provider, emu, store=store, archive=archive, clock=clock, settings=settings)
+    gate.go.set()
+    thread.join(30)
+    return "paused"
 
 
 def safe(fn, *args, **kwargs):
