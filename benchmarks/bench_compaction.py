@@ -150,7 +150,7 @@ def queries(provider: str, last_day: str, event_id: str) -> list[tuple[str, str,
             "SELECT from_iso8601_timestamp(created_at) AS granted_at, actor.email, resource.gid, "
             f"json_extract_scalar(details, '$.new_value') FROM {raw} WHERE event_type = "
             "'user_workspace_admin_role_changed' ORDER BY granted_at, 2, 3",
-            f"SELECT event_time AS granted_at, actor_email, resource_gid, json_extract_scalar(details, '$.new_value') "
+            "SELECT event_time AS granted_at, actor_email, resource_gid, new_value "
             f"FROM {view} WHERE event_type = 'user_workspace_admin_role_changed' ORDER BY granted_at, 2, 3",
         ),
         (
