@@ -105,24 +105,23 @@ class Crash(BaseException):
     """A process dying: not an Exception, so nothing in the code under test can catch it."""
 
 
-class CrashingStore(CheckpointStore):
-    """Wraps a store; the ``crash_at``-th step (a save, counted with the archive's puts) dies."""
+class StoreWrapper(CheckpointStore):
+    """Passes every call to ``inner``; a subclass hooks the steps it watches."""
 
-    def __init__(self, inner: CheckpointStore, steps: StepCounter) -> None:
-        self.inner, self.steps = inner, steps
+    def __init__(self, inner: CheckpointStore) -> None:
+        self.inner = inner
 
     def _acquire(self, *args):
         return self.inner._acquire(*args)
 
     def _save(self, lease, checkpoint, new_version):
-        self.steps.tick("save")
         self.inner._save(lease, checkpoint, new_version)
 
     def _renew(self, lease, expires_at, now):
         self.inner._renew(lease, expires_at, now)
 
     def _release(self, lease):
-        pass  # a dead process releases nothing: the lease must expire by itself
+        self.inner._release(lease)
 
     def _read(self, provider):
         return self.inner._read(provider)
@@ -131,19 +130,17 @@ class CrashingStore(CheckpointStore):
         return self.inner.describe()
 
 
-class CrashingArchive(ArchiveWriter):
-    def __init__(self, inner: ArchiveWriter, steps: StepCounter, *, after_write: bool = True) -> None:
-        self.inner, self.steps, self.after_write = inner, steps, after_write
+class ArchiveWrapper(ArchiveWriter):
+    """Passes every call to ``inner``; a subclass hooks the steps it watches."""
 
-    def _put(self, key, body, replaces):
-        if not self.after_write:
-            self.steps.tick("put")
-        self.inner._put(key, body, replaces)
-        if self.after_write:
-            self.steps.tick("put")  # dies right after the object landed, before the checkpoint
+    def __init__(self, inner: ArchiveWriter) -> None:
+        self.inner = inner
 
     def _version(self, key):
         return self.inner._version(key)
+
+    def _put(self, key, body, replaces):
+        self.inner._put(key, body, replaces)
 
     def _create(self, key, body):
         return self.inner._create(key, body)
@@ -156,6 +153,34 @@ class CrashingArchive(ArchiveWriter):
 
     def describe(self, key=""):
         return self.inner.describe(key)
+
+
+class CrashingStore(StoreWrapper):
+    """Wraps a store; the ``crash_at``-th step (a save, counted with the archive's puts) dies."""
+
+    def __init__(self, inner: CheckpointStore, steps: StepCounter) -> None:
+        super().__init__(inner)
+        self.steps = steps
+
+    def _save(self, lease, checkpoint, new_version):
+        self.steps.tick("save")
+        self.inner._save(lease, checkpoint, new_version)
+
+    def _release(self, lease):
+        pass  # a dead process releases nothing: the lease must expire by itself
+
+
+class CrashingArchive(ArchiveWrapper):
+    def __init__(self, inner: ArchiveWriter, steps: StepCounter, *, after_write: bool = True) -> None:
+        super().__init__(inner)
+        self.steps, self.after_write = steps, after_write
+
+    def _put(self, key, body, replaces):
+        if not self.after_write:
+            self.steps.tick("put")
+        self.inner._put(key, body, replaces)
+        if self.after_write:
+            self.steps.tick("put")  # dies right after the object landed, before the checkpoint
 
 
 class Gate:
@@ -172,12 +197,10 @@ class Gate:
             self.go.wait(30)
 
 
-class GatedStore(CheckpointStore):
+class GatedStore(StoreWrapper):
     def __init__(self, inner: CheckpointStore, gate: Gate) -> None:
-        self.inner, self.gate = inner, gate
-
-    def _acquire(self, *args):
-        return self.inner._acquire(*args)
+        super().__init__(inner)
+        self.gate = gate
 
     def _save(self, lease, checkpoint, new_version):
         self.gate.step()
@@ -187,19 +210,11 @@ class GatedStore(CheckpointStore):
         self.gate.step()
         self.inner._renew(lease, expires_at, now)
 
-    def _release(self, lease):
-        self.inner._release(lease)
 
-    def _read(self, provider):
-        return self.inner._read(provider)
-
-    def describe(self):
-        return self.inner.describe()
-
-
-class GatedArchive(ArchiveWriter):
+class GatedArchive(ArchiveWrapper):
     def __init__(self, inner: ArchiveWriter, gate: Gate) -> None:
-        self.inner, self.gate = inner, gate
+        super().__init__(inner)
+        self.gate = gate
 
     def _version(self, key):
         self.gate.step()
@@ -208,18 +223,6 @@ class GatedArchive(ArchiveWriter):
     def _put(self, key, body, replaces):
         self.gate.step()
         self.inner._put(key, body, replaces)
-
-    def _create(self, key, body):
-        return self.inner._create(key, body)
-
-    def keys(self, prefix=""):
-        return self.inner.keys(prefix)
-
-    def get(self, key):
-        return self.inner.get(key)
-
-    def describe(self, key=""):
-        return self.inner.describe(key)
 
 
 @dataclass

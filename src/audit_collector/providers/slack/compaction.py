@@ -6,6 +6,7 @@ Everything else stays in ``event`` (the archived JSON text, byte for byte), and 
 
 from __future__ import annotations
 
+from ...compaction_sql import scalar
 from ...descriptor import Extracted
 
 # Slack names the entity's object after its type ({"type": "channel", "channel": {"id": ...}}).
@@ -26,37 +27,33 @@ ENTITY_TYPES = (
 )
 
 
-def _scalar(path: str) -> str:
-    return f"json_extract_scalar(line, '$.{path}')"
-
-
 COLUMNS = (
     Extracted(
         "event_time",
         "timestamp",
         "TIMESTAMP",
-        "CAST(from_unixtime(CAST(" + _scalar("date_create") + " AS bigint)) AS timestamp)",
+        "CAST(from_unixtime(CAST(" + scalar("date_create") + " AS bigint)) AS timestamp)",
     ),
-    Extracted("id", "string", "VARCHAR", _scalar("id")),
-    Extracted("action", "string", "VARCHAR", _scalar("action")),
-    Extracted("actor_type", "string", "VARCHAR", _scalar("actor.type")),
-    Extracted("actor_id", "string", "VARCHAR", _scalar("actor.user.id")),
-    Extracted("actor_email", "string", "VARCHAR", _scalar("actor.user.email")),
-    Extracted("ip", "string", "VARCHAR", _scalar("context.ip_address")),
-    Extracted("user_agent", "string", "VARCHAR", _scalar("context.ua")),
-    Extracted("session_id", "string", "VARCHAR", _scalar("context.session_id")),
-    Extracted("workspace_id", "string", "VARCHAR", _scalar("context.location.id")),
-    Extracted("entity_type", "string", "VARCHAR", _scalar("entity.type")),
+    Extracted("id", "string", "VARCHAR", scalar("id")),
+    Extracted("action", "string", "VARCHAR", scalar("action")),
+    Extracted("actor_type", "string", "VARCHAR", scalar("actor.type")),
+    Extracted("actor_id", "string", "VARCHAR", scalar("actor.user.id")),
+    Extracted("actor_email", "string", "VARCHAR", scalar("actor.user.email")),
+    Extracted("ip", "string", "VARCHAR", scalar("context.ip_address")),
+    Extracted("user_agent", "string", "VARCHAR", scalar("context.ua")),
+    Extracted("session_id", "string", "VARCHAR", scalar("context.session_id")),
+    Extracted("workspace_id", "string", "VARCHAR", scalar("context.location.id")),
+    Extracted("entity_type", "string", "VARCHAR", scalar("entity.type")),
     Extracted(
-        "entity_id", "string", "VARCHAR", "coalesce(" + ", ".join(_scalar(f"entity.{t}.id") for t in ENTITY_TYPES) + ")"
+        "entity_id", "string", "VARCHAR", "coalesce(" + ", ".join(scalar(f"entity.{t}.id") for t in ENTITY_TYPES) + ")"
     ),
     Extracted(
         "entity_name",
         "string",
         "VARCHAR",
-        "coalesce(" + ", ".join(_scalar(f"entity.{t}.name") for t in ENTITY_TYPES) + ")",
+        "coalesce(" + ", ".join(scalar(f"entity.{t}.name") for t in ENTITY_TYPES) + ")",
     ),
-    Extracted("entity_email", "string", "VARCHAR", _scalar("entity.user.email")),
+    Extracted("entity_email", "string", "VARCHAR", scalar("entity.user.email")),
     Extracted("entity", "string", "VARCHAR", "json_format(json_extract(line, '$.entity'))"),
     Extracted("details", "string", "VARCHAR", "json_format(json_extract(line, '$.details'))"),
 )
