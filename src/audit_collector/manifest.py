@@ -1,0 +1,145 @@
+"""Window manifests: what a closed window archived, and a hash chain over them per provider.
+
+When a window closes, the collector writes (after its data objects, before the checkpoint that
+closes it) one manifest:
+
+    {prefix}_manifests/{provider}/dt=YYYY-MM-DD/{window}.json     (dt: the window's first UTC date)
+
+It names the provider, the job, the window and its range (half-open, in the provider's unit, exactly
+what was asked of the API), every object of the window (key, bytes, event count, SHA-256, the digest
+of its event ids), the count and digest of all the window's event ids, the first and last event
+time, the SHA-256 of the previous manifest of the same provider (``prev``) and its place in that
+chain (``seq``), when it was written and by which version.
+
+The chain's head (SHA-256, seq and key of the last manifest) is kept in the checkpoint document,
+saved in the same conditional write that closes the window. A crash between the manifest and that
+write leaves the head where it was, so the rerun writes the same manifest name with the same
+``prev`` and ``seq``: a replacement, never a fork.
+
+The event-id digest is the sum, modulo 2**256, of the SHA-256 of each id: independent of order and
+additive, so a window's digest is the sum of its objects' (which the checkpoint carries across
+runs) and ``verify`` recomputes it from the objects alone. It proves the set of ids; the objects'
+own SHA-256 prove their bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from . import __version__
+from .json_text import Line
+
+FORMAT = 1
+_MOD = 1 << 256
+
+
+def id_hash(event_id: Any) -> int:
+    """One id's share of a digest: ids are hashed as their JSON text (a string's quotes included)."""
+    return int.from_bytes(hashlib.sha256(json.dumps(event_id).encode()).digest(), "big")
+
+
+def ids_digest(ids: Iterable[Any]) -> int:
+    return sum(map(id_hash, ids)) % _MOD
+
+
+def add_digests(*digests: str) -> str:
+    return format(sum(int(d, 16) for d in digests) % _MOD, "064x")
+
+
+def digest_hex(value: int) -> str:
+    return format(value, "064x")
+
+
+def identifier(
+    id_field: str, time_field: str, event_seconds: Callable[[dict[str, Any]], float]
+) -> Callable[[Sequence[Line]], tuple[list[Any], list[float]]]:
+    """Reads the id and time of each event of a batch (only those two fields: msgspec skips the rest)."""
+    key = msgspec.defstruct("EventKey", [(id_field, Any, None), (time_field, Any, None)])
+    decoder = msgspec.json.Decoder(list[key])  # type: ignore[valid-type]
+
+    def identify(lines: Sequence[Line]) -> tuple[list[Any], list[float]]:
+        keys = decoder.decode(b"[" + b",".join(lines) + b"]")
+        ids = [getattr(k, id_field) for k in keys]
+        times = []
+        for k in keys:
+            # A source archives only events it could place; one without a readable time adds none.
+            with contextlib.suppress(TypeError, ValueError, KeyError):
+                times.append(event_seconds({time_field: getattr(k, time_field)}))
+        return ids, times
+
+    return identify
+
+
+def part_record(key: str, body: bytes, events: int, ids: Iterable[Any], first: float | None, last: float | None):
+    """One object of a window, as the manifest lists it."""
+    return {
+        "key": key,
+        "bytes": len(body),
+        "events": events,
+        "sha256": hashlib.sha256(body).hexdigest(),
+        "ids_digest": digest_hex(ids_digest(ids)),
+        "first": first,
+        "last": last,
+    }
+
+
+def build(
+    *,
+    provider: str,
+    job: str,
+    window: str,
+    start: int,
+    end: int,
+    unit: int,
+    parts: list[dict[str, Any]],
+    chain: dict[str, Any],
+    written_at: float,
+    revision: int = 0,
+) -> dict[str, Any]:
+    """A manifest document (see the module's docstring)."""
+    firsts = [p["first"] for p in parts if p.get("first") is not None]
+    lasts = [p["last"] for p in parts if p.get("last") is not None]
+    return {
+        "format": FORMAT,
+        "provider": provider,
+        "job": job,
+        "window": window,
+        "revision": revision,
+        "range": {
+            "start": start,
+            "end": end,
+            "units_per_second": unit,
+            "start_iso": _iso(start / unit),
+            "end_iso": _iso(end / unit),
+        },
+        "objects": [{k: p[k] for k in ("key", "bytes", "events", "sha256", "ids_digest")} for p in parts],
+        "events": sum(p["events"] for p in parts),
+        "ids_digest": add_digests(*(p["ids_digest"] for p in parts)) if parts else digest_hex(0),
+        "first_event": _iso(min(firsts)) if firsts else None,
+        "last_event": _iso(max(lasts)) if lasts else None,
+        "seq": chain.get("count", 0) + 1,
+        "prev": chain.get("head"),
+        "written_at": _iso(written_at),
+        "collector_version": __version__,
+    }
+
+
+def sha256_of(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def encode(manifest: dict[str, Any]) -> bytes:
+    """Canonical bytes: sorted keys, no spaces, one line (what its SHA-256 is taken over)."""
+    return json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+
+
+def _iso(seconds: float) -> str:
+    text = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
