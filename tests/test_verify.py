@@ -111,14 +111,14 @@ def test_every_closed_window_has_a_manifest_and_they_form_one_chain(provider, ar
         body = archive.get(key)
         assert entry["sha256"] == hashlib.sha256(body).hexdigest() and entry["bytes"] == len(body)
         assert entry["events"] == len(list(decode_object(body)))
-    ranges = [(m["range"]["start"], m["range"]["end"]) for _, m in found]
+    ranges = [(m["range_start"], m["range_end"]) for _, m in found]
     assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))  # contiguous windows
     last = found[-1][1]
-    assert last["range"]["end"] == store.read(provider)["checkpoint"]["jobs"]["live"]["watermark"]
+    assert last["range_end"] == store.read(provider)["checkpoint"]["jobs"]["live"]["watermark"]
     assert {
         "provider",
         "job",
-        "window",
+        "window_id",
         "first_event",
         "last_event",
         "written_at",
@@ -167,7 +167,7 @@ def test_a_deleted_object_is_missing_with_its_key_and_range(archive_both, capsys
     assert kinds(report) == ["missing"]
     (found,) = findings(report, "missing")
     assert found.key == victim and found.provider == "slack"
-    assert found.start == manifest["range"]["start_iso"][:19] + "Z"
+    assert found.start == manifest["range_start_iso"][:19] + "Z"
     assert cli.main(["verify", "--archive", str(folder), "--no-progress"]) == 1
     assert victim in capsys.readouterr().out
 
@@ -224,7 +224,7 @@ def test_a_deleted_manifest_breaks_the_chain_and_leaves_a_gap(archive_both):
     report = check(archive, store, "slack")
     assert set(kinds(report)) == {"chain", "gap", "extra"}
     (gap,) = findings(report, "gap")
-    assert (gap.start, gap.end) == (manifest["range"]["start_iso"][:19] + "Z", manifest["range"]["end_iso"][:19] + "Z")
+    assert (gap.start, gap.end) == (manifest["range_start_iso"][:19] + "Z", manifest["range_end_iso"][:19] + "Z")
     assert {f.key for f in findings(report, "extra")} == {o["key"] for o in manifest["objects"]}
     assert "missing" in findings(report, "chain")[0].detail
 
@@ -237,7 +237,7 @@ def test_an_edited_manifest_breaks_the_chain(archive_both):
     report = check(archive, store, "asana")
     assert kinds(report) == ["chain"]
     (f,) = findings(report, "chain")
-    assert key in f.detail and f.start == manifest["range"]["start_iso"][:19] + "Z"
+    assert key in f.detail and f.start == manifest["range_start_iso"][:19] + "Z"
 
 
 def test_the_last_manifest_deleted_or_edited_is_caught_by_the_checkpoint_head(archive_both):
@@ -260,7 +260,7 @@ def test_a_removed_window_is_a_gap_with_its_range(archive_both, capsys):
     report = check(archive, store, "asana")
     assert set(kinds(report)) == {"chain", "gap"}
     (gap,) = findings(report, "gap")
-    assert gap.start == manifest["range"]["start_iso"][:19] + "Z"
+    assert gap.start == manifest["range_start_iso"][:19] + "Z"
     assert cli.main(["verify", "--archive", str(folder), "--provider", "asana", "--format", "json"]) == 1
     document = json.loads(capsys.readouterr().out)
     assert document["providers"][0]["counts"]["gap"] == 1
@@ -270,9 +270,9 @@ def test_from_and_to_limit_the_check(archive_both):
     store, archive, folder = archive_both
     _key, manifest = middle_manifest(archive, "slack")
     (folder / manifest["objects"][0]["key"]).unlink()
-    start = manifest["range"]["start"]
+    start = manifest["range_start"]
     assert kinds(check(archive, store, "slack", start=start, end=start + 60)) == ["missing"]
-    assert check(archive, store, "slack", start=manifest["range"]["end"]).clean
+    assert check(archive, store, "slack", start=manifest["range_end"]).clean
     assert check(archive, store, "slack", end=start).clean
 
 

@@ -138,7 +138,7 @@ class _Verifier:
         found = self._read_manifests()
         chained = sorted((m for m in found if m[1] is not None), key=lambda m: (m[1]["seq"], m[0]))
         self._check_chain(chained)
-        in_range = [m for m in chained if self._overlaps(m[1]["range"]["start"], m[1]["range"]["end"])]
+        in_range = [m for m in chained if self._overlaps(m[1]["range_start"], m[1]["range_end"])]
         self.report.manifests = len(in_range)
         listed = self._check_objects(in_range)
         self._check_extra(listed)
@@ -209,7 +209,7 @@ class _Verifier:
                 "chain",
                 key,
                 f"manifests 1 to {seqs[0] - 1} of the chain are missing (the first found is {seqs[0]})",
-                self._span(document["range"]["start"], document["range"]["start"]),
+                self._span(document["range_start"], document["range_start"]),
             )
         elif seqs[0] == 1 and by_seq[1][0][1]["prev"] is not None:
             report.add("chain", by_seq[1][0][0], "the first manifest names a predecessor")
@@ -221,7 +221,7 @@ class _Verifier:
                     "chain",
                     a_key,
                     f"manifests {before + 1} to {after - 1} of the chain are missing, between {b_key} and {a_key}",
-                    self._span(b_doc["range"]["end"], a_doc["range"]["start"]),
+                    self._span(b_doc["range_end"], a_doc["range_start"]),
                 )
             elif a_doc["prev"] != b_sha:
                 report.add(
@@ -229,7 +229,7 @@ class _Verifier:
                     a_key,
                     f"its prev ({str(a_doc['prev'])[:12]}…) is not the SHA-256 of {b_key} ({b_sha[:12]}…): "
                     "that manifest was edited or replaced",
-                    self._span(b_doc["range"]["start"], b_doc["range"]["end"]),
+                    self._span(b_doc["range_start"], b_doc["range_end"]),
                 )
         last_key, last_doc, last_sha = by_seq[seqs[-1]][0]
         report.chain_head = last_sha
@@ -246,7 +246,7 @@ class _Verifier:
                 "chain",
                 head.get("key") or last_key,
                 detail,
-                self._span(last_doc["range"]["start"], last_doc["range"]["end"]),
+                self._span(last_doc["range_start"], last_doc["range_end"]),
             )
 
     # ------------------------------------------------------------------ objects
@@ -258,7 +258,7 @@ class _Verifier:
         seen_ids: dict[Any, str] = {}
         tick = self.progress(sum(len(m[1]["objects"]) for m in in_range)) if self.progress else None
         for manifest_key, document, _ in in_range:
-            span = self._span(document["range"]["start"], document["range"]["end"])
+            span = self._span(document["range_start"], document["range_end"])
             for entry in document["objects"]:
                 key = entry["key"]
                 listed.add(key)
@@ -346,7 +346,7 @@ class _Verifier:
         """Instants from the first covered one to the watermark that no manifest covers and no
         unfinished job still owns (a backfill under way, the live job's open end)."""
         report = self.report
-        covered = merge([[m[1]["range"]["start"], m[1]["range"]["end"]] for m in in_range])
+        covered = merge([[m[1]["range_start"], m[1]["range_end"]] for m in in_range])
         live = jobs_of(self.checkpoint or {}).get("live")
         if covered:
             first = covered[0][0]
@@ -397,8 +397,7 @@ def _check_manifest(document: Any, provider: str) -> None:
     if document["provider"] != provider:
         raise ValueError(f"it names provider {document['provider']!r}")
     int(document["seq"])
-    r = document["range"]
-    if not (isinstance(r["start"], int) and isinstance(r["end"], int)):
+    if not (isinstance(document["range_start"], int) and isinstance(document["range_end"], int)):
         raise ValueError("its range is not two integers")
     for entry in document["objects"]:
         for name in ("key", "bytes", "events", "sha256", "ids_digest"):
