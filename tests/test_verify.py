@@ -398,3 +398,30 @@ def test_object_lock_buckets_work_end_to_end(mode, provider, emu, org, clock):
         report = check(inner_archive, inner_store, provider)
         assert report.clean, [f.as_dict() for p in report.providers for f in p.findings]
         assert check(inner_archive, inner_store, provider, quick=True).clean
+
+
+def test_the_scheduled_verification_publishes_findings_as_a_metric(emu, org, clock, capsys):
+    from audit_collector import verify_handler
+    from audit_collector.errors import ConfigError
+
+    with mock_aws():
+        create_aws_resources()
+        store, archive = DynamoDBStore(TABLE), S3Archive(BUCKET, client=boto3.client("s3"))
+        collected("asana", emu, org, clock, store, archive, runs=2)
+        event = {"bucket": BUCKET, "prefix": "", "state_table": TABLE, "days": 3660}
+
+        def metrics():
+            lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+            return {m["provider"]: m["VerifyFindings"] for m in lines if "_aws" in m}, lines
+
+        assert verify_handler.lambda_handler(event, None)["clean"]
+        assert metrics()[0] == {"slack": 0, "asana": 0}
+        victim = next(iter(archive.keys("asana/")))
+        boto3.client("s3").delete_object(Bucket=BUCKET, Key=victim)
+        result = verify_handler.lambda_handler(event, None)
+        assert not result["clean"]
+        counts, lines = metrics()
+        assert counts == {"slack": 0, "asana": 1}
+        assert any(line.get("kind") == "missing" and line.get("key") == victim for line in lines)
+        with pytest.raises(ConfigError):
+            verify_handler.lambda_handler({"bucket": BUCKET}, None)
