@@ -425,3 +425,18 @@ def test_the_scheduled_verification_publishes_findings_as_a_metric(emu, org, clo
         assert any(line.get("kind") == "missing" and line.get("key") == victim for line in lines)
         with pytest.raises(ConfigError):
             verify_handler.lambda_handler({"bucket": BUCKET}, None)
+
+
+def test_manifests_are_a_table_locally_as_in_athena(archive_both):
+    from audit_collector.query import run_query
+
+    _store, archive, folder = archive_both
+    _names, rows = run_query(
+        folder, "SELECT source, count(*), sum(events), max(seq) FROM audit_manifests GROUP BY source ORDER BY source"
+    )
+    events = {n: sum(m["events"] for _, m in manifests_of(archive, n)) for n in PROVIDERS}
+    assert rows == [
+        (n, len(manifests_of(archive, n)), events[n], len(manifests_of(archive, n))) for n in ["asana", "slack"]
+    ]
+    _, (row,) = run_query(folder, "SELECT count(*) FROM slack_audit_logs")
+    assert row[0] == events["slack"]  # the manifests' counts are what the data table holds
