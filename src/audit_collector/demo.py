@@ -16,7 +16,7 @@ from pathlib import Path
 from . import providers
 from .archive import LocalArchive, decode_object
 from .collector import Budget, Settings
-from .console import ProgressBar, print_result, write_rows
+from .console import ProgressBar, print_result, print_verify, write_rows
 from .dates import iso
 from .descriptor import Descriptor
 from .emulator import EmulatedApi, Emulator, FaultPlan, make_org
@@ -91,7 +91,19 @@ def demo(*, archive_dir: Path, days: float, users: int, seed: int, fault_rate: f
     print(f"\nArchive: {archive_dir}/  (same layout and bytes as s3://<bucket>/<provider>/dt=YYYY-MM-DD/…)")
     print(f"Pipeline took {time.monotonic() - started:.1f}s.\n")
     ask(archive_dir, [d for d, _ in demoed])
+    ok &= prove(archive, store, [d for d, _ in demoed], archive_dir)
     return 0 if ok else 1
+
+
+def prove(archive: LocalArchive, store: FileStore, descriptors: list[Descriptor], archive_dir: Path) -> bool:
+    """What an auditor runs: every object against its window's manifest, the chain, the gaps."""
+    from .verify import verify_archive
+
+    print(f"\nProving the archive (audit-collector verify --archive {archive_dir}):")
+    checkpoints = {d.name: store.read(d.name).get("checkpoint", {}) for d in descriptors}
+    report = verify_archive(archive, "", descriptors, checkpoints=checkpoints)
+    print_verify(report)
+    return report.clean
 
 
 def ask(archive_dir: Path, descriptors: list[Descriptor]) -> None:
