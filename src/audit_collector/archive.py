@@ -95,7 +95,7 @@ def normalize_prefix(prefix: str | None) -> str:
 
 
 # What a buffer learns of its events for the window's manifest: (ids, epoch seconds), one each.
-Identify = Callable[[Sequence[Line]], tuple[list[Any], list[float]]]
+Identify = Callable[[Sequence[Line]], tuple[list[Any], list[float | None]]]
 
 
 class ObjectBuffer:
@@ -123,8 +123,9 @@ class ObjectBuffer:
         self.raw_bytes += len(data)
         self.events += len(lines)
         if self._identify is not None:
-            ids, times = self._identify(lines)
+            ids, known = self._identify(lines)
             self.ids.extend(ids)
+            times = [t for t in known if t is not None]
             if times:
                 low, high = min(times), max(times)
                 self.first = low if self.first is None else min(self.first, low)

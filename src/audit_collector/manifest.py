@@ -59,19 +59,21 @@ def digest_hex(value: int) -> str:
 
 def identifier(
     id_field: str, time_field: str, event_seconds: Callable[[dict[str, Any]], float]
-) -> Callable[[Sequence[Line]], tuple[list[Any], list[float]]]:
-    """Reads the id and time of each event of a batch (only those two fields: msgspec skips the rest)."""
+) -> Callable[[Sequence[Line]], tuple[list[Any], list[float | None]]]:
+    """Reads the id and time of each event of a batch (only those two fields: msgspec skips the
+    rest); one of each per event, the time None where it cannot be read."""
     key = msgspec.defstruct("EventKey", [(id_field, Any, None), (time_field, Any, None)])
     decoder = msgspec.json.Decoder(list[key])  # type: ignore[valid-type]
 
-    def identify(lines: Sequence[Line]) -> tuple[list[Any], list[float]]:
+    def identify(lines: Sequence[Line]) -> tuple[list[Any], list[float | None]]:
         keys = decoder.decode(b"[" + b",".join(lines) + b"]")
         ids = [getattr(k, id_field) for k in keys]
-        times = []
+        times: list[float | None] = []
         for k in keys:
+            times.append(None)
             # A source archives only events it could place; one without a readable time adds none.
             with contextlib.suppress(TypeError, ValueError, KeyError):
-                times.append(event_seconds({time_field: getattr(k, time_field)}))
+                times[-1] = event_seconds({time_field: getattr(k, time_field)})
         return ids, times
 
     return identify
@@ -102,6 +104,7 @@ def build(
     chain: dict[str, Any],
     written_at: float,
     revision: int = 0,
+    window_fields: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A manifest document (see the module's docstring)."""
     firsts = [p["first"] for p in parts if p.get("first") is not None]
@@ -111,6 +114,7 @@ def build(
         "provider": provider,
         "job": job,
         "window_id": window,
+        "window": window_fields,  # the provider's window as first planned: what a sweep asks again
         "revision": revision,
         "range_start": start,
         "range_end": end,
@@ -127,6 +131,40 @@ def build(
         "written_at": _iso(written_at),
         "collector_version": __version__,
     }
+
+
+def revise(
+    previous: dict[str, Any],
+    parts: list[dict[str, Any]],
+    *,
+    chain: dict[str, Any],
+    written_at: float,
+    sweep: dict[str, Any],
+) -> dict[str, Any]:
+    """The next revision of a window's manifest: its objects and ``parts`` (a sweep's), a new link."""
+    firsts = [p["first"] for p in parts if p.get("first") is not None]
+    lasts = [p["last"] for p in parts if p.get("last") is not None]
+    first = min([_seconds(previous["first_event"])] * bool(previous["first_event"]) + firsts, default=None)
+    last = max([_seconds(previous["last_event"])] * bool(previous["last_event"]) + lasts, default=None)
+    new = [{k: p[k] for k in ("key", "bytes", "events", "sha256", "ids_digest")} for p in parts]
+    return {
+        **previous,
+        "revision": previous["revision"] + 1,
+        "objects": previous["objects"] + new,
+        "events": previous["events"] + sum(p["events"] for p in parts),
+        "ids_digest": add_digests(previous["ids_digest"], *(p["ids_digest"] for p in parts)),
+        "first_event": _iso(first) if first is not None else None,
+        "last_event": _iso(last) if last is not None else None,
+        "seq": chain.get("count", 0) + 1,
+        "prev": chain.get("head"),
+        "written_at": _iso(written_at),
+        "collector_version": __version__,
+        "sweep": sweep,
+    }
+
+
+def _seconds(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def sha256_of(body: bytes) -> str:

@@ -12,6 +12,7 @@ the archive and the checkpoint a source has.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from collections.abc import Callable
@@ -241,14 +242,13 @@ class _Run:
             return None
         return source.plan(job, gap[0], gap[1], self.horizon)
 
-    def save_jobs(self, *jobs: Job, chain: dict[str, Any] | None = None) -> None:
+    def save_jobs(self, *jobs: Job, **fields: Any) -> None:
         """Second half of the rule: the jobs' checkpoint (several at once: one atomic claim), and
-        with a closing window the manifest chain's new head, in the same write."""
+        other top-level fields in the same write (a closing window's new chain head)."""
         with self._lock:
             document = dict(self.document)
             document["jobs"] = {**document.get("jobs", {}), **{job.id: job.to_dict() for job in jobs}}
-            if chain is not None:
-                document["chain"] = chain
+            document.update(fields)
             self.store.save(self.lease, compact(document))  # finished backfills: merged into "archived"
 
     def put(self, key: str, buffer: ObjectBuffer | None) -> bytes:
@@ -262,7 +262,9 @@ class _Run:
                 self.result.events_written += buffer.events
         return body
 
-    def close_window(self, job: Job, window_id: str, start: int, watermark: int) -> None:
+    def close_window(
+        self, job: Job, window_id: str, start: int, watermark: int, window_fields: dict[str, Any] | None = None
+    ) -> None:
         """The window's manifest (after its objects), then the checkpoint that closes it and moves
         the chain's head (one write). Serialized: concurrent slices extend one chain."""
         with self._chain_lock:
@@ -280,6 +282,7 @@ class _Run:
                 parts=sorted(job.parts, key=lambda p: p["key"]),
                 chain=chain,
                 written_at=self.clock.time(),
+                window_fields=window_fields,
             )
             body = manifest.encode(document)
             self.put_body(key, body)
@@ -341,6 +344,7 @@ class WindowContext:
         self._run = run
         self.job = job
         self._window_id = window.id if window is not None else None
+        self._window_fields = _as_planned(window) if window is not None else None
         # Where the window starts: the job's first gap, as it was planned (the watermark moves
         # only when a window closes, so a resumed window finds the same start).
         gap = job.next_gap(job.watermark)
@@ -385,7 +389,20 @@ class WindowContext:
             self.job.watermark, self.job.window, self.job.parts = watermark, None, []
             self._run.save_jobs(self.job)
             return
-        self._run.close_window(self.job, self._window_id, self._start, watermark)
+        self._run.close_window(self.job, self._window_id, self._start, watermark, self._window_fields)
 
     def page_fetched(self, events: int) -> None:
         self._run.page_fetched(self.job.id, events)
+
+
+def _as_planned(window: Window) -> dict[str, Any] | None:
+    """The window as its source planned it (its progress fields back at their defaults): what a
+    sweep asks the API again. None for a window that is not a dataclass."""
+    if not dataclasses.is_dataclass(window):
+        return None
+    required = {
+        f.name: getattr(window, f.name)
+        for f in dataclasses.fields(window)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    return type(window)(**required).to_dict()
