@@ -144,8 +144,11 @@ def revise(
     """The next revision of a window's manifest: its objects and ``parts`` (a sweep's), a new link."""
     firsts = [p["first"] for p in parts if p.get("first") is not None]
     lasts = [p["last"] for p in parts if p.get("last") is not None]
-    first = min([_seconds(previous["first_event"])] * bool(previous["first_event"]) + firsts, default=None)
-    last = max([_seconds(previous["last_event"])] * bool(previous["last_event"]) + lasts, default=None)
+    if previous["first_event"]:
+        firsts.append(_seconds(previous["first_event"]))
+    if previous["last_event"]:
+        lasts.append(_seconds(previous["last_event"]))
+    first, last = min(firsts, default=None), max(lasts, default=None)
     new = [{k: p[k] for k in ("key", "bytes", "events", "sha256", "ids_digest")} for p in parts]
     return {
         **previous,

@@ -138,7 +138,13 @@ class _Verifier:
         found = self._read_manifests()
         chained = sorted((m for m in found if m[1] is not None), key=lambda m: (m[1]["seq"], m[0]))
         self._check_chain(chained)
-        in_range = [m for m in chained if self._overlaps(m[1]["range_start"], m[1]["range_end"])]
+        latest: dict[str, tuple[str, dict[str, Any], str]] = {}  # a window's last revision (a sweep's)
+        for m in chained:
+            if self._overlaps(m[1]["range_start"], m[1]["range_end"]):
+                window = m[1]["window_id"]
+                if window not in latest or latest[window][1]["revision"] < m[1]["revision"]:
+                    latest[window] = m
+        in_range = sorted(latest.values(), key=lambda m: m[1]["range_start"])
         self.report.manifests = len(in_range)
         listed = self._check_objects(in_range)
         self._check_extra(listed)

@@ -37,6 +37,7 @@ from .gc import gc_paused
 from .jobs import LIVE, Job, backfill_id, jobs_of, subtract, taken_by_others
 from .settings import Budget, Settings
 from .source import Source, Window
+from .sweep import sweep
 
 
 @dataclass
@@ -56,6 +57,7 @@ class RunResult:
     rate_limited: int = 0
     backfill: dict[str, Any] | None = None  # the backfill this invocation asked for
     backfills: list[dict[str, Any]] = field(default_factory=list)  # every unfinished one, after the run
+    sweep: dict[str, Any] | None = None  # the late-event sweep's report (when it is on)
 
     def as_dict(self) -> dict[str, Any]:
         out = {
@@ -75,6 +77,8 @@ class RunResult:
             out["backfill"] = self.backfill
         if self.backfills:
             out["backfills"] = self.backfills
+        if self.sweep is not None:
+            out["sweep"] = self.sweep
         return out
 
 
@@ -126,6 +130,8 @@ def collect(
             pending = [job.id for job in jobs_of(run.document).values() if job.id != LIVE and not job.done]
             if complete and pending:
                 complete = run.collect_jobs(pending)
+            if complete and settings.sweep_after_seconds:  # late events, once collection is done
+                run.result.sweep = sweep(run).as_dict()
         run.result.complete = complete
     finally:
         store.release(lease)
