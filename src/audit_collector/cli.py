@@ -14,6 +14,7 @@ from pathlib import Path
 from . import __version__, providers
 from .archive import ArchiveWriter, LocalArchive, S3Archive, normalize_prefix
 from .collector import BackfillRequest, Budget, RunResult, Settings
+from .config import parse_sweep_after
 from .console import CountBar, ProgressBar, print_result, print_status, print_verify, write_rows
 from .descriptor import Descriptor
 from .errors import AuditCollectorError, ConfigError
@@ -92,6 +93,8 @@ def collect_settings(args: argparse.Namespace, descriptor: Descriptor) -> Settin
         calls_per_minute=args.calls_per_minute or None,
         paced=args.calls_per_minute != 0,
         backfill_slices=slices,
+        sweep_after_seconds=parse_sweep_after(args.sweep_after, "--sweep-after"),
+        sweep_share=args.sweep_share,
     )
 
 
@@ -285,6 +288,12 @@ def _collection(p: argparse.ArgumentParser) -> None:
                     help=f"{descriptor.name}: {option.help} (default ${option.env})",
                 )
     p.add_argument("--settle-seconds", type=int, default=120)
+    p.add_argument(
+        "--sweep-after",
+        default="1800,86400",
+        help="re-read each closed window this many seconds after it ended, for late events (0: no sweep)",
+    )
+    p.add_argument("--sweep-share", type=float, default=0.25, help="the sweep's share of the API's pace (default 0.25)")
     p.add_argument("--lookback-days", type=float, default=7, help="where live collection starts on its first run")
     p.add_argument("--timeout", type=float, default=30)
     p.add_argument("--budget-seconds", type=float, default=3600, help="stop (exit 3) after this long")

@@ -223,11 +223,12 @@ class _Verifier:
             b_key, b_doc, b_sha = by_seq[before][0]
             a_key, a_doc, _ = by_seq[after][0]
             if after != before + 1:
+                missing = f"{before + 1}" if after == before + 2 else f"{before + 1} to {after - 1}"
                 report.add(
                     "chain",
                     a_key,
-                    f"manifests {before + 1} to {after - 1} of the chain are missing, between {b_key} and {a_key}",
-                    self._span(b_doc["range_end"], a_doc["range_start"]),
+                    f"manifest(s) {missing} of the chain are missing (deleted), between {b_key} ({before}) and "
+                    f"{a_key} ({after})",
                 )
             elif a_doc["prev"] != b_sha:
                 report.add(
