@@ -16,6 +16,7 @@ SCRIPTS = [
     ("5. Cold start", "bench_coldstart.py"),
     ("6. JSON and compression libraries", "bench_libraries.py"),
     ("7. Async clients", "bench_async.py"),
+    ("8. Late-event sweep", "bench_sweep.py"),
 ]
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -41,8 +42,10 @@ _MOD = 1 << 256
 
 
 def id_hash(event_id: Any) -> int:
-    """One id's share of a digest: ids are hashed as their JSON text (a string's quotes included)."""
-    return int.from_bytes(hashlib.sha256(json.dumps(event_id).encode()).digest(), "big")
+    """One id's share of a digest: the SHA-256 of the id's text (a string as it is, UTF-8; any
+    other id as its JSON text)."""
+    text = event_id if isinstance(event_id, str) else json.dumps(event_id, sort_keys=True)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest(), "big")
 
 
 def ids_digest(ids: Iterable[Any]) -> int:
@@ -58,25 +61,42 @@ def digest_hex(value: int) -> str:
 
 
 def identifier(
-    id_field: str, time_field: str, event_seconds: Callable[[dict[str, Any]], float]
+    id_field: str,
+    time_field: str,
+    event_seconds: Callable[[dict[str, Any]], float],
+    *,
+    every_time: bool = False,
 ) -> Callable[[Sequence[Line]], tuple[list[Any], list[float | None]]]:
-    """Reads the id and time of each event of a batch (only those two fields: msgspec skips the
-    rest); one of each per event, the time None where it cannot be read."""
+    """Reads the ids of a batch of events, and their times (only those two fields: msgspec skips
+    the rest). Times: one per event with ``every_time`` (None where unreadable); otherwise only the
+    earliest and latest, found without converting each one where the raw values sort as their
+    instants do (numbers; strings of one length, as ISO 8601 of one format)."""
     key = msgspec.defstruct("EventKey", [(id_field, Any, None), (time_field, Any, None)])
     decoder = msgspec.json.Decoder(list[key])  # type: ignore[valid-type]
+    get_id, get_time = operator.attrgetter(id_field), operator.attrgetter(time_field)
+
+    def seconds(raw: Any) -> float | None:
+        # A source archives only events it could place; one without a readable time adds none.
+        with contextlib.suppress(TypeError, ValueError, KeyError):
+            return event_seconds({time_field: raw})
+        return None
 
     def identify(lines: Sequence[Line]) -> tuple[list[Any], list[float | None]]:
         keys = decoder.decode(b"[" + b",".join(lines) + b"]")
-        ids = [getattr(k, id_field) for k in keys]
-        times: list[float | None] = []
-        for k in keys:
-            times.append(None)
-            # A source archives only events it could place; one without a readable time adds none.
-            with contextlib.suppress(TypeError, ValueError, KeyError):
-                times[-1] = event_seconds({time_field: getattr(k, time_field)})
-        return ids, times
+        ids = list(map(get_id, keys))
+        raw = list(map(get_time, keys))
+        if not every_time and raw and _sortable(raw):
+            raw = [min(raw), max(raw)]
+        return ids, [seconds(r) for r in raw]
 
     return identify
+
+
+def _sortable(values: list[Any]) -> bool:
+    kinds = set(map(type, values))
+    if kinds <= {int, float}:
+        return True
+    return kinds == {str} and len(set(map(len, values))) == 1
 
 
 def part_record(key: str, body: bytes, events: int, ids: Iterable[Any], first: float | None, last: float | None):

@@ -241,13 +241,17 @@ class SweepContext:
         self.calls = 0
         self.closed = False
         self._last_call = run.clock.monotonic()
+        descriptor = run.descriptor
+        self._identify = manifests.identifier(
+            descriptor.id_field, descriptor.time_field, descriptor.event_seconds, every_time=True
+        )
 
     @property
     def saved(self) -> bool:
         return True  # nothing of a sweep is saved before the window is whole
 
     def new_buffer(self) -> ObjectBuffer:
-        return _Late(self.settings.max_object_bytes, self._run.identify, self.archived)
+        return _Late(self.settings.max_object_bytes, self._identify, self.archived)
 
     def key(self, dt: str, window: Window, part: int) -> str:
         return object_key(self._run.prefix, self._run.descriptor.name, dt, f"{window.id}-p{part:05d}")
