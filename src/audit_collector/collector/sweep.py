@@ -145,7 +145,13 @@ def _committed_windows(run: _Run, since: float) -> dict[str, tuple[str, dict[str
         if not key.endswith(".json") or day < first_day:
             continue
         body = run.archive.get(key)
-        by_sha[manifests.sha256_of(body)] = (key, json.loads(body))
+        try:
+            document = json.loads(body)
+            int(document["revision"]), str(document["window_id"])  # a manifest has both
+        except (ValueError, KeyError, TypeError):
+            log.warning("late-event sweep: %s is not a readable manifest; skipped (verify reports it)", key)
+            continue
+        by_sha[manifests.sha256_of(body)] = (key, document)
     out: dict[str, tuple[str, dict[str, Any]]] = {}
     link = head
     while link in by_sha:  # back along the chain, as far as the days listed reach
