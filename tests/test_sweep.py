@@ -190,3 +190,21 @@ def test_lateness_buckets():
         "2h_24h",
         "over_24h",
     ]
+
+
+def test_sweep_settings_from_the_environment_and_the_cli():
+    from audit_collector.config import Config, parse_sweep_after
+    from audit_collector.errors import ConfigError
+
+    assert parse_sweep_after("1800,86400", "X") == (1800.0, 86400.0)
+    assert parse_sweep_after("0", "X") == () and parse_sweep_after(None, "X") == ()
+    for bad in ("soon", "10", "1,2,3,4,5", str(8 * 86400)):
+        with pytest.raises(ConfigError, match="X"):
+            parse_sweep_after(bad, "X")
+    env = {"STATE_TABLE_NAME": "t", "ARCHIVE_BUCKET_NAME": "b", "SLACK_TOKEN_SECRET_ID": "s"}
+    settings = Config.from_env(env).settings("slack")
+    assert settings.sweep_after_seconds == (1800.0, 86400.0) and settings.sweep_share == 0.25  # on by default
+    off = Config.from_env({**env, "SWEEP_AFTER_SECONDS": "0", "SWEEP_SHARE": "0.1"}).settings("slack")
+    assert off.sweep_after_seconds == () and off.sweep_share == 0.1
+    with pytest.raises(ConfigError, match="SWEEP_SHARE"):
+        Config.from_env({**env, "SWEEP_SHARE": "2"})
