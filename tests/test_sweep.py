@@ -208,3 +208,23 @@ def test_sweep_settings_from_the_environment_and_the_cli():
     assert off.sweep_after_seconds == () and off.sweep_share == 0.1
     with pytest.raises(ConfigError, match="SWEEP_SHARE"):
         Config.from_env({**env, "SWEEP_SHARE": "2"})
+
+
+def test_windows_read_long_after_they_ended_are_not_read_again_by_the_early_pass(org, tmp_path):
+    """A backfill closes windows hours after their events: the half-hour pass has nothing to find."""
+    from audit_collector.collector import BackfillRequest
+
+    clock = FakeClock(start=float(NOW))
+    with Emulator(clock=clock.time) as emu:
+        add_history(emu, org, "slack", NOW - 20 * 3600, NOW, 200)
+        store, archive = FileStore(tmp_path / "s.json"), LocalArchive(tmp_path / "a")
+        settings = dataclasses.replace(SWEEP, initial_lookback_days=1 / 24)
+        request = BackfillRequest(NOW - 20 * 3600, NOW - 3600)
+        assert run_once("slack", emu, store=store, archive=archive, clock=clock, settings=settings, backfill=request)
+        clock.advance(3600)
+        result = run_once("slack", emu, store=store, archive=archive, clock=clock, settings=settings)
+        backfilled = [
+            k for k in archive.keys("_manifests/slack/") if int(k.rsplit("/", 1)[1].split("-")[0]) < NOW - 3600
+        ]
+        assert backfilled and result.sweep["windows"] <= 2  # only the live windows, not the backfill's
+        assert result.sweep["calls"] <= 2

@@ -89,8 +89,13 @@ def sweep(run: _Run) -> SweepReport:
         request_seconds=run.budget.request_seconds,
     )
     marks: dict[str, int] = {str(k): v for k, v in (run.document.get("sweep") or {}).items()}
-    windows = _committed_windows(run, now - ages[-1] - SWEEP_GRACE_SECONDS - 86400)
     unit = descriptor.units_per_second
+    # Windows every pass is done with end at or before the lowest mark; none is due before it ended
+    # ages[0] ago. Only manifests in between are read.
+    done_until = min((marks.get(str(age)) for age in ages), default=None, key=lambda m: m or 0)
+    windows = _committed_windows(
+        run, now - ages[-1] - SWEEP_GRACE_SECONDS - 86400, done_until, descriptor.to_units(now - ages[0])
+    )
     due: list[tuple[int, float, str]] = []  # (range_end, age, window id)
     for window_id, (_, document) in windows.items():
         end_seconds = document["range_end"] / unit
@@ -103,6 +108,11 @@ def sweep(run: _Run) -> SweepReport:
             due.append((document["range_end"], age, window_id))
     for range_end, age, window_id in sorted(due):
         key, document = windows[window_id]
+        if manifests._seconds(document["written_at"]) >= range_end / unit + age:
+            # Read whole after its events were this old already (a backfill): nothing this pass
+            # would find that the last read did not.
+            marks[str(age)] = max(marks.get(str(age), range_end), range_end)
+            continue
         if range_end / unit + age + SWEEP_GRACE_SECONDS < now:
             report.missed += 1
             marks[str(age)] = max(marks.get(str(age), range_end), range_end)
@@ -132,37 +142,47 @@ def sweep(run: _Run) -> SweepReport:
     return report
 
 
-def _committed_windows(run: _Run, since: float) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Each recent window's last committed manifest (key, document), by window id. Committed: the
-    chain's head reaches it through ``prev`` links. A manifest a crashed run wrote before its
-    checkpoint is not (whatever its ``seq``): the rerun writes it again under the same name."""
-    head = (run.document.get("chain") or {}).get("head")
+def _committed_windows(
+    run: _Run, since: float, done_until: int | None, due_before: int
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Each recent window's last committed manifest (key, document), by window id, listed day by
+    day. Committed: every manifest but the one a crashed sweep may have left (``sweep_pending`` in
+    the checkpoint, named before its part was written): the rerun writes it again under the same name.
+    Where a window id reads as ``start-end`` integers (as the built-in providers name windows), windows
+    no pass can be due for are not read."""
+    pending = run.document.get("sweep_pending")
     folder = f"{run.prefix}{MANIFEST_FOLDER}/{run.descriptor.name}/"
-    first_day = utc_date(max(since, 0))
-    by_sha: dict[str, tuple[str, dict[str, Any]]] = {}
-    for key in run.archive.keys(folder):
-        day = key.split("/dt=", 1)[1][:10] if "/dt=" in key else ""
-        if not key.endswith(".json") or day < first_day:
-            continue
-        body = run.archive.get(key)
+    day, today = max(since, 0), run.clock.time()
+    latest: dict[str, tuple[int, str]] = {}  # window id -> (revision, key)
+    while utc_date(day) <= utc_date(today):
+        for key in run.archive.keys(f"{folder}dt={utc_date(day)}/"):
+            name = key.rsplit("/", 1)[1]
+            if not name.endswith(".json") or key == pending:
+                continue
+            window_id, _, revision = name.removesuffix(".json").partition(".r")
+            number = int(revision) if revision.isdigit() else 0
+            if window_id not in latest or latest[window_id][0] < number:
+                latest[window_id] = (number, key)
+        day += 86400
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    for window_id, (_, key) in latest.items():
+        bounds = _bounds(window_id)
+        if bounds is not None and (bounds[1] >= due_before or (done_until is not None and bounds[1] < done_until)):
+            continue  # not due for any pass yet, or every pass is done with it
         try:
-            document = json.loads(body)
+            document = json.loads(run.archive.get(key))
             int(document["revision"]), str(document["window_id"])  # a manifest has both
         except (ValueError, KeyError, TypeError):
             log.warning("late-event sweep: %s is not a readable manifest; skipped (verify reports it)", key)
             continue
-        by_sha[manifests.sha256_of(body)] = (key, document)
-    out: dict[str, tuple[str, dict[str, Any]]] = {}
-    link = head
-    while link in by_sha:  # back along the chain, as far as the days listed reach
-        key, document = by_sha.pop(link)
-        link = document.get("prev")
-        if not document.get("window"):
-            continue
-        window_id = document["window_id"]
-        if window_id not in out or out[window_id][1]["revision"] < document["revision"]:
+        if document.get("window"):
             out[window_id] = (key, document)
     return out
+
+
+def _bounds(window_id: str) -> tuple[int, int] | None:
+    start, _, end = window_id.partition("-")
+    return (int(start), int(end)) if start.isdigit() and end.isdigit() else None
 
 
 def _sweep_window(
@@ -202,6 +222,8 @@ def _sweep_window(
         if when is not None:
             report.lateness[lateness_bucket(written_at - when)] += 1
         report.late_events += 1
+    revision_key = key.rsplit("/", 1)[0] + f"/{document['window_id']}.r{document['revision'] + 1}.json"
+    run.save_jobs(sweep_pending=revision_key)  # what a crash from here on may leave uncommitted
     for dt, events in sorted(by_day.items()):
         buffer = ObjectBuffer(run.settings.max_object_bytes, identify=run.identify)
         buffer.extend([line for line, _ in events])
@@ -219,10 +241,9 @@ def _sweep_window(
             sweep={"after_seconds": age, "added": sum(p["events"] for p in parts)},
         )
         body = manifests.encode(revised)
-        revision_key = key.rsplit("/", 1)[0] + f"/{document['window_id']}.r{revised['revision']}.json"
         run.put_body(revision_key, body)
         head = {"head": manifests.sha256_of(body), "count": revised["seq"], "key": revision_key}
-        run.save_jobs(chain=head, sweep=dict(marks))
+        run.save_jobs(chain=head, sweep=dict(marks), sweep_pending=None)
     return revised
 
 
