@@ -114,16 +114,18 @@ class ObjectBuffer:
         self.first: float | None = None
         self.last: float | None = None
 
-    def extend(self, lines: Sequence[Line]) -> None:
+    def extend(self, lines: Sequence[Line], keys: Sequence[Any] | None = None) -> None:
         """Add events, each one line of JSON text, with one compressor call (a call per line costs a
-        third more CPU)."""
+        third more CPU). ``keys``: the page reader's parsed keys of the same events, one each, with
+        the descriptor's id and time fields (spares the manifest's bookkeeping a second parse)."""
         if not lines:
             return
         data = b"\n".join(lines) + b"\n"
         self.raw_bytes += len(data)
         self.events += len(lines)
         if self._identify is not None:
-            ids, known = self._identify(lines)
+            of_keys = getattr(self._identify, "of_keys", None)
+            ids, known = of_keys(keys) if keys is not None and of_keys else self._identify(lines)
             self.ids.extend(ids)
             times = [t for t in known if t is not None]
             if times:

@@ -60,36 +60,53 @@ def digest_hex(value: int) -> str:
     return format(value, "064x")
 
 
+class Identify:
+    """Reads the ids of a batch of events, and their times: from the events' JSON text (only those
+    two fields: msgspec skips the rest), or from the keys a source's page reader already parsed
+    (``of_keys``: no second parse). Times: one per event with ``every_time`` (None where
+    unreadable); otherwise only the earliest and latest, found without converting each one where
+    the raw values sort as their instants do (numbers; strings of one length, as ISO 8601 of one
+    format)."""
+
+    def __init__(
+        self,
+        id_field: str,
+        time_field: str,
+        event_seconds: Callable[[dict[str, Any]], float],
+        *,
+        every_time: bool = False,
+    ) -> None:
+        key = msgspec.defstruct("EventKey", [(id_field, Any, None), (time_field, Any, None)])
+        self._decoder = msgspec.json.Decoder(list[key])  # type: ignore[valid-type]
+        self._id, self._time = operator.attrgetter(id_field), operator.attrgetter(time_field)
+        self._time_field, self._event_seconds, self._every_time = time_field, event_seconds, every_time
+
+    def __call__(self, lines: Sequence[Line]) -> tuple[list[Any], list[float | None]]:
+        return self.of_keys(self._decoder.decode(b"[" + b",".join(lines) + b"]"))
+
+    def of_keys(self, keys: Sequence[Any]) -> tuple[list[Any], list[float | None]]:
+        """From objects with the id and time fields as attributes (a page reader's keys)."""
+        ids = list(map(self._id, keys))
+        raw = list(map(self._time, keys))
+        if not self._every_time and raw and _sortable(raw):
+            raw = [min(raw), max(raw)]
+        return ids, [self._seconds(r) for r in raw]
+
+    def _seconds(self, raw: Any) -> float | None:
+        # A source archives only events it could place; one without a readable time adds none.
+        with contextlib.suppress(TypeError, ValueError, KeyError):
+            return self._event_seconds({self._time_field: raw})
+        return None
+
+
 def identifier(
     id_field: str,
     time_field: str,
     event_seconds: Callable[[dict[str, Any]], float],
     *,
     every_time: bool = False,
-) -> Callable[[Sequence[Line]], tuple[list[Any], list[float | None]]]:
-    """Reads the ids of a batch of events, and their times (only those two fields: msgspec skips
-    the rest). Times: one per event with ``every_time`` (None where unreadable); otherwise only the
-    earliest and latest, found without converting each one where the raw values sort as their
-    instants do (numbers; strings of one length, as ISO 8601 of one format)."""
-    key = msgspec.defstruct("EventKey", [(id_field, Any, None), (time_field, Any, None)])
-    decoder = msgspec.json.Decoder(list[key])  # type: ignore[valid-type]
-    get_id, get_time = operator.attrgetter(id_field), operator.attrgetter(time_field)
-
-    def seconds(raw: Any) -> float | None:
-        # A source archives only events it could place; one without a readable time adds none.
-        with contextlib.suppress(TypeError, ValueError, KeyError):
-            return event_seconds({time_field: raw})
-        return None
-
-    def identify(lines: Sequence[Line]) -> tuple[list[Any], list[float | None]]:
-        keys = decoder.decode(b"[" + b",".join(lines) + b"]")
-        ids = list(map(get_id, keys))
-        raw = list(map(get_time, keys))
-        if not every_time and raw and _sortable(raw):
-            raw = [min(raw), max(raw)]
-        return ids, [seconds(r) for r in raw]
-
-    return identify
+) -> Identify:
+    return Identify(id_field, time_field, event_seconds, every_time=every_time)
 
 
 def _sortable(values: list[Any]) -> bool:

@@ -321,10 +321,10 @@ class _Late(ObjectBuffer):
         self._archived = archived
         self.kept: list[tuple[Any, Line, float | None]] = []
 
-    def extend(self, lines: Any) -> None:
+    def extend(self, lines: Any, keys: Any = None) -> None:
         if not lines:
             return
-        ids, times = self._ident(lines)
+        ids, times = self._ident.of_keys(keys) if keys is not None else self._ident(lines)
         keep = [(i, line, t) for i, line, t in zip(ids, lines, times, strict=True) if i not in self._archived]
         if keep:
             self.kept.extend(keep)
