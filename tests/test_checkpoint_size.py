@@ -116,11 +116,12 @@ def test_two_thousand_backfills_keep_the_document_small_and_every_instant_claime
     assert largest < BOUND
 
 
-def old_save_jobs(self, *jobs):
+def old_save_jobs(self, *jobs, **fields):
     """The checkpoint as it was written before compaction: finished jobs stay in ``jobs``."""
     with self._lock:
         document = dict(self.document)
         document["jobs"] = {**document.get("jobs", {}), **{job.id: job.to_dict() for job in jobs}}
+        document.update(fields)  # the manifest chain's head
         self.store.save(self.lease, document)
 
 

@@ -191,8 +191,8 @@ def test_the_exactly_once_check_fails_on_a_repeated_event(monkeypatch):
             body = buffer.finish()
             for name in (key, key.replace(".jsonl.gz", "-copy.jsonl.gz")):
                 self.archive.put(name, body, replaces=self.archive.version(name))
-            return
-        put(self, key, buffer)
+            return body
+        return put(self, key, buffer)
 
     monkeypatch.setattr(loop._Run, "put", put_twice)
     for provider in ("slack", "asana"):

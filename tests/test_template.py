@@ -134,8 +134,9 @@ def test_the_function_role_has_no_wildcard_resources_and_writes_only_archive_pre
             statement = statement["If"][1]
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         assert "*" not in resources, statement
-        if statement.get("Sid") == "ArchiveObjects":  # read (a fenced write's HEAD) and write: data only
-            assert sorted(statement["Action"]) == ["s3:GetObject", "s3:PutObject"]
+        if statement.get("Action") == "s3:PutObject" and statement["Sid"] == "WindowManifests":
+            assert resources == [{"Sub": "${ArchiveBucket.Arn}/${ArchivePrefix}_manifests/*"}]
+        elif statement.get("Action") == "s3:PutObject":
             assert [r["Sub"] for r in resources] == [
                 f"${{ArchiveBucket.Arn}}/${{ArchivePrefix}}{d.name}/*" for d in BUILTIN
             ]
@@ -263,3 +264,25 @@ def test_samconfig_and_outputs_name_what_users_need():
     payload = json.loads(backfill.split("--payload '")[1].split("'")[0])
     written = datetime(2026, 11, 22, tzinfo=UTC).timestamp()
     assert parse_invocation(payload, ("slack",), now=written).backfill is not None
+
+
+def test_the_manifests_table_and_the_verification_cover_every_provider():
+    """audit_manifests projects one folder per provider; the collector may write manifests and read
+    (HeadObject) what it writes; the verification reads every provider's folder and the manifests."""
+    table = RESOURCES["AuditManifestsTable"]["Properties"]["TableInput"]
+    assert table["Name"] == "audit_manifests"
+    assert table["Parameters"]["projection.source.values"].split(",") == list(ALL)
+    columns = [c["Name"] for c in table["StorageDescriptor"]["Columns"]]
+    assert {"provider", "job", "window_id", "range_start", "range_end", "objects", "seq", "prev"} <= set(columns)
+    role = RESOURCES["CollectorRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    look = next(s for s in role if s.get("Sid") == "LookBeforeEachWrite")
+    assert [r["Sub"] for r in look["Resource"]] == [
+        *(f"${{ArchiveBucket.Arn}}/${{ArchivePrefix}}{d.name}/*" for d in BUILTIN),
+        "${ArchiveBucket.Arn}/${ArchivePrefix}_manifests/*",
+    ]
+    verify = RESOURCES["VerifyRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    read = next(s for s in verify if s.get("Sid") == "ReadDataAndManifests")
+    assert [r["Sub"] for r in read["Resource"]] == [r["Sub"] for r in look["Resource"]]
+    assert not any("s3:PutObject" in str(s.get("Action")) for s in verify)  # read-only
+    assert RESOURCES["VerifyFunction"]["Properties"]["Handler"] == "audit_collector.verify_handler.lambda_handler"
+    assert RESOURCES["VerifyFindingsAlarm"]["Properties"]["MetricName"] == "VerifyFindings"

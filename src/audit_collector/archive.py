@@ -7,10 +7,19 @@ Layout, the same in S3 and on disk, and what the Athena tables read:
 ``dt`` is the event's UTC date. Names are deterministic (window and part index, both kept in the
 checkpoint), so a rerun after a crash rewrites the same names instead of adding copies. Encoding is
 deterministic too (gzip without a timestamp), so a rewrite of the same events is the same bytes.
+
+Beside the data, one manifest per closed window (``manifest.py``):
+
+    {prefix}_manifests/{provider}/dt=YYYY-MM-DD/{window}.json
+
+Every put sends the body's SHA-256 (``ChecksumSHA256``): S3 checks the upload against it and keeps
+it, so ``verify --quick`` can compare it with the manifest without downloading, and writes to an
+Object Lock bucket (which require a checksum or Content-MD5) work whatever boto3's defaults are.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import hashlib
@@ -18,7 +27,7 @@ import json
 import os
 import threading
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,31 +70,69 @@ def object_key(prefix: str, provider: str, dt: str, name: str) -> str:
     return f"{prefix}{provider}/dt={dt}/{name}.jsonl.gz"
 
 
+# Manifests: one per closed window (and one more per sweep of it), in their own folder beside the
+# providers' (never read as events).
+MANIFEST_FOLDER = "_manifests"
+
+
+def manifest_key(prefix: str, provider: str, dt: str, window: str, revision: int = 0) -> str:
+    """The window's manifest; a sweep that adds a part to the window writes revision 1, 2, ..."""
+    suffix = "" if revision == 0 else f".r{revision}"
+    return f"{prefix}{MANIFEST_FOLDER}/{provider}/dt={dt}/{window}{suffix}.json"
+
+
+def is_manifest_key(key: str) -> bool:
+    return f"{MANIFEST_FOLDER}/" in key and key.endswith(".json") and "/dt=" in key
+
+
+def sha256_hex(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
 def normalize_prefix(prefix: str | None) -> str:
     """'' stays '', 'audit' becomes 'audit/': keys never start with a slash or double one."""
     prefix = (prefix or "").strip().strip("/")
     return f"{prefix}/" if prefix else ""
 
 
-class ObjectBuffer:
-    """Events for one object, compressed as they arrive: memory holds compressed bytes only."""
+# What a buffer learns of its events for the window's manifest: (ids, epoch seconds), one each.
+Identify = Callable[[Sequence[Line]], tuple[list[Any], list[float | None]]]
 
-    def __init__(self, max_bytes: int = DEFAULT_MAX_OBJECT_BYTES) -> None:
+
+class ObjectBuffer:
+    """Events for one object, compressed as they arrive: memory holds compressed bytes only (and,
+    with ``identify``, each event's id and time, for the manifest)."""
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_OBJECT_BYTES, identify: Identify | None = None) -> None:
         self.max_bytes = max_bytes
         self._compressor = _compressor()
         self._chunks: list[bytes] = []
         self.raw_bytes = 0
         self.events = 0
         self.dt: str | None = None
+        self._identify = identify
+        self.ids: list[Any] = []
+        self.first: float | None = None
+        self.last: float | None = None
 
-    def extend(self, lines: Sequence[Line]) -> None:
+    def extend(self, lines: Sequence[Line], keys: Sequence[Any] | None = None) -> None:
         """Add events, each one line of JSON text, with one compressor call (a call per line costs a
-        third more CPU)."""
+        third more CPU). ``keys``: the page reader's parsed keys of the same events, one each, with
+        the descriptor's id and time fields (spares the manifest's bookkeeping a second parse)."""
         if not lines:
             return
         data = b"\n".join(lines) + b"\n"
         self.raw_bytes += len(data)
         self.events += len(lines)
+        if self._identify is not None:
+            of_keys = getattr(self._identify, "of_keys", None)
+            ids, known = of_keys(keys) if keys is not None and of_keys else self._identify(lines)
+            self.ids.extend(ids)
+            times = [t for t in known if t is not None]
+            if times:
+                low, high = min(times), max(times)
+                self.first = low if self.first is None else min(self.first, low)
+                self.last = high if self.last is None else max(self.last, high)
         chunk = self._compressor.compress(data)
         if chunk:
             self._chunks.append(chunk)
@@ -153,7 +200,7 @@ class ArchiveWriter:
         """Write one object, replacing version ``replaces`` (None: the key must not exist yet).
         Raises ``WriteRefused`` if the object is not what the caller saw, ``ArchiveError`` if the
         write failed; in both cases nothing was checkpointed."""
-        if not key.endswith(".jsonl.gz") or key.startswith("/") or ".." in key.split("/"):
+        if not (key.endswith(".jsonl.gz") or is_manifest_key(key)) or key.startswith("/") or ".." in key.split("/"):
             raise ArchiveError(f"refusing to write an object under a malformed key: {key!r}")
         try:
             self._put(key, body, replaces)
@@ -169,10 +216,20 @@ class ArchiveWriter:
         raise NotImplementedError
 
     def keys(self, prefix: str = "") -> Iterable[str]:
+        """Data objects (``.jsonl.gz``) and manifests under ``prefix``."""
         raise NotImplementedError
 
     def get(self, key: str) -> bytes:
         raise NotImplementedError
+
+    def checksum(self, key: str) -> tuple[int, str | None] | None:
+        """(size, SHA-256 hex as the store keeps it, or None if it keeps none) without reading the
+        body where the store allows it; None if there is no such object."""
+        try:
+            body = self.get(key)
+        except (FileNotFoundError, KeyError):
+            return None
+        return len(body), sha256_hex(body)
 
     def describe(self, key: str = "") -> str:
         raise NotImplementedError
@@ -195,8 +252,9 @@ class S3Archive(ArchiveWriter):
 
     def _put(self, key: str, body: bytes, replaces: str | None) -> None:
         condition = {"If-Match": replaces} if replaces is not None else {"If-None-Match": "*"}
+        kind = "application/json" if key.endswith(".json") else "application/gzip"
         try:
-            self._conditional_put(key, body, "application/gzip", condition)
+            self._conditional_put(key, body, kind, condition)
         except Exception as exc:
             if _error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                 raise WriteRefused(_refused(self.describe(key))) from None
@@ -231,7 +289,7 @@ class S3Archive(ArchiveWriter):
             client._audit_collector_conditions = True
         _conditions.headers = headers
         try:
-            client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+            client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **_checksum(body))
         finally:
             _conditions.headers = None
 
@@ -242,7 +300,22 @@ class S3Archive(ArchiveWriter):
                 yield item["Key"]
 
     def get(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            raise KeyError(key) from None
+
+    def checksum(self, key: str) -> tuple[int, str | None] | None:
+        try:
+            found = self.client.get_object_attributes(
+                Bucket=self.bucket, Key=key, ObjectAttributes=["Checksum", "ObjectSize"]
+            )
+        except self.client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        stored = found.get("Checksum", {}).get("ChecksumSHA256")
+        return found["ObjectSize"], base64.b64decode(stored).hex() if stored else None
 
     def describe(self, key: str = "") -> str:
         return f"s3://{self.bucket}/{key}"
@@ -307,11 +380,17 @@ class LocalArchive(ArchiveWriter):
     def keys(self, prefix: str = "") -> Iterable[str]:
         if not self.root.exists():
             return []
-        found = (p.relative_to(self.root).as_posix() for p in self.root.rglob("*.jsonl.gz"))
-        return sorted(k for k in found if k.startswith(prefix))
+        found = [p.relative_to(self.root).as_posix() for p in self.root.rglob("*.jsonl.gz")]
+        found += [
+            k for k in (p.relative_to(self.root).as_posix() for p in self.root.rglob("*.json")) if is_manifest_key(k)
+        ]
+        return sorted(k for k in found if k.startswith(prefix) and not k.rpartition("/")[2].startswith("."))
 
     def get(self, key: str) -> bytes:
-        return (self.root / key).read_bytes()
+        try:
+            return (self.root / key).read_bytes()
+        except FileNotFoundError:
+            raise KeyError(key) from None
 
     def describe(self, key: str = "") -> str:
         return str(self.root / key)
@@ -324,6 +403,12 @@ def _file_version(path: Path) -> str | None:
     except FileNotFoundError:
         return None
     return f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
+
+
+def _checksum(body: bytes) -> dict[str, str]:
+    """S3 checks the upload against this and keeps it (GetObjectAttributes returns it)."""
+    digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    return {"ChecksumAlgorithm": "SHA256", "ChecksumSHA256": digest}
 
 
 def _refused(where: str) -> str:

@@ -14,7 +14,8 @@ from pathlib import Path
 from . import __version__, providers
 from .archive import ArchiveWriter, LocalArchive, S3Archive, normalize_prefix
 from .collector import BackfillRequest, Budget, RunResult, Settings
-from .console import ProgressBar, print_result, print_status, write_rows
+from .config import parse_sweep_after
+from .console import CountBar, ProgressBar, print_result, print_status, print_verify, write_rows
 from .descriptor import Descriptor
 from .errors import AuditCollectorError, ConfigError
 from .http_retry import SystemClock
@@ -92,6 +93,8 @@ def collect_settings(args: argparse.Namespace, descriptor: Descriptor) -> Settin
         calls_per_minute=args.calls_per_minute or None,
         paced=args.calls_per_minute != 0,
         backfill_slices=slices,
+        sweep_after_seconds=parse_sweep_after(args.sweep_after, "--sweep-after"),
+        sweep_share=args.sweep_share,
     )
 
 
@@ -196,6 +199,59 @@ def cmd_compact(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def parse_instant(text: str, flag: str) -> float:
+    """``2026-11-01`` (midnight UTC) or ISO 8601 with a zone (``2026-11-01T06:00:00Z``)."""
+    from datetime import UTC, datetime
+
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: give a date (2026-11-01) or an ISO 8601 UTC time") from None
+    if when.tzinfo is None:
+        if len(text) > 10:
+            raise ConfigError(f"{flag} {text!r}: say the time zone (…Z)")
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import Report, verify_archive
+
+    archive, prefix = open_archive(args.archive)
+    if not args.archive.startswith("s3://") and not Path(args.archive).is_dir():
+        raise ConfigError(f"--archive {args.archive!r}: no such folder")
+    start = parse_instant(args.start, "--from") if args.start else None
+    end = parse_instant(args.end, "--to") if args.end else None
+    if start is not None and end is not None and end <= start:
+        raise ConfigError("--to must be after --from")
+    descriptors = [d for d in providers.all_descriptors() if args.provider in (None, d.name)]
+    checkpoints = None
+    if args.state or not args.archive.startswith("s3://"):
+        store = open_state(args.state, args.archive)
+        if args.state or Path(args.archive, "state.json").exists():
+            checkpoints = {d.name: store.read(d.name).get("checkpoint", {}) for d in descriptors}
+    bar = CountBar(enabled=not args.no_progress and args.format == "table")
+    reports = []
+    try:
+        for descriptor in descriptors:  # one bar per provider
+            one = verify_archive(
+                archive,
+                prefix,
+                [descriptor],
+                checkpoints=checkpoints,
+                start=start,
+                end=end,
+                quick=args.quick,
+                progress=bar.start(descriptor.name),
+            )
+            reports.extend(one.providers)
+    finally:
+        bar.close()
+    report = Report(reports, args.quick)
+    print_verify(report, args.format)
+    return EXIT_OK if report.clean else EXIT_FAILED
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import demo
 
@@ -232,6 +288,12 @@ def _collection(p: argparse.ArgumentParser) -> None:
                     help=f"{descriptor.name}: {option.help} (default ${option.env})",
                 )
     p.add_argument("--settle-seconds", type=int, default=120)
+    p.add_argument(
+        "--sweep-after",
+        default="1800,86400",
+        help="re-read each closed window this many seconds after it ended, for late events (0: no sweep)",
+    )
+    p.add_argument("--sweep-share", type=float, default=0.25, help="the sweep's share of the API's pace (default 0.25)")
     p.add_argument("--lookback-days", type=float, default=7, help="where live collection starts on its first run")
     p.add_argument("--timeout", type=float, default=30)
     p.add_argument("--budget-seconds", type=float, default=3600, help="stop (exit 3) after this long")
@@ -277,6 +339,25 @@ def build_parser() -> argparse.ArgumentParser:
     compact_p.add_argument("--provider", choices=[d.name for d in providers.all_descriptors()])
     compact_p.add_argument("--grace-seconds", type=float, default=0, help="wait this long after a day closes")
     compact_p.set_defaults(func=cmd_compact)
+
+    verify_p = sub.add_parser(
+        "verify", help="prove the archive against its manifests: gaps, missing, altered, extra, duplicates, chain"
+    )
+    verify_p.add_argument("--archive", default="./archive", help="a folder (default ./archive) or s3://bucket/prefix")
+    verify_p.add_argument(
+        "--state",
+        help="the state store (a JSON file, default state.json in the archive folder if there; or dynamodb://table): "
+        "its watermark ends the gap check, its open windows are not extra, its chain head is checked",
+    )
+    verify_p.add_argument("--provider", choices=[d.name for d in providers.all_descriptors()])
+    verify_p.add_argument("--from", dest="start", help="check windows from this date or instant (UTC)")
+    verify_p.add_argument("--to", dest="end", help="... up to this one (exclusive)")
+    verify_p.add_argument("--format", choices=("table", "json"), default="table")
+    verify_p.add_argument(
+        "--quick", action="store_true", help="compare S3's stored checksums (GetObjectAttributes); no downloads"
+    )
+    verify_p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    verify_p.set_defaults(func=cmd_verify)
 
     demo_p = sub.add_parser("demo", help="emulator -> collector -> local archive -> DuckDB, on loopback only")
     demo_p.add_argument("--archive", default="./demo-archive")

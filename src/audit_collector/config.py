@@ -28,6 +28,10 @@ COMMON_VARIABLES: dict[str, str | None] = {
     "SETTLE_SECONDS": "120",
     "INITIAL_LOOKBACK_DAYS": "7",
     "HTTP_TIMEOUT_SECONDS": "30",
+    # The late-event sweep: re-read each closed window this many seconds after it ended ("0": off),
+    # at this share of the provider's pace.
+    "SWEEP_AFTER_SECONDS": "1800,86400",
+    "SWEEP_SHARE": "0.25",
 }
 
 
@@ -71,6 +75,8 @@ class Config:
     initial_lookback_days: float
     http_timeout_seconds: float
     providers: dict[str, ProviderConfig]  # the enabled ones, in registry order
+    sweep_after_seconds: tuple[float, ...] = ()
+    sweep_share: float = 0.25
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -98,6 +104,8 @@ class Config:
             initial_lookback_days=_number(get("INITIAL_LOOKBACK_DAYS"), "INITIAL_LOOKBACK_DAYS", 0.001, 3650),
             http_timeout_seconds=_number(get("HTTP_TIMEOUT_SECONDS"), "HTTP_TIMEOUT_SECONDS", 1, 300),
             providers=enabled,
+            sweep_after_seconds=parse_sweep_after(get("SWEEP_AFTER_SECONDS"), "SWEEP_AFTER_SECONDS"),
+            sweep_share=_number(get("SWEEP_SHARE"), "SWEEP_SHARE", 0.01, 1),
         )
 
     @property
@@ -110,7 +118,22 @@ class Config:
             initial_lookback_days=self.initial_lookback_days,
             http_timeout=self.http_timeout_seconds,
             calls_per_minute=self.providers[name].calls_per_minute,
+            sweep_after_seconds=self.sweep_after_seconds,
+            sweep_share=self.sweep_share,
         )
+
+
+def parse_sweep_after(raw: str | None, name: str) -> tuple[float, ...]:
+    """``1800,86400``: seconds after a window ends at which it is re-read; ``0`` (or empty): no sweep."""
+    if not raw or raw.strip() in ("0", "off", "none"):
+        return ()
+    try:
+        ages = tuple(sorted({float(part) for part in raw.split(",")}))
+    except ValueError:
+        raise ConfigError(f"{name} must be seconds separated by commas (1800,86400), or 0; got {raw!r}") from None
+    if len(ages) > 4 or not all(60 <= age <= 7 * 86400 for age in ages):
+        raise ConfigError(f"{name} takes at most 4 delays, each from 60 to {7 * 86400} seconds; got {raw!r}")
+    return ages
 
 
 def _reader(env: Mapping[str, str]):

@@ -123,3 +123,50 @@ def print_status(descriptor: Descriptor, record: dict[str, Any], objects: int) -
             f"  backfill {backfill['id']}: {backfill['start']} .. {backfill['end']}, {state}, "
             f"{backfill['slices_done']}/{backfill['slices']} slices"
         )
+
+
+class CountBar:
+    """A plain counting bar (tqdm) on stderr, for ``verify``: objects checked of those listed."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self._enabled = enabled
+        self._bars: list[Any] = []
+
+    def start(self, label: str) -> Any:
+        """A ``progress`` callback for one provider: given the total, returns a tick function."""
+
+        def begin(total: int) -> Any:
+            if not self._enabled:
+                return lambda n: None
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="obj", desc=label, file=sys.stderr, dynamic_ncols=True, leave=False)
+            self._bars.append(bar)
+            return bar.update
+
+        return begin
+
+    def close(self) -> None:
+        for bar in self._bars:
+            bar.close()
+
+
+def print_verify(report: Any, fmt: str = "table", out: Any = None) -> None:
+    """A ``verify`` report: a line per provider, then one row per finding (or the JSON document)."""
+    out = out or sys.stdout
+    if fmt == "json":
+        out.write(json.dumps(report.as_dict(), indent=2) + "\n")
+        return
+    mode = "stored checksums (quick)" if report.quick else "every object read back"
+    for p in report.providers:
+        span = f"{p.first} .. {p.watermark}" if p.first else "nothing archived with a manifest"
+        verdict = "clean" if not p.findings else f"{len(p.findings)} finding(s)"
+        out.write(
+            f"{p.provider}: {verdict}; {p.manifests} manifests, {p.objects} objects, {p.events:,} events, "
+            f"{p.bytes:,} bytes; {span}; {mode}\n"
+        )
+    findings = [f for p in report.providers for f in p.findings]
+    if findings:
+        rows = [(f.provider, f.kind, f.key or "", f.start or "", f.end or "", f.detail) for f in findings]
+        write_rows(["provider", "finding", "key", "from", "to", "detail"], rows, "table", out)
+    out.write("verify: clean\n" if report.clean else f"verify: {len(findings)} finding(s)\n")

@@ -120,4 +120,9 @@ def _report(result: RunResult) -> None:
     metrics.add_metric(name="RateLimited", unit=MetricUnit.Count, value=result.rate_limited)
     if result.behind_seconds is not None:
         metrics.add_metric(name="SecondsBehind", unit=MetricUnit.Seconds, value=result.behind_seconds)
+    if result.sweep is not None:  # late events, by how late they were at least (collector/sweep.py)
+        metrics.add_metric(name="LateEvents", unit=MetricUnit.Count, value=result.sweep["late_events"])
+        metrics.add_metric(name="SweepCalls", unit=MetricUnit.Count, value=result.sweep["calls"])
+        for bucket, count in sorted(result.sweep["lateness"].items()):
+            metrics.add_metric(name=f"LateEvents_{bucket}", unit=MetricUnit.Count, value=count)
     metrics.flush_metrics()  # one set per provider, each with its own dimension

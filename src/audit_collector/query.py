@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import providers
+from .archive import MANIFEST_FOLDER
 
 
 def connect(archive_root: str | Path, prefix: str = "") -> Any:
@@ -35,10 +36,54 @@ def connect(archive_root: str | Path, prefix: str = "") -> Any:
         else:  # an empty table with the same columns, so queries still run
             select = ", ".join(f'CAST(NULL AS {kind}) AS "{name}"' for name, kind in columns.items())
             con.execute(f"CREATE VIEW {table} AS SELECT {select}, CAST(NULL AS VARCHAR) AS dt WHERE false")
+    define_manifests(con, archive_root, prefix)
     from .compaction import define_views  # {table}_lines, {table}_compacted, {table}_all (compaction.py)
 
     define_views(con, archive_root, prefix)
     return con
+
+
+MANIFEST_COLUMNS = {  # as the Glue table audit_manifests declares them (template.yaml)
+    "format": "INTEGER",
+    "provider": "VARCHAR",
+    "job": "VARCHAR",
+    "window_id": "VARCHAR",
+    "revision": "INTEGER",
+    "range_start": "BIGINT",
+    "range_end": "BIGINT",
+    "units_per_second": "INTEGER",
+    "range_start_iso": "VARCHAR",
+    "range_end_iso": "VARCHAR",
+    "objects": "STRUCT(key VARCHAR, bytes BIGINT, events BIGINT, sha256 VARCHAR, ids_digest VARCHAR)[]",
+    "events": "BIGINT",
+    "ids_digest": "VARCHAR",
+    "first_event": "VARCHAR",
+    "last_event": "VARCHAR",
+    "seq": "BIGINT",
+    "prev": "VARCHAR",
+    "written_at": "VARCHAR",
+    "collector_version": "VARCHAR",
+}
+
+
+def define_manifests(con: Any, archive_root: str | Path, prefix: str = "") -> None:
+    """``audit_manifests``: a row per manifest, with Athena's columns and partitions (source, dt)."""
+    root = Path(archive_root) / f"{prefix}{MANIFEST_FOLDER}"
+    column_sql = ", ".join(f"'{name}': '{kind}'" for name, kind in MANIFEST_COLUMNS.items())
+    if sorted(root.glob("*/dt=*/*.json")):
+        con.execute(
+            "CREATE VIEW audit_manifests AS SELECT * EXCLUDE (filename), "
+            "split_part(split_part(filename, '/dt=', 1), '/', -1) AS source, "
+            "split_part(split_part(filename, '/dt=', 2), '/', 1) AS dt FROM ("
+            f"SELECT * FROM read_json('{root.as_posix()}/*/dt=*/*.json', format='newline_delimited', "
+            f"columns={{{column_sql}}}, filename=true, hive_partitioning=false))"
+        )
+    else:
+        select = ", ".join(f'CAST(NULL AS {kind}) AS "{name}"' for name, kind in MANIFEST_COLUMNS.items())
+        con.execute(
+            f"CREATE VIEW audit_manifests AS SELECT {select}, CAST(NULL AS VARCHAR) AS source, "
+            "CAST(NULL AS VARCHAR) AS dt WHERE false"
+        )
 
 
 def run_query(archive_root: str | Path, sql: str, prefix: str = "") -> tuple[list[str], list[tuple]]:

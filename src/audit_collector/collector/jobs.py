@@ -54,6 +54,9 @@ class Job:
     watermark: int | None = None
     window: dict[str, Any] | None = None
     meta: dict[str, Any] = field(default_factory=dict)  # backfills: request, clamps, skipped ranges
+    # The open window's objects written so far (manifest records, by key): its manifest lists them
+    # all when it closes, including those written by earlier runs.
+    parts: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, job_id: str, data: dict[str, Any]) -> Job:
@@ -63,10 +66,18 @@ class Job:
             data.get("watermark"),
             data.get("window"),
             dict(data.get("meta", {})),
+            [dict(p) for p in data.get("parts", [])],
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ranges": self.ranges, "watermark": self.watermark, "window": self.window, "meta": self.meta}
+        out = {"ranges": self.ranges, "watermark": self.watermark, "window": self.window, "meta": self.meta}
+        if self.parts:
+            out["parts"] = self.parts
+        return out
+
+    def record_part(self, record: dict[str, Any]) -> None:
+        """Remember an object of the open window (a rewrite of the same key replaces its record)."""
+        self.parts = [p for p in self.parts if p["key"] != record["key"]] + [record]
 
     def next_gap(self, at: int | None) -> tuple[int, int | None] | None:
         """The first stretch still to collect at or after ``at``: (start, end), or None when done."""

@@ -13,6 +13,7 @@ the archive and the checkpoint a source has.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import uuid
 from collections.abc import Callable
@@ -20,7 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..archive import ArchiveWriter, ObjectBuffer, object_key
+from .. import manifest
+from ..archive import ArchiveWriter, ObjectBuffer, manifest_key, object_key
+from ..dates import utc_date
 from ..errors import ClockSkew
 from ..http_retry import Clock
 from ..state import CheckpointStore, Lease, LeaseHeld
@@ -36,6 +39,7 @@ from .gc import gc_paused
 from .jobs import LIVE, Job, backfill_id, jobs_of, subtract, taken_by_others
 from .settings import Budget, Settings
 from .source import Source, Window
+from .sweep import sweep
 
 
 @dataclass
@@ -55,6 +59,7 @@ class RunResult:
     rate_limited: int = 0
     backfill: dict[str, Any] | None = None  # the backfill this invocation asked for
     backfills: list[dict[str, Any]] = field(default_factory=list)  # every unfinished one, after the run
+    sweep: dict[str, Any] | None = None  # the late-event sweep's report (when it is on)
 
     def as_dict(self) -> dict[str, Any]:
         out = {
@@ -74,6 +79,8 @@ class RunResult:
             out["backfill"] = self.backfill
         if self.backfills:
             out["backfills"] = self.backfills
+        if self.sweep is not None:
+            out["sweep"] = self.sweep
         return out
 
 
@@ -125,6 +132,8 @@ def collect(
             pending = [job.id for job in jobs_of(run.document).values() if job.id != LIVE and not job.done]
             if complete and pending:
                 complete = run.collect_jobs(pending)
+            if complete and settings.sweep_after_seconds:  # late events, once collection is done
+                run.result.sweep = sweep(run).as_dict()
         run.result.complete = complete
     finally:
         with contextlib.suppress(Exception):  # best effort: an unreleased lease expires by itself
@@ -159,6 +168,10 @@ class _Run:
         self.horizon = self.descriptor.to_units(self.started_at - settings.settle_seconds)
         self._sources = [source]
         self._lock = threading.Lock()
+        self._chain_lock = threading.Lock()  # one manifest chain per provider: windows close one at a time
+        self.identify = manifest.identifier(
+            self.descriptor.id_field, self.descriptor.time_field, self.descriptor.event_seconds
+        )
         self._events_fetched = 0
         self._before = source.stats()
 
@@ -222,7 +235,7 @@ class _Run:
             window = self._open_window(source, job)
             if window is None:
                 return True
-            if not source.collect(window, WindowContext(self, job, source)):
+            if not source.collect(window, WindowContext(self, job, source, window)):
                 return False
 
     def _open_window(self, source: Source, job: Job) -> Window | None:
@@ -258,20 +271,58 @@ class _Run:
                 "over a present that has not happened yet. Fix the host's time (NTP); nothing was written"
             )
 
-    def save_jobs(self, *jobs: Job) -> None:
-        """Second half of the rule: the jobs' checkpoint (several at once: one atomic claim)."""
+    def save_jobs(self, *jobs: Job, **fields: Any) -> None:
+        """Second half of the rule: the jobs' checkpoint (several at once: one atomic claim), and
+        other top-level fields in the same write (a closing window's new chain head)."""
         with self._lock:
             document = dict(self.document)
             document["jobs"] = {**document.get("jobs", {}), **{job.id: job.to_dict() for job in jobs}}
+            document.update(fields)
             self.store.save(self.lease, compact(document))  # finished backfills: merged into "archived"
 
-    def put(self, key: str, buffer: ObjectBuffer | None) -> None:
+    def put(self, key: str, buffer: ObjectBuffer | None) -> bytes:
         """First half of the rule: the object, under its deterministic name (None: an empty one).
+        Returns the bytes written."""
+        body = buffer.finish() if buffer is not None else ObjectBuffer().finish()
+        self.put_body(key, body)
+        if buffer is not None:
+            with self._lock:
+                self.result.objects_written += 1
+                self.result.events_written += buffer.events
+        return body
 
-        Fenced: look at the key, then renew the lease (refused once it expired or moved), then
+    def close_window(
+        self, job: Job, window_id: str, start: int, watermark: int, window_fields: dict[str, Any] | None = None
+    ) -> None:
+        """The window's manifest (after its objects), then the checkpoint that closes it and moves
+        the chain's head (one write). Serialized: concurrent slices extend one chain."""
+        with self._chain_lock:
+            chain = dict(self.document.get("chain") or {})
+            unit = self.descriptor.units_per_second
+            dt = utc_date(start / unit)
+            key = manifest_key(self.prefix, self.descriptor.name, dt, window_id)
+            document = manifest.build(
+                provider=self.descriptor.name,
+                job=job.id,
+                window=window_id,
+                start=start,
+                end=watermark,
+                unit=unit,
+                parts=sorted(job.parts, key=lambda p: p["key"]),
+                chain=chain,
+                written_at=self.clock.time(),
+                window_fields=window_fields,
+            )
+            body = manifest.encode(document)
+            self.put_body(key, body)
+            job.watermark, job.window, job.parts = watermark, None, []
+            head = {"head": manifest.sha256_of(body), "count": document["seq"], "key": key}
+            self.save_jobs(job, chain=head)
+
+    def put_body(self, key: str, body: bytes) -> None:
+        """Fenced: look at the key, then renew the lease (refused once it expired or moved), then
         write only if the key is still what we looked at. A run paused anywhere in between and
         overtaken by the next owner can no longer replace anything that owner wrote."""
-        body = buffer.finish() if buffer is not None else ObjectBuffer().finish()
         seen = self.archive.version(key)
         now = self.clock.time()
         with self._lock:
@@ -279,10 +330,6 @@ class _Run:
                 self.lease, expires_at=now + self.budget.remaining() + self.settings.lease_margin_seconds, now=now
             )
         self.archive.put(key, body, replaces=seen)
-        if buffer is not None:
-            with self._lock:
-                self.result.objects_written += 1
-                self.result.events_written += buffer.events
 
     def page_fetched(self, job_id: str, events: int) -> None:
         with self._lock:
@@ -322,10 +369,16 @@ class WindowContext:
     """What a source may do while it collects one window of one job: read the settings and the
     budget, fill buffers, write parts, and save the window's progress."""
 
-    def __init__(self, run: _Run, job: Job, source: Source) -> None:
+    def __init__(self, run: _Run, job: Job, source: Source, window: Window | None = None) -> None:
         self._run = run
         self._source = source
         self.job = job
+        self._window_id = window.id if window is not None else None
+        self._window_fields = _as_planned(window) if window is not None else None
+        # Where the window starts: the job's first gap, as it was planned (the watermark moves
+        # only when a window closes, so a resumed window finds the same start).
+        gap = job.next_gap(job.watermark)
+        self._start = gap[0] if gap is not None else job.watermark
         self.settings = run.settings
         self.budget = run.budget
         self.page_limit: int = run.settings.page_limit or run.descriptor.largest_page
@@ -336,7 +389,7 @@ class WindowContext:
         return self.job.window is not None
 
     def new_buffer(self) -> ObjectBuffer:
-        return ObjectBuffer(self.settings.max_object_bytes)
+        return ObjectBuffer(self.settings.max_object_bytes, identify=self._run.identify)
 
     def key(self, dt: str, window: Window, part: int) -> str:
         return object_key(self._run.prefix, self._run.descriptor.name, dt, f"{window.id}-p{part:05d}")
@@ -345,12 +398,16 @@ class WindowContext:
         """The part's object; the window must have been saved first (``save``)."""
         if self.job.window is None:
             raise RuntimeError("a window is saved before its first object is written")
+        key = self.key(dt, window, part)
         self._run.check_clock(self._source)
-        self._run.put(self.key(dt, window, part), buffer)
+        body = self._run.put(key, buffer)
+        self.job.record_part(manifest.part_record(key, body, buffer.events, buffer.ids, buffer.first, buffer.last))
 
     def blank(self, dt: str, window: Window, part: int) -> None:
         """Overwrite a part a restarted window no longer fills with an empty object."""
-        self._run.put(self.key(dt, window, part), None)
+        key = self.key(dt, window, part)
+        body = self._run.put(key, None)
+        self.job.record_part(manifest.part_record(key, body, 0, [], None, None))
 
     def save(self, window: Window) -> None:
         """The window's progress, so the next run resumes it where this one stopped."""
@@ -359,10 +416,13 @@ class WindowContext:
         self._run.save_jobs(self.job)
 
     def close(self, watermark: int) -> None:
-        """The window is archived whole: the job moves past it."""
+        """The window is archived whole: its manifest, then the job moves past it."""
         self._run.check_clock(self._source)
-        self.job.watermark, self.job.window = watermark, None
-        self._run.save_jobs(self.job)
+        if self._window_id is None or self._start is None:  # a context made without its window
+            self.job.watermark, self.job.window, self.job.parts = watermark, None, []
+            self._run.save_jobs(self.job)
+            return
+        self._run.close_window(self.job, self._window_id, self._start, watermark, self._window_fields)
 
     def page_fetched(self, events: int) -> None:
         self._run.page_fetched(self.job.id, events)
@@ -371,3 +431,16 @@ class WindowContext:
 def _clock_skew(source: Source) -> float | None:
     skew = getattr(source, "clock_skew", None)  # optional for a provider's source
     return skew() if callable(skew) else None
+
+
+def _as_planned(window: Window) -> dict[str, Any] | None:
+    """The window as its source planned it (its progress fields back at their defaults): what a
+    sweep asks the API again. None for a window that is not a dataclass."""
+    if not dataclasses.is_dataclass(window):
+        return None
+    required = {
+        f.name: getattr(window, f.name)
+        for f in dataclasses.fields(window)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    return type(window)(**required).to_dict()

@@ -28,6 +28,11 @@ class Settings:
     paced: bool = True  # False: no pacing at all (tests that move a fake clock themselves)
     pacing_burst: int | None = None
     backfill_slices: int | None = None  # backfill jobs fetched at once (None: the provider's)
+    # The late-event sweep (collector/sweep.py): re-read each closed window this long after it ended,
+    # once per entry (empty: no sweep); at this share of the provider's pace, for at most this long a run.
+    sweep_after_seconds: tuple[float, ...] = ()
+    sweep_share: float = 0.25
+    sweep_seconds: float = 120.0
 
     def for_provider(self, descriptor: Descriptor) -> Settings:
         """Every ``None`` filled in from the descriptor; refuses what the API would refuse."""

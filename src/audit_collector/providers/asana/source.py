@@ -176,7 +176,7 @@ class _WindowCollector:
         if dt is not None:  # the usual page: nothing to parse event by event, nothing to skip
             last = keys[-1]
             gids = [key.gid for key in keys if key.created_at == last.created_at]
-            self._add_batch(dt, events.lines, last, _place(last, start, end)[0], gids)
+            self._add_batch(dt, events.lines, events.keys, last, _place(last, start, end)[0], gids)
             return
         places = [_place(key, start, end) for key in keys]
         batch: list[int] = []  # indices of same-date events not yet added
@@ -193,14 +193,17 @@ class _WindowCollector:
     def _add_indices(self, events: Events[EventKey], places: list[tuple[int, str]], batch: list[int]) -> None:
         last_ms, dt = places[batch[-1]]
         gids = [events.keys[i].gid for i in batch if places[i][0] == last_ms]
-        self._add_batch(dt, [events.lines[i] for i in batch], events.keys[batch[-1]], last_ms, gids)
+        lines, keys = [events.lines[i] for i in batch], [events.keys[i] for i in batch]
+        self._add_batch(dt, lines, keys, events.keys[batch[-1]], last_ms, gids)
 
-    def _add_batch(self, dt: str, lines: Sequence[Line], last: EventKey, last_ms: int, gids: list[str]) -> None:
+    def _add_batch(
+        self, dt: str, lines: Sequence[Line], keys: Sequence[EventKey], last: EventKey, last_ms: int, gids: list[str]
+    ) -> None:
         """Add same-date events; the position moves to the last of them (``gids``: those at its instant)."""
         if self.buffer and dt != self.buffer.dt:
             self._flush(next_offset=None, offset_start=None)  # the checkpoint then holds the position only
         self.buffer.dt = dt
-        self.buffer.extend(lines)
+        self.buffer.extend(lines, keys)
         if self.position is not None and self.position.ms == last_ms:
             gids = [*self.position.gids, *gids]
         self.position = Position(last.created_at, last_ms, gids)
