@@ -172,8 +172,19 @@ class _WindowCollector:
         midnight writes the first date's object before it goes on), moving the position with them.
         Every event is checked before any is added."""
         keys = events.keys
-        dt = _one_plain_day(keys, start, end) if skip is None else None
-        if dt is not None:  # the usual page: nothing to parse event by event, nothing to skip
+        dt = _one_plain_day(keys, start, end)
+        if dt is not None and skip is not None and _PLAIN_TIMES.fullmatch(str(skip.created_at)):
+            # A page that starts inside the position's instant (bulk operations put many events in one
+            # millisecond): in Asana's own format equal text is the same instant, so the events the
+            # position holds are found by comparing strings, and the rest is a usual page.
+            kept = [i for i, k in enumerate(keys) if not (k.created_at == skip.created_at and k.gid in skip.gids)]
+            if len(kept) < len(keys):
+                events = Events([events.lines[i] for i in kept], [keys[i] for i in kept])
+                keys = events.keys
+            skip = None
+        if dt is not None and skip is None:  # the usual page: nothing to parse event by event, nothing to skip
+            if not keys:
+                return
             last = keys[-1]
             gids = [key.gid for key in keys if key.created_at == last.created_at]
             self._add_batch(dt, events.lines, events.keys, last, _place(last, start, end)[0], gids)

@@ -163,7 +163,7 @@ class _WindowCollector:
             at_low = [k.id for k in keys if k.date_create == low]
             self.low_ids = [*self.low_ids, *at_low] if low == self.low else at_low
             self.low = low
-        self.buffer.extend(lines)
+        self.buffer.extend(lines, keys)
         self.pages += 1
         self.ctx.page_fetched(len(lines))
         self.cursor = page.next_cursor
