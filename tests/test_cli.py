@@ -180,9 +180,10 @@ def test_a_process_killed_mid_run_then_rerun_archives_exactly_once(org, tmp_path
             state["slack"]["lease_expires_at"] = 0  # what waiting for the dead run's deadline does
             state_file.write_text(json.dumps(state))
         assert 0 < progress[0] < progress[1]  # each killed run got somewhere, the second further
-        assert list((tmp_path / "a").rglob("*.tmp")) == []  # atomic writes: no half files
+        json.loads(state_file.read_text())  # atomic writes: a kill never leaves half a file in place
         done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
+        assert list((tmp_path / "a").rglob("*.tmp")) == []  # what killed writers left is cleared by the rerun
     assert_exactly_once(LocalArchive(tmp_path / "a"), "slack", events)
 
 
