@@ -53,7 +53,7 @@ from audit_collector.transport import ApiTransport
 from .support import FakeClock
 from .test_emulator import T0, asana_event, entry
 
-TOKEN = "xoxp-fake-secret-value"
+TOKEN = "fake-async-slack-secret-value"
 
 
 class FakeAsyncClock(AsyncClock):
