@@ -91,10 +91,7 @@ class Config:
             if provider is not None:
                 enabled[descriptor.name] = provider
         if not enabled:
-            hints = "; ".join(
-                " and ".join([d.secret_env, *(o.env for o in d.options if o.required)])
-                for d in providers.all_descriptors()
-            )
+            hints = "; ".join(d.enabled_by for d in providers.all_descriptors())
             raise ConfigError(f"no provider is enabled: set {hints}")
         return cls(
             state_table_name=get("STATE_TABLE_NAME") or "",
@@ -152,15 +149,11 @@ def _provider_config(descriptor: Descriptor, get) -> ProviderConfig | None:
     secret = get(descriptor.secret_env)
     required = [o for o in descriptor.options if o.required]
     given = {o.name: get(o.env) for o in descriptor.options if get(o.env)}
+    set_options = [o.name in given for o in required]
+    if (any(set_options) and not secret) or (secret and not all(set_options)):  # half a configuration
+        raise ConfigError(f"{descriptor.title} needs both {descriptor.enabled_by} (set both, or neither to disable it)")
     if not secret:
-        if any(o.name in given for o in required):
-            names = " and ".join([descriptor.secret_env, *(o.env for o in required)])
-            raise ConfigError(f"{descriptor.title} needs both {names} (set both, or neither to disable it)")
         return None
-    lacking = [o.env for o in required if o.name not in given]
-    if lacking:
-        names = " and ".join([descriptor.secret_env, *(o.env for o in required)])
-        raise ConfigError(f"{descriptor.title} needs both {names} (set both, or neither to disable it)")
     return ProviderConfig(
         descriptor=descriptor,
         secret_id=secret,

@@ -145,6 +145,11 @@ class Descriptor:
         return f"{self.env_prefix}_TOKEN"
 
     @property
+    def enabled_by(self) -> str:
+        """The variables that, set together, enable this provider in the Lambda (for messages)."""
+        return " and ".join([self.secret_env, *(o.env for o in self.options if o.required)])
+
+    @property
     def secret_parameter(self) -> str:
         return f"{self.key}TokenSecret"
 

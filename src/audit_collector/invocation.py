@@ -46,8 +46,9 @@ def parse_invocation(event: Any, enabled: tuple[str, ...], *, now: float | None 
         )
     descriptor = providers.get(event["provider"])
     if descriptor.name not in enabled:
-        hint = " and ".join([descriptor.secret_env, *(o.env for o in descriptor.options if o.required)])
-        raise ConfigError(f"provider {descriptor.name!r} is not enabled in this deployment: set {hint}")
+        raise ConfigError(
+            f"provider {descriptor.name!r} is not enabled in this deployment: set {descriptor.enabled_by}"
+        )
     backfill = None
     if "backfill" in event:
         backfill = parse_backfill(

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import manifest
-from ..archive import ArchiveWriter, ObjectBuffer, manifest_key, object_key
+from ..archive import EMPTY_GZIP, ArchiveWriter, ObjectBuffer, manifest_key, object_key
 from ..dates import utc_date
 from ..errors import ClockSkew
 from ..http_retry import Clock
@@ -202,8 +202,7 @@ class _Run:
         workers = min(len(job_ids), self.settings.backfill_slices or 1)
         if workers <= 1:
             return all(self._collect_job(self.source, job_id) for job_id in job_ids)
-        sources = [self.source] + [self._fork() for _ in range(workers - 1)]
-        free = list(sources)
+        free = [self.source] + [self._fork() for _ in range(workers - 1)]  # one source per worker
         free_lock = threading.Lock()
 
         def work(job_id: str) -> bool:
@@ -283,7 +282,7 @@ class _Run:
     def put(self, key: str, buffer: ObjectBuffer | None) -> bytes:
         """First half of the rule: the object, under its deterministic name (None: an empty one).
         Returns the bytes written."""
-        body = buffer.finish() if buffer is not None else ObjectBuffer().finish()
+        body = buffer.finish() if buffer is not None else EMPTY_GZIP
         self.put_body(key, body)
         if buffer is not None:
             with self._lock:
@@ -369,12 +368,12 @@ class WindowContext:
     """What a source may do while it collects one window of one job: read the settings and the
     budget, fill buffers, write parts, and save the window's progress."""
 
-    def __init__(self, run: _Run, job: Job, source: Source, window: Window | None = None) -> None:
+    def __init__(self, run: _Run, job: Job, source: Source, window: Window) -> None:
         self._run = run
         self._source = source
         self.job = job
-        self._window_id = window.id if window is not None else None
-        self._window_fields = _as_planned(window) if window is not None else None
+        self._window_id = window.id
+        self._window_fields = _as_planned(window)
         # Where the window starts: the job's first gap, as it was planned (the watermark moves
         # only when a window closes, so a resumed window finds the same start).
         gap = job.next_gap(job.watermark)
@@ -418,10 +417,6 @@ class WindowContext:
     def close(self, watermark: int) -> None:
         """The window is archived whole: its manifest, then the job moves past it."""
         self._run.check_clock(self._source)
-        if self._window_id is None or self._start is None:  # a context made without its window
-            self.job.watermark, self.job.window, self.job.parts = watermark, None, []
-            self._run.save_jobs(self.job)
-            return
         self._run.close_window(self.job, self._window_id, self._start, watermark, self._window_fields)
 
     def page_fetched(self, events: int) -> None:
