@@ -4,6 +4,7 @@ redaction, request logging and metrics counts. No I/O library is imported here."
 from __future__ import annotations
 
 import email.utils
+import functools
 import logging
 import platform
 import sys
@@ -177,8 +178,10 @@ def _user_agent(prefix: str | None, suffix: str | None) -> str:
     return " ".join(p for p in parts if p)
 
 
+@functools.lru_cache(maxsize=4)
 def _http_date(value: str | None) -> float | None:
-    """An HTTP ``Date`` header as epoch seconds; None when absent or unreadable."""
+    """An HTTP ``Date`` header as epoch seconds; None when absent or unreadable. Cached: the header
+    changes once a second, and a backfill reads many pages a second."""
     if not value:
         return None
     try:
