@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from .collector import Progress, RunResult, summarize_backfills
-from .collector.jobs import LIVE, jobs_of
+from .collector.jobs import LIVE, archived_ranges, jobs_of, merge
 from .dates import iso
 from .descriptor import Descriptor
 
@@ -82,17 +82,6 @@ def write_rows(names: list[str], rows: list[tuple], fmt: str = "table", out: Any
         out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n")
 
 
-def merge(ranges: list[list[int]]) -> list[list[int]]:
-    """Overlapping or touching ranges joined, sorted."""
-    out: list[list[int]] = []
-    for start, end in sorted(ranges):
-        if out and start <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], end)
-        elif start < end:
-            out.append([start, end])
-    return out
-
-
 def print_status(descriptor: Descriptor, record: dict[str, Any], objects: int) -> None:
     """One provider's checkpoint as a person reads it: lag, archived ranges, backfills, the lease."""
     name, unit, now = descriptor.name, descriptor.units_per_second, time.time()
@@ -109,7 +98,7 @@ def print_status(descriptor: Descriptor, record: dict[str, Any], objects: int) -
         )
     if record.get("lease_owner"):
         print(f"  a run is working now (lease held by {record['lease_owner']} until {iso(record['lease_expires_at'])})")
-    archived = [list(r) for r in document.get("archived", [])]  # finished backfills, then every job's windows
+    archived = archived_ranges(document)  # finished backfills, then every job's windows
     for job in jobs.values():
         for start, end in job.ranges if job.watermark is not None else []:
             stop = job.watermark if end is None else min(end, job.watermark)
