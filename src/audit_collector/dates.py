@@ -14,5 +14,5 @@ def end_of_utc_day(epoch_seconds: int) -> int:
     return epoch_seconds - epoch_seconds % 86400 + 86399
 
 
-def iso(epoch_seconds: float) -> str:
-    return datetime.fromtimestamp(epoch_seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+def iso(epoch_seconds: float, timespec: str = "seconds") -> str:
+    return datetime.fromtimestamp(epoch_seconds, UTC).isoformat(timespec=timespec).replace("+00:00", "Z")

@@ -29,12 +29,13 @@ import hashlib
 import json
 import operator
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from . import __version__
+from .dates import iso
 from .json_text import Line
 
 FORMAT = 1
@@ -217,5 +218,4 @@ def encode(manifest: dict[str, Any]) -> bytes:
 
 
 def _iso(seconds: float) -> str:
-    text = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
+    return iso(seconds, "milliseconds")
