@@ -3,6 +3,8 @@ late events reach the compacted day; and every statement Athena runs parses in A
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import re
 import shutil
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import sqlglot
+from hypothesis import given
+from hypothesis import strategies as st
 
 from audit_collector import compaction_sql as sql
 from audit_collector import providers
@@ -20,7 +24,7 @@ from audit_collector.archive import LocalArchive, _gzip
 from audit_collector.cli import main
 from audit_collector.collector import Settings
 from audit_collector.compaction import CURRENT, compact_local, day_closed, read_markers
-from audit_collector.emulator import Emulator
+from audit_collector.emulator import Emulator, asana_events, make_org, slack_events
 from audit_collector.query import connect
 from audit_collector.state import FileStore
 
@@ -294,6 +298,73 @@ def test_the_compacted_column_names_are_plain_and_include_the_id():
         names = [n for n, _, _ in sql.columns(descriptor)]
         assert names[0] == "event_time" and descriptor.id_field in names and names[-1] == "event"
         assert len(set(names)) == len(names) and all(re.fullmatch(r"[a-z][a-z0-9_]*", n) for n in names)
+
+
+# ------------------------------------------------------------------ the layout of a compacted day
+
+
+@given(st.integers(min_value=0, max_value=50_000_000))
+def test_row_groups_are_whole_vectors_about_eight_a_day_within_bounds(events):
+    rows = sql.row_group_rows(events)
+    assert rows % sql.VECTOR == 0 and sql.SMALLEST_ROW_GROUP <= rows <= sql.LARGEST_ROW_GROUP
+    groups = -(-events // rows)
+    if rows < sql.LARGEST_ROW_GROUP:
+        assert groups <= sql.ROW_GROUPS_A_DAY  # never more than eight unless the groups are at the largest
+    if rows > sql.SMALLEST_ROW_GROUP:
+        assert -(-events // (rows - sql.VECTOR)) > sql.ROW_GROUPS_A_DAY  # and no larger than that needs
+
+
+def write_big_day(root: Path, descriptor, day_start: int, count: int) -> dict:
+    """One day of ``count`` generated events in 48 raw objects; returns a checkpoint that closes it."""
+    org = make_org(seed=5, users=500)
+    if descriptor.emulator == "slack":
+        events = slack_events(org, day_start, day_start + 86400, count, seed=3)
+    else:
+        events = asana_events(org, day_start * 1000, (day_start + 86400) * 1000, count, seed=3)
+    folder = root / descriptor.name / f"dt={datetime.fromtimestamp(day_start, UTC):%Y-%m-%d}"
+    folder.mkdir(parents=True)
+    for part in range(48):
+        lines = [json.dumps(e) for e in events[part::48]]
+        (folder / f"{day_start + part}-{day_start + part + 1}-p00000.jsonl.gz").write_bytes(
+            _gzip(("\n".join(lines) + "\n").encode())
+        )
+    ups = descriptor.units_per_second
+    return {"jobs": {"live": {"ranges": [[day_start * ups, None]], "watermark": (day_start + 2 * 86400) * ups}}}
+
+
+@pytest.mark.parametrize("descriptor", [d for d in DESCRIPTORS if d.compacted_sort], ids=lambda d: d.name)
+def test_a_compacted_day_is_sorted_by_type_in_row_groups_a_type_question_can_skip(descriptor, tmp_path):
+    day_start, count = int(datetime(2026, 3, 2, tzinfo=UTC).timestamp()), 9_000
+    report = compact_local(tmp_path, descriptor, write_big_day(tmp_path, descriptor, day_start, count))
+    assert [d.events for d in report.compacted] == [count]
+    assert_every_event_once(tmp_path, descriptor)
+    (path,) = (tmp_path / "_compacted" / descriptor.name).rglob("*.parquet")
+    kind = descriptor.compacted_sort[0]
+    con = connect(tmp_path)
+    try:
+        names = ", ".join(descriptor.compacted_sort)
+        rows = con.execute(f"SELECT {names} FROM read_parquet('{path}')").fetchall()
+        groups = con.execute(
+            "SELECT row_group_id, stats_min_value, stats_max_value, row_group_num_rows "
+            f"FROM parquet_metadata('{path}') WHERE path_in_schema = '{kind}' ORDER BY row_group_id"
+        ).fetchall()
+    finally:
+        con.close()
+    assert rows == sorted(rows)  # type, then time, then id
+    assert len(groups) == -(-count // sql.row_group_rows(count)) > 1
+    assert all(n == sql.row_group_rows(count) for *_, n in groups[:-1])
+    # Each group's range of types starts where the previous one's ends: a question about one type
+    # reads only the groups whose range holds it, which are exactly the groups holding it.
+    assert all(a[2] <= b[1] for a, b in itertools.pairwise(groups))
+    for value in {r[0] for r in rows}:
+        holding = {i // sql.row_group_rows(count) for i, r in enumerate(rows) if r[0] == value}
+        assert {g for g, low, high, _ in groups if low <= value <= high} == holding
+
+
+def test_a_sort_on_a_column_the_table_lacks_is_refused():
+    descriptor = DESCRIPTORS[0]
+    with pytest.raises(ValueError, match="compacted_sort names no compacted column: nope"):
+        dataclasses.replace(descriptor, compacted_sort=("nope", "event_time"))
 
 
 # ------------------------------------------------------------------ the CLI, end to end

@@ -198,7 +198,10 @@ def _compact_day(
     con = local_connection()
     try:
         define_lines(con, descriptor, paths)
-        events = con.execute(sql.copy_day(descriptor, day, (run_dir / DATA_FILE).as_posix())).fetchone()[0]
+        # Sorted once into a table, counted, then written: the row group size follows the day's size.
+        con.execute(f"CREATE TEMP TABLE compacted_day AS {sql.select_day(descriptor, day)}")
+        events = con.execute("SELECT count(*) FROM compacted_day").fetchone()[0]
+        con.execute(sql.copy_day("compacted_day", (run_dir / DATA_FILE).as_posix(), events))
     finally:
         con.close()
     step("written", day)

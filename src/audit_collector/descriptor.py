@@ -108,9 +108,12 @@ class Descriptor:
     options: tuple[Option, ...] = ()
     emulator: str | None = None  # the API the bundled emulator serves for it, if any
     questions: tuple[tuple[str, str], ...] = ()  # (question, SQL over ``table``): the demo asks them
-    # The compacted table's typed columns (the first is the event's time, the sort key with the id);
-    # ``compaction.py`` adds the full event text. Empty: the provider is not compacted.
+    # The compacted table's typed columns (the first is the event's time); ``compaction.py`` adds the
+    # full event text. Empty: the provider is not compacted.
     compacted_columns: tuple[Extracted, ...] = ()
+    # How a compacted day is sorted: the event type first, so a question about one kind of event
+    # reads only the row groups holding it; then time and id, so the order is total. Empty: time, id.
+    compacted_sort: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):
@@ -121,6 +124,9 @@ class Descriptor:
             raise ValueError(f"{self.name}: the pace must be positive and at most the published limit")
         if self.units_per_second not in (1, 1000):
             raise ValueError(f"{self.name}: units_per_second must be 1 or 1000")
+        unknown = set(self.compacted_sort) - {c.name for c in self.compacted_columns}
+        if unknown:
+            raise ValueError(f"{self.name}: compacted_sort names no compacted column: {', '.join(sorted(unknown))}")
 
     # Names derived from ``name`` and ``key``, in one place: the Lambda's environment, the CLI's
     # token variable, the template's parameter.

@@ -82,6 +82,7 @@ DESCRIPTOR = Descriptor(
     options=(WORKSPACE,),
     emulator="asana",
     compacted_columns=COMPACTED_COLUMNS,
+    compacted_sort=("event_type", "event_time", "gid"),
     questions=(
         (
             "Who downloaded or exported the most from Asana?",

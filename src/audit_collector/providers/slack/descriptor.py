@@ -61,6 +61,7 @@ DESCRIPTOR = Descriptor(
     build_source=_build_source,
     emulator="slack",
     compacted_columns=COMPACTED_COLUMNS,
+    compacted_sort=("action", "event_time", "id"),
     questions=(
         (
             "Who failed to log in to Slack most, and from where?",
