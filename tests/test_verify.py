@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from moto import mock_aws
 
-from audit_collector import cli, providers
+from audit_collector import cli, manifest, providers
 from audit_collector.archive import EMPTY_GZIP, LocalArchive, S3Archive, _gzip, decode_object
 from audit_collector.collector import BackfillRequest, Settings
 from audit_collector.emulator import Emulator
@@ -89,6 +91,24 @@ def archive_both(emu, org, clock, tmp_path):
 
 
 # ------------------------------------------------------------------ manifests and the chain
+
+_IDS = st.lists(
+    st.one_of(st.text(max_size=40), st.integers(), st.integers(min_value=2**64, max_value=2**80)), max_size=60
+)
+
+
+@given(_IDS, st.randoms())
+def test_an_id_digest_is_the_sum_of_each_ids_sha256_whatever_the_order(ids, rng):
+    """The digest a manifest records is what anyone recomputes by hand from the ids (verify, an
+    auditor's script): the sum, modulo 2**256, of the SHA-256 of each id's text (JSON for non-strings)."""
+    by_hand = sum(
+        int(hashlib.sha256((i if isinstance(i, str) else json.dumps(i)).encode()).hexdigest(), 16) for i in ids
+    ) % (1 << 256)
+    shuffled = list(ids)
+    rng.shuffle(shuffled)
+    assert manifest.ids_digest(ids) == manifest.ids_digest(shuffled) == by_hand
+    strings = [str(i) for i in ids]  # the fast path (every id a string) and the general one agree
+    assert manifest.ids_digest(strings) == sum(map(manifest.id_hash, strings)) % (1 << 256)
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

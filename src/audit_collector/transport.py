@@ -6,8 +6,6 @@ the neutral ``OSError`` types of ``http_retry`` so retry handlers never see ``re
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 import requests
 from requests.adapters import HTTPAdapter
 
@@ -23,7 +21,7 @@ from .http_retry import (
     TruncatedBodyError,
     default_retry_handlers,
 )
-from .transport_base import REDACTED, Attempts, TransportBase, describe_body, redact_headers
+from .transport_base import REDACTED, Attempts, TransportBase, describe_body, query_string, redact_headers
 
 __all__ = ["REDACTED", "ApiTransport", "describe_body", "redact_headers", "translate_transport_error"]
 
@@ -135,7 +133,7 @@ def _prepare(request: HttpRequest) -> requests.PreparedRequest:
     prepared.method = request.method.upper()
     prepared.url = request.url
     if request.query_params:
-        prepared.url += ("&" if "?" in request.url else "?") + urlencode(request.query_params)
+        prepared.url += ("&" if "?" in request.url else "?") + query_string(request.query_params)
     prepared.prepare_headers(request.headers)
     prepared.prepare_body(dict(request.body_params) if request.body_params else None, None)
     return prepared

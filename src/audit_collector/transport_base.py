@@ -18,6 +18,13 @@ from .http_retry import HttpRequest, HttpResponse, RequestPacer, RetryHandler, R
 REDACTED = "Bearer [redacted]"
 
 
+
+def query_string(params: Any) -> str:
+    """A query string with ``:`` left as it is (RFC 3986 allows it in a query): the ISO times of
+    Asana's ``start_at``/``end_at`` then need no percent-encoding, so urllib3 checks the URL in one
+    pass instead of re-encoding it byte by byte on every request."""
+    return urlencode(params, safe=":")
+
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """A copy safe to log: the Authorization value never leaves this function."""
     return {k: (REDACTED if k.lower() == "authorization" else v) for k, v in headers.items()}
@@ -109,7 +116,7 @@ class TransportBase:
     def _log_sending(self, request: HttpRequest) -> None:
         self.stats["requests"] += 1
         if self.logger.isEnabledFor(logging.DEBUG):
-            query = f"?{urlencode(request.query_params)}" if request.query_params else ""
+            query = f"?{query_string(request.query_params)}" if request.query_params else ""
             self.logger.debug(
                 "Sending %s %s%s headers=%s", request.method, request.url, query, redact_headers(request.headers)
             )

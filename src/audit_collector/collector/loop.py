@@ -24,7 +24,7 @@ from typing import Any
 from .. import manifest
 from ..archive import EMPTY_GZIP, ArchiveWriter, ObjectBuffer, manifest_key, object_key
 from ..dates import utc_date
-from ..errors import ClockSkew
+from ..errors import ClockSkew, WriteRefused
 from ..http_retry import Clock
 from ..state import CheckpointStore, Lease, LeaseHeld
 from .backfill import (
@@ -319,16 +319,31 @@ class _Run:
             self.save_jobs(job, chain=head)
 
     def put_body(self, key: str, body: bytes) -> None:
-        """Fenced: look at the key, then renew the lease (refused once it expired or moved), then
-        write only if the key is still what we looked at. A run paused anywhere in between and
-        overtaken by the next owner can no longer replace anything that owner wrote."""
-        seen = self.archive.version(key)
+        """Fenced: renew the lease (refused once it expired or moved), then write only if the key
+        is still what we saw before renewing. A run paused anywhere in between and overtaken by the
+        next owner can no longer replace anything that owner wrote.
+
+        Most keys are new, so the first try assumes the key is absent (``If-None-Match``): nothing
+        to look at first. Only when something is there (an orphan of a crashed run, a part a
+        restarted window empties) is its version read, the lease renewed again, and that version
+        replaced (``If-Match``)."""
+        self._renew()
+        try:
+            self.archive.put(key, body, replaces=None)
+            return
+        except WriteRefused:
+            seen = self.archive.version(key)
+            if seen is None:  # there a moment ago, gone now: not ours to guess about
+                raise
+        self._renew()
+        self.archive.put(key, body, replaces=seen)
+
+    def _renew(self) -> None:
         now = self.clock.time()
         with self._lock:
             self.store.renew(
                 self.lease, expires_at=now + self.budget.remaining() + self.settings.lease_margin_seconds, now=now
             )
-        self.archive.put(key, body, replaces=seen)
 
     def page_fetched(self, job_id: str, events: int) -> None:
         with self._lock:
