@@ -18,12 +18,12 @@ from .http_retry import HttpRequest, HttpResponse, RequestPacer, RetryHandler, R
 REDACTED = "Bearer [redacted]"
 
 
-
 def query_string(params: Any) -> str:
     """A query string with ``:`` left as it is (RFC 3986 allows it in a query): the ISO times of
     Asana's ``start_at``/``end_at`` then need no percent-encoding, so urllib3 checks the URL in one
     pass instead of re-encoding it byte by byte on every request."""
     return urlencode(params, safe=":")
+
 
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """A copy safe to log: the Authorization value never leaves this function."""
