@@ -3,7 +3,7 @@
 The handler runs a backfill in a child process (so its CPU is measured alone) against the emulator
 with no latency, writing to a moto_server on loopback via AWS_ENDPOINT_URL. Start-up is taken off:
 the child first makes one live invocation, as a warm Lambda container has (imports, AWS clients,
-the token), then the measured backfill invocation. CPU is the best of two such children (each with
+the token), then the measured backfill invocation. CPU is the best of three such children (each with
 its own state table and archive prefix): a busy machine only ever adds time.
 """
 
@@ -20,7 +20,7 @@ from audit_collector.emulator import Emulator, asana_events, make_org, slack_eve
 DAY = 86400
 COUNTS = {"slack": 300_000, "asana": 100_000}
 TARGET_CPU = {"slack": 10.0, "asana": 25.0}
-TRIALS = 2
+TRIALS = 3
 
 CHILD = """
 import json, os, time
