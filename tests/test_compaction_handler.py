@@ -267,6 +267,40 @@ def test_a_failed_unload_publishes_nothing_for_its_day_and_raises(aws):
         assert sql.create_view(descriptor, DAYS[0]) in statements(log)
 
 
+def test_the_files_each_unload_wrote_are_kept_with_the_partition_and_reported(aws):
+    """Athena may split a day across parallel writers: the count is recorded, not assumed."""
+    log, wrote = [], {}
+
+    class Writing(Recorder):  # an UNLOAD that writes 1 to 3 files, as Athena's parallel writers may
+        def __getattr__(self, attr):
+            call = super().__getattr__(attr)
+            if attr != "start_query_execution":
+                return call
+
+            def start(**kwargs):
+                text = kwargs["QueryString"]
+                if text.startswith("UNLOAD"):
+                    location = re.search(r"\nTO 's3://[^/]+/([^']+)'", text)[1]
+                    wrote[location] = 1 + len(wrote) % 3
+                    for n in range(wrote[location]):
+                        aws["s3"].put_object(Bucket=BUCKET, Key=f"{location}part-{n}", Body=b"PAR1")
+                return call(**kwargs)
+
+            return start
+
+    c = compactor(aws, log)
+    c.athena = Writing("athena", aws["athena"], log)
+    report = compact_all(c)
+    assert len(wrote) == len(DESCRIPTORS) * len(DAYS[:-1]) and set(wrote.values()) == {1, 2, 3}
+    for descriptor, result in zip(DESCRIPTORS, report["providers"], strict=True):
+        counts = {}
+        for day, partition in partitions(aws, descriptor).items():
+            location = partition["StorageDescriptor"]["Location"].removeprefix(f"s3://{BUCKET}/")
+            assert partition["Parameters"]["files"] == str(wrote[location])
+            counts[day] = wrote[location]
+        assert result["most_files_a_day"] == max(counts.values())
+
+
 def test_the_handler_reads_its_target_from_the_schedule_input(aws, capsys):
     schedule = load_template()["Resources"]["CompactionSchedule"]["Properties"]["Target"]
     text = schedule["Input"]["Sub"]

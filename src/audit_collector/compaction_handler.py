@@ -148,14 +148,25 @@ class AthenaCompactor:
     def location(self, descriptor: Descriptor, day: str, run: str) -> str:
         return f"s3://{self.target.bucket}/{compacted_prefix(self.target.prefix, descriptor)}dt={day}/run={run}/"
 
-    def publish(self, descriptor: Descriptor, day: str, run: str, digest: str, objects: int, exists: bool) -> None:
+    def files(self, location: str) -> int:
+        """How many files an UNLOAD wrote into its run folder. Athena may write a day's rows in
+        parallel, several files each in order; the count is kept with the partition and reported,
+        so "at most 2 objects a day" can be checked in the deployed stack, not assumed."""
+        prefix = location.removeprefix(f"s3://{self.target.bucket}/")
+        paginator = self.s3.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self.target.bucket, Prefix=prefix)
+        return sum(len(page.get("Contents", [])) for page in pages)
+
+    def publish(
+        self, descriptor: Descriptor, day: str, run: str, digest: str, objects: int, exists: bool, files: int
+    ) -> None:
         """Point the day's partition at the run's folder: the day is compacted from now on."""
         table = self.glue.get_table(DatabaseName=self.target.database, Name=sql.compacted_table(descriptor))["Table"]
         storage = dict(table["StorageDescriptor"], Location=self.location(descriptor, day, run))
         partition = {
             "Values": [day],
             "StorageDescriptor": storage,
-            "Parameters": {"run": run, "source": digest, "objects": str(objects)},
+            "Parameters": {"run": run, "source": digest, "objects": str(objects), "files": str(files)},
         }
         name = sql.compacted_table(descriptor)
         if exists:
@@ -186,7 +197,7 @@ class AthenaCompactor:
         closed = [day for day in sorted(raw) if day_closed(descriptor, checkpoint, day, self.target.grace_seconds)]
         stale = [day for day in closed if published.get(day, {}).get("source") != raw[day][0]]
         todo = stale[: self.target.max_days]
-        done, failed = [], []
+        done, failed, files = [], [], {}
         for i in range(0, len(todo), max(1, self.target.concurrency)):
             batch = todo[i : i + max(1, self.target.concurrency)]
             runs = {day: new_run_id(self.now()) for day in batch}
@@ -199,7 +210,8 @@ class AthenaCompactor:
                     failed.append(f"{day}: {states[queries[day]]} ({queries[day]})")
                     continue
                 digest, objects = raw[day]
-                self.publish(descriptor, day, runs[day], digest, objects, exists=day in published)
+                files[day] = self.files(self.location(descriptor, day, runs[day]))
+                self.publish(descriptor, day, runs[day], digest, objects, exists=day in published, files=files[day])
                 published[day] = {"run": runs[day], "source": digest}
                 done.append(day)
         current = [day for day in raw if published.get(day, {}).get("source") == raw[day][0]]
@@ -208,7 +220,14 @@ class AthenaCompactor:
         if self.wait([view])[view] != "SUCCEEDED":
             failed.append(f"view {sql.all_view(descriptor)}: query {view}")
         behind = len([day for day in closed if published.get(day, {}).get("source") != raw[day][0]])
-        return {"provider": descriptor.name, "compacted": done, "failed": failed, "watermark": mark, "behind": behind}
+        return {
+            "provider": descriptor.name,
+            "compacted": done,
+            "failed": failed,
+            "watermark": mark,
+            "behind": behind,
+            "most_files_a_day": max(files.values(), default=0),  # of the days compacted by this run
+        }
 
 
 def emit_behind(days: int, now: float) -> None:
