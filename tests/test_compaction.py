@@ -335,7 +335,8 @@ def write_big_day(root: Path, descriptor, day_start: int, count: int) -> dict:
 @pytest.mark.parametrize("descriptor", [d for d in DESCRIPTORS if d.compacted_sort], ids=lambda d: d.name)
 def test_a_compacted_day_is_sorted_by_type_in_row_groups_a_type_question_can_skip(descriptor, tmp_path):
     day_start, count = int(datetime(2026, 3, 2, tzinfo=UTC).timestamp()), 9_000
-    report = compact_local(tmp_path, descriptor, write_big_day(tmp_path, descriptor, day_start, count))
+    closing = write_big_day(tmp_path, descriptor, day_start, count)
+    report = compact_local(tmp_path, descriptor, closing)
     assert [d.events for d in report.compacted] == [count]
     assert_every_event_once(tmp_path, descriptor)
     (path,) = (tmp_path / "_compacted" / descriptor.name).rglob("*.parquet")
@@ -359,12 +360,27 @@ def test_a_compacted_day_is_sorted_by_type_in_row_groups_a_type_question_can_ski
     for value in {r[0] for r in rows}:
         holding = {i // sql.row_group_rows(count) for i, r in enumerate(rows) if r[0] == value}
         assert {g for g, low, high, _ in groups if low <= value <= high} == holding
+    # Compacted again from nothing (its publication gone), the day is the same file, byte for byte.
+    first = path.read_bytes()
+    (path.parent.parent / CURRENT).unlink()
+    again = compact_local(tmp_path, descriptor, closing)
+    (new_path,) = (tmp_path / "_compacted" / descriptor.name).rglob("*.parquet")
+    assert [d.events for d in again.compacted] == [count] and new_path != path
+    assert new_path.read_bytes() == first
 
 
-def test_a_sort_on_a_column_the_table_lacks_is_refused():
+def test_a_sort_that_is_not_total_or_names_a_missing_column_is_refused():
     descriptor = DESCRIPTORS[0]
     with pytest.raises(ValueError, match="compacted_sort names no compacted column: nope"):
         dataclasses.replace(descriptor, compacted_sort=("nope", "event_time"))
+    for sort in (
+        ("event_time",),
+        (descriptor.id_field, "event_time"),
+        ("event_time", "event_time", descriptor.id_field),
+    ):
+        with pytest.raises(ValueError, match=f"must name each column once and end with {descriptor.id_field}"):
+            dataclasses.replace(descriptor, compacted_sort=sort)
+    assert dataclasses.replace(descriptor, compacted_sort=("event_time", descriptor.id_field)).compacted_sort
 
 
 # ------------------------------------------------------------------ the CLI, end to end

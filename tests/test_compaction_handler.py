@@ -288,17 +288,53 @@ def test_the_files_each_unload_wrote_are_kept_with_the_partition_and_reported(aw
 
             return start
 
+    def check(report):
+        for descriptor, result in zip(DESCRIPTORS, report["providers"], strict=True):
+            counts = {}
+            for day, partition in partitions(aws, descriptor).items():
+                location = partition["StorageDescriptor"]["Location"].removeprefix(f"s3://{BUCKET}/")
+                assert partition["Parameters"]["files"] == str(wrote[location])  # its own run's files only
+                if day in result["compacted"]:
+                    counts[day] = wrote[location]
+            assert result["most_files_a_day"] == max(counts.values())
+
     c = compactor(aws, log)
     c.athena = Writing("athena", aws["athena"], log)
-    report = compact_all(c)
+    check(compact_all(c))
     assert len(wrote) == len(DESCRIPTORS) * len(DAYS[:-1]) and set(wrote.values()) == {1, 2, 3}
+    # A late object: the day is compacted again into a new run folder, next to the old one's files.
+    for descriptor in DESCRIPTORS:
+        put_raw(aws["s3"], descriptor, DAYS[1], "late-p00000", [f"{DAYS[1]}-late"])
+    before = len(wrote)
+    check(compact_all(c))
+    assert len(wrote) == before + len(DESCRIPTORS)
+
+
+def test_a_run_folder_that_cannot_be_listed_is_published_with_its_count_unknown(aws):
+    class Unlistable:  # the compaction role's listing refused on run folders only
+        def __init__(self, s3):
+            self.s3 = s3
+
+        def __getattr__(self, attr):
+            return getattr(self.s3, attr)
+
+        def get_paginator(self, name):
+            real = self.s3.get_paginator(name)
+
+            class Paginator:
+                def paginate(self, **kwargs):
+                    if "/run=" in kwargs.get("Prefix", ""):
+                        raise PermissionError("AccessDenied")
+                    return real.paginate(**kwargs)
+
+            return Paginator()
+
+    c = compactor(aws, [])
+    c.s3 = Unlistable(aws["s3"])
+    report = compact_all(c)
     for descriptor, result in zip(DESCRIPTORS, report["providers"], strict=True):
-        counts = {}
-        for day, partition in partitions(aws, descriptor).items():
-            location = partition["StorageDescriptor"]["Location"].removeprefix(f"s3://{BUCKET}/")
-            assert partition["Parameters"]["files"] == str(wrote[location])
-            counts[day] = wrote[location]
-        assert result["most_files_a_day"] == max(counts.values())
+        assert result["compacted"] == DAYS[:-1] and result["most_files_a_day"] is None
+        assert {p["Parameters"]["files"] for p in partitions(aws, descriptor).values()} == {"unknown"}
 
 
 def test_the_handler_reads_its_target_from_the_schedule_input(aws, capsys):

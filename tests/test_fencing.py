@@ -4,7 +4,8 @@ The in-process twin of the SIGSTOP test in test_cli.py, run at every step: the f
 is held at its k-th archive or checkpoint call (a read of a key's version, a lease renewal, a put,
 a save), its lease runs out, a second run takes over and finishes with objects cut differently,
 and the first is let go. Whatever k, the archive ends exactly as the second run left it, every
-event once.
+event once. Also when the keys the first run writes already hold a crashed run's orphans, so that
+each of its writes goes the long way (refused as new, version read, lease renewed, replaced).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from audit_collector.archive import LocalArchive
+from audit_collector.archive import EMPTY_GZIP, LocalArchive
 from audit_collector.collector import Settings
 from audit_collector.emulator import Emulator
 from audit_collector.errors import LeaseLost
@@ -29,19 +30,33 @@ def settings(provider: str, object_bytes: int) -> Settings:
     return Settings(initial_lookback_days=1, page_limit=10 if provider == "slack" else 8, max_object_bytes=object_bytes)
 
 
-def steps_of_one_run(provider, org, tmp_path) -> int:
+def steps_of_one_run(provider, org, folder, orphans: list[str]) -> tuple[int, list[str]]:
+    """The archive and checkpoint calls of the run under test, and the keys it writes."""
     gate, clock = Gate(at=0), FakeClock(NOW)
+    leave_orphans(folder, orphans)
     with Emulator(clock=clock.time) as emu:
         emu.api(provider).add(emu.api(provider).generate(org, NOW - 20 * 3600, NOW - 3600, 120, seed=5))
-        store = GatedStore(FileStore(tmp_path / "count.json"), gate)
-        archive = GatedArchive(LocalArchive(tmp_path / "count"), gate)
+        store = GatedStore(FileStore(folder / "state.json"), gate)
+        archive = GatedArchive(LocalArchive(folder), gate)
         run_once(provider, emu, store=store, archive=archive, clock=clock, settings=settings(provider, 4000))
-    return gate.count
+    return gate.count, sorted(LocalArchive(folder).keys())
 
 
+def leave_orphans(folder, keys: list[str]) -> None:
+    """What a run that crashed after its writes, before any checkpoint, leaves: objects (empty
+    here) at the keys the next run writes, which it must replace by their version (If-Match)."""
+    for key in keys:
+        LocalArchive(folder).put(key, EMPTY_GZIP)
+
+
+@pytest.mark.parametrize("orphaned", [False, True], ids=["new-keys", "orphaned-keys"])
 @pytest.mark.parametrize("provider", ["slack", "asana"])
-def test_a_run_paused_at_any_step_past_its_lease_cannot_replace_the_next_owners_objects(provider, org, tmp_path):
-    total = steps_of_one_run(provider, org, tmp_path)
+def test_a_run_paused_at_any_step_past_its_lease_cannot_replace_the_next_owners_objects(
+    provider, orphaned, org, tmp_path
+):
+    _, keys = steps_of_one_run(provider, org, tmp_path / "learn", [])
+    orphans = keys if orphaned else []
+    total, _ = steps_of_one_run(provider, org, tmp_path / "count", orphans)
     assert total > 12
     now = [FakeClock(NOW)]
     with Emulator(clock=lambda: now[0].time()) as emu:
@@ -50,6 +65,7 @@ def test_a_run_paused_at_any_step_past_its_lease_cannot_replace_the_next_owners_
         api.add(events)
         for at in range(1, total + 1):
             folder, clock, gate = tmp_path / f"at{at}", FakeClock(NOW), Gate(at)
+            leave_orphans(folder, orphans)
             now[0] = clock
             outcome: list[object] = []
 

@@ -275,7 +275,7 @@ def test_the_manifests_table_and_the_verification_cover_every_provider():
     columns = [c["Name"] for c in table["StorageDescriptor"]["Columns"]]
     assert {"provider", "job", "window_id", "range_start", "range_end", "objects", "seq", "prev"} <= set(columns)
     role = RESOURCES["CollectorRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
-    look = next(s for s in role if s.get("Sid") == "LookBeforeEachWrite")
+    look = next(s for s in role if s.get("Sid") == "LookBeforeReplacing")
     assert [r["Sub"] for r in look["Resource"]] == [
         *(f"${{ArchiveBucket.Arn}}/${{ArchivePrefix}}{d.name}/*" for d in BUILTIN),
         "${ArchiveBucket.Arn}/${ArchivePrefix}_manifests/*",

@@ -265,7 +265,7 @@ class S3Archive(ArchiveWriter):
             return self.client.head_object(Bucket=self.bucket, Key=key)["ETag"]
         except Exception as exc:
             # Without s3:ListBucket, S3 answers a missing key with 403, not 404. Taking 403 for
-            # "absent" is safe: the write that follows is then If-None-Match, refused if it exists.
+            # "absent" is safe: the caller then has no version to replace, and writes nothing.
             if _error_code(exc) in ("404", "NoSuchKey", "NotFound", "403", "AccessDenied", "Forbidden"):
                 return None
             raise

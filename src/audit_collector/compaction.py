@@ -40,6 +40,7 @@ from typing import Any
 from . import compaction_sql as sql
 from .collector.jobs import LIVE, jobs_of, subtract
 from .descriptor import Descriptor
+from .errors import ArchiveError
 from .files import atomic_write
 
 COMPACTED = "_compacted"  # no provider can be called this: provider names start with a letter
@@ -198,10 +199,15 @@ def _compact_day(
     con = local_connection()
     try:
         define_lines(con, descriptor, paths)
-        # Sorted once into a table, counted, then written: the row group size follows the day's size.
-        con.execute(f"CREATE TEMP TABLE compacted_day AS {sql.select_day(descriptor, day)}")
-        events = con.execute("SELECT count(*) FROM compacted_day").fetchone()[0]
-        con.execute(sql.copy_day("compacted_day", (run_dir / DATA_FILE).as_posix(), events))
+        # Counted first (a plain read of the lines), so the row group size follows the day's size;
+        # then sorted and written in one statement, the sorted day held once.
+        events = con.execute(sql.count_day(descriptor, day)).fetchone()[0]
+        written = con.execute(sql.copy_day(descriptor, day, (run_dir / DATA_FILE).as_posix(), events)).fetchone()[0]
+        if written != events:
+            raise ArchiveError(
+                f"{descriptor.name} dt={day}: {events} raw events counted but {written} compacted (the day "
+                "changed while it was read); nothing was published, run compact again"
+            )
     finally:
         con.close()
     step("written", day)

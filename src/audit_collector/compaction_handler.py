@@ -148,17 +148,22 @@ class AthenaCompactor:
     def location(self, descriptor: Descriptor, day: str, run: str) -> str:
         return f"s3://{self.target.bucket}/{compacted_prefix(self.target.prefix, descriptor)}dt={day}/run={run}/"
 
-    def files(self, location: str) -> int:
+    def files(self, location: str) -> int | None:
         """How many files an UNLOAD wrote into its run folder. Athena may write a day's rows in
         parallel, several files each in order; the count is kept with the partition and reported,
-        so "at most 2 objects a day" can be checked in the deployed stack, not assumed."""
+        so "at most 2 objects a day" can be checked in the deployed stack, not assumed. None when
+        the folder cannot be listed: the count is a diagnosis, not a reason to leave the day raw."""
         prefix = location.removeprefix(f"s3://{self.target.bucket}/")
         paginator = self.s3.get_paginator("list_objects_v2")
-        pages = paginator.paginate(Bucket=self.target.bucket, Prefix=prefix)
-        return sum(len(page.get("Contents", [])) for page in pages)
+        try:
+            return sum(
+                len(page.get("Contents", [])) for page in paginator.paginate(Bucket=self.target.bucket, Prefix=prefix)
+            )
+        except Exception:  # any listing failure: publish without the count
+            return None
 
     def publish(
-        self, descriptor: Descriptor, day: str, run: str, digest: str, objects: int, exists: bool, files: int
+        self, descriptor: Descriptor, day: str, run: str, digest: str, objects: int, exists: bool, files: int | None
     ) -> None:
         """Point the day's partition at the run's folder: the day is compacted from now on."""
         table = self.glue.get_table(DatabaseName=self.target.database, Name=sql.compacted_table(descriptor))["Table"]
@@ -166,7 +171,12 @@ class AthenaCompactor:
         partition = {
             "Values": [day],
             "StorageDescriptor": storage,
-            "Parameters": {"run": run, "source": digest, "objects": str(objects), "files": str(files)},
+            "Parameters": {
+                "run": run,
+                "source": digest,
+                "objects": str(objects),
+                "files": "unknown" if files is None else str(files),
+            },
         }
         name = sql.compacted_table(descriptor)
         if exists:
@@ -226,7 +236,8 @@ class AthenaCompactor:
             "failed": failed,
             "watermark": mark,
             "behind": behind,
-            "most_files_a_day": max(files.values(), default=0),  # of the days compacted by this run
+            # Of the days this run compacted (None: it compacted none, or could list none of them).
+            "most_files_a_day": max((n for n in files.values() if n is not None), default=None),
         }
 
 

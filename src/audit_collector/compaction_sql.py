@@ -105,11 +105,17 @@ def row_group_rows(events: int) -> int:
     return max(SMALLEST_ROW_GROUP, min(LARGEST_ROW_GROUP, rows))
 
 
-def copy_day(table: str, path: str, events: int) -> str:
-    """DuckDB: a day's compacted rows, already in ``table`` in order, into one local Parquet file."""
+def count_day(descriptor: Descriptor, day: str) -> str:
+    return f"SELECT count(*) FROM {lines_table(descriptor)} WHERE dt = '{_day(day)}'"
+
+
+def copy_day(descriptor: Descriptor, day: str, path: str, events: int) -> str:
+    """DuckDB: the same rows as Athena's UNLOAD, into one local Parquet file, in row groups sized
+    for a day of ``events``."""
     if "'" in path:
         raise ValueError(f"a quote in a path: {path!r}")
-    return f"COPY {table}\nTO '{path}' ({PARQUET_OPTIONS}, ROW_GROUP_SIZE {row_group_rows(events)})"
+    options = f"{PARQUET_OPTIONS}, ROW_GROUP_SIZE {row_group_rows(events)}"
+    return f"COPY ({select_day(descriptor, day)})\nTO '{path}' ({options})"
 
 
 def create_view(descriptor: Descriptor, watermark: str | None, lines: str | None = None) -> str:

@@ -127,6 +127,10 @@ class Descriptor:
         unknown = set(self.compacted_sort) - {c.name for c in self.compacted_columns}
         if unknown:
             raise ValueError(f"{self.name}: compacted_sort names no compacted column: {', '.join(sorted(unknown))}")
+        sort = self.compacted_sort
+        if sort and (sort[-1] != self.id_field or len(set(sort)) != len(sort)):
+            # Ending on the id makes the order total: a rerun writes the same rows in the same order.
+            raise ValueError(f"{self.name}: compacted_sort must name each column once and end with {self.id_field}")
 
     # Names derived from ``name`` and ``key``, in one place: the Lambda's environment, the CLI's
     # token variable, the template's parameter.
