@@ -332,9 +332,13 @@ def write_big_day(root: Path, descriptor, day_start: int, count: int) -> dict:
     return {"jobs": {"live": {"ranges": [[day_start * ups, None]], "watermark": (day_start + 2 * 86400) * ups}}}
 
 
+@pytest.mark.parametrize(
+    "count",
+    [9_000, pytest.param(130_000, marks=pytest.mark.slow)],  # the larger: beyond one DuckDB row group of input
+)
 @pytest.mark.parametrize("descriptor", [d for d in DESCRIPTORS if d.compacted_sort], ids=lambda d: d.name)
-def test_a_compacted_day_is_sorted_by_type_in_row_groups_a_type_question_can_skip(descriptor, tmp_path):
-    day_start, count = int(datetime(2026, 3, 2, tzinfo=UTC).timestamp()), 9_000
+def test_a_compacted_day_is_sorted_by_type_in_row_groups_a_type_question_can_skip(descriptor, count, tmp_path):
+    day_start = int(datetime(2026, 3, 2, tzinfo=UTC).timestamp())
     closing = write_big_day(tmp_path, descriptor, day_start, count)
     report = compact_local(tmp_path, descriptor, closing)
     assert [d.events for d in report.compacted] == [count]
