@@ -19,7 +19,6 @@ the same digest and does nothing. The raw objects are only ever read.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,9 +28,9 @@ from . import compaction_sql as sql
 from . import providers
 from .compaction import COMPACTED, compacted_prefix, day_closed, new_run_id, source_digest, watermark
 from .descriptor import Descriptor
+from .emf import metric_line
 from .errors import AuditCollectorError, ConfigError
 
-METRIC_NAMESPACE = "AuditCollector"
 BEHIND_METRIC = "CompactionDaysBehind"
 
 
@@ -243,24 +242,7 @@ class AthenaCompactor:
 
 def emit_behind(days: int, now: float) -> None:
     """One CloudWatch metric, as an embedded-metric-format log line (no API call, no permission)."""
-    print(
-        json.dumps(
-            {
-                "_aws": {
-                    "Timestamp": int(now * 1000),
-                    "CloudWatchMetrics": [
-                        {
-                            "Namespace": METRIC_NAMESPACE,
-                            "Dimensions": [["service"]],
-                            "Metrics": [{"Name": BEHIND_METRIC, "Unit": "Count"}],
-                        }
-                    ],
-                },
-                "service": "audit-collector",
-                BEHIND_METRIC: days,
-            }
-        )
-    )
+    print(metric_line(BEHIND_METRIC, days, now, [["service"]], service="audit-collector"))
 
 
 def compact_all(compactor: AthenaCompactor, names: list[str] | None = None) -> dict[str, Any]:

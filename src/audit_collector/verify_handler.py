@@ -16,11 +16,11 @@ from typing import Any
 
 from . import providers
 from .archive import ArchiveWriter, normalize_prefix
+from .emf import metric_line
 from .errors import ConfigError
 from .state import CheckpointStore
 from .verify import Report, verify_archive
 
-METRIC_NAMESPACE = "AuditCollector"
 FINDINGS_METRIC = "VerifyFindings"
 
 
@@ -70,24 +70,15 @@ def emit(report: Report, now: float) -> None:
         for finding in provider.findings:
             print(json.dumps({"level": "ERROR", "message": "verify finding", **finding.as_dict()}))
         print(
-            json.dumps(
-                {
-                    "_aws": {
-                        "Timestamp": int(now * 1000),
-                        "CloudWatchMetrics": [
-                            {
-                                "Namespace": METRIC_NAMESPACE,
-                                "Dimensions": [["service"], ["service", "provider"]],
-                                "Metrics": [{"Name": FINDINGS_METRIC, "Unit": "Count"}],
-                            }
-                        ],
-                    },
-                    "service": "audit-collector",
-                    "provider": provider.provider,
-                    FINDINGS_METRIC: len(provider.findings),
-                    "objects": provider.objects,
-                    "events": provider.events,
-                }
+            metric_line(
+                FINDINGS_METRIC,
+                len(provider.findings),
+                now,
+                [["service"], ["service", "provider"]],
+                service="audit-collector",
+                provider=provider.provider,
+                objects=provider.objects,
+                events=provider.events,
             )
         )
 
