@@ -49,7 +49,7 @@ def test_a_skewed_host_clock_never_skips_what_reaches_the_api_later(provider, se
         if skew > SETTLE:
             with pytest.raises(ClockSkew, match="ahead of the API"):
                 run_once(provider, emu, store=store, archive=archive, clock=host, settings=settings)
-            assert list(archive.keys()) == []  # nothing archived
+            assert [k for k in archive.keys() if not k.startswith("_audit_collector/")] == []  # nothing archived
             assert "jobs" not in (store.read(provider).get("checkpoint") or {})  # nothing checkpointed
         else:
             assert run_once(provider, emu, store=store, archive=archive, clock=host, settings=settings).complete
