@@ -1,16 +1,18 @@
 """Signed chain heads: what proves the archive from the bucket and a public key alone.
 
 Each manifest holds the SHA-256 of the one before it (``manifest.py``), so the SHA-256 of the last
-one stands for the whole chain. After each run that committed manifests, the collector writes one
-signed head per provider, under a key of its own that it never writes again:
+one stands for the whole chain. After each run that wrote anything, the collector writes one
+signed head per provider, under a key of its own that nothing writes again:
 
-    {prefix}_chain/{provider}/{seq:012d}.json
+    {prefix}_chain/{provider}/dt=YYYY-MM-DD/{seq:012d}-{signed at, epoch ms}.json
 
 It names the last manifest (``seq``, ``key``, ``sha256``), lists every manifest committed since
 the previous signed head (``links``: [seq, key, sha256]; together the heads index the whole chain
 by place, so ``verify --from`` finds a window's manifest whatever day it is filed under), and says
-how far collection had come (``watermark``, the live job's; ``open``, the ranges unfinished jobs
-still own), so the gap check needs no state store. ``signature`` covers all of it (``signing.py``).
+how far collection had come, so the gap and extra checks need no state store: ``watermark`` (the
+live job's), ``open`` (the ranges unfinished jobs still own) and ``writing`` (the windows and
+late-event passes under way, whose parts no manifest lists yet). ``signature`` covers all of it
+(``signing.py``).
 
 Under Object Lock the heads, like everything else, cannot be deleted or replaced: a collector (or
 anyone holding its role) that deletes the newest windows, or edits a window and re-forges every
@@ -24,15 +26,15 @@ import json
 from typing import Any
 
 from . import __version__
-from .dates import iso
+from .dates import iso, utc_date
 from .signing import Checker, Signer, decode_signature, encode_signature
 
 FORMAT = 1
 CHAIN_FOLDER = "_chain"
 
 
-def head_key(prefix: str, provider: str, seq: int) -> str:
-    return f"{prefix}{CHAIN_FOLDER}/{provider}/{seq:012d}.json"
+def head_key(prefix: str, provider: str, seq: int, signed_at: float) -> str:
+    return f"{prefix}{CHAIN_FOLDER}/{provider}/dt={utc_date(signed_at)}/{seq:012d}-{round(signed_at * 1000):013d}.json"
 
 
 def heads_folder(prefix: str, provider: str) -> str:
@@ -40,8 +42,16 @@ def heads_folder(prefix: str, provider: str) -> str:
 
 
 def is_head_key(key: str) -> bool:
-    folder, _, name = key.rpartition("/")
-    return folder.rpartition("/")[0].endswith(CHAIN_FOLDER) and name.endswith(".json") and name[:-5].isdigit()
+    parts = key.split("/")
+    if len(parts) < 4 or parts[-4] != CHAIN_FOLDER or not parts[-2].startswith("dt="):
+        return False
+    seq, _, millis = parts[-1].removesuffix(".json").partition("-")
+    return parts[-1].endswith(".json") and seq.isdigit() and millis.isdigit()
+
+
+def filed_on(key: str) -> str:
+    """The UTC date a head was signed on, from its key."""
+    return key.rsplit("/", 2)[1].removeprefix("dt=")
 
 
 def build(
@@ -52,6 +62,7 @@ def build(
     links: list[list[Any]],
     watermark: int | None,
     open_ranges: list[list[Any]],
+    writing: list[str],
     unit: int,
     signed_at: float,
 ) -> dict[str, Any]:
@@ -66,6 +77,7 @@ def build(
         "links": links,
         "watermark": watermark,
         "open": open_ranges,
+        "writing": writing,
         "units_per_second": unit,
         "signed_at": iso(signed_at, "milliseconds"),
         "collector_version": __version__,

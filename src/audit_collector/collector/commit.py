@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from .. import heads, manifest
 from ..archive import manifest_key, object_key
 from ..dates import utc_date
-from ..errors import WriteRefused
 from .jobs import LIVE, Job, jobs_of
 
 if TYPE_CHECKING:
@@ -130,30 +129,38 @@ def tidy(run: Run, name: str, start: int, end: int, job: Job) -> None:
 
 
 def sign_head(run: Run) -> None:
-    """Sign the chain's head and write it under a key of its own, if manifests wait for it."""
+    """Sign the chain's head and what is under way, under a key of its own, if the run wrote anything."""
     unsigned = run.document.get("unsigned") or []
-    if run.signer is None or not unsigned:
+    if run.signer is None or not (unsigned or run.writes):
         return
     chain = run.chain()
-    live = jobs_of(run.document).get(LIVE)
-    owned = [r for job in jobs_of(run.document).values() if not job.done for r in job.still_owned()]
+    if not chain:
+        return  # nothing committed yet: nothing to stand for
+    document = run.document
+    jobs = jobs_of(document).values()
+    live = jobs_of(document).get(LIVE)
+    writing = [run.descriptor.window_type.from_dict(job.window).id for job in jobs if job.window is not None]
+    writing += [pass_id(entry, entry["pass"]["age"]) for entry in document.get("sweep_queue") or [] if "pass" in entry]
+    now = run.clock.time()
     payload = heads.build(
         provider=run.descriptor.name,
         chain=chain,
-        after=int(unsigned[0][0]) - 1,
+        after=int(unsigned[0][0]) - 1 if unsigned else chain["count"],
         links=[list(link) for link in unsigned],
         watermark=live.watermark if live is not None else None,
-        open_ranges=owned,
+        open_ranges=[r for job in jobs if not job.done for r in job.still_owned()],
+        writing=sorted(writing),
         unit=run.descriptor.units_per_second,
-        signed_at=run.clock.time(),
+        signed_at=now,
     )
-    key = heads.head_key(run.prefix, run.descriptor.name, chain["count"])
     body = heads.encode(heads.sign(payload, run.signer))
     run.renew()
-    try:
-        run.archive.put(key, body, replaces=None)  # never replaced: a head, once written, stands
-    except WriteRefused:
-        found = heads.parse(run.archive.get(key), run.descriptor.name)
-        if found["sha256"] != chain["head"]:
-            raise
-    run.save_jobs(unsigned=None)
+    run.archive.put(heads.head_key(run.prefix, run.descriptor.name, chain["count"], now), body, replaces=None)
+    run.writes = 0
+    if unsigned:
+        run.save_jobs(unsigned=None)
+
+
+def pass_id(entry: dict[str, Any], age: float) -> str:
+    """A late-event pass's name: its stretch and its age (the stem of its parts and its manifest)."""
+    return f"{entry['start']}-{entry['end']}-s{int(age)}"

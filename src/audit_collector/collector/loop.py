@@ -121,6 +121,7 @@ class Run:
     ) -> None:
         self.source, self.descriptor = source, source.descriptor
         self.signer = signer
+        self.writes = 0  # objects written since the last signed head
         self.sweep_given_up = 0  # passes the queue had no room for, this run
         self.store, self.archive, self.prefix, self.lease = store, archive, prefix, lease
         self.settings, self.clock, self.budget, self.progress = settings, clock, budget, progress
@@ -295,6 +296,7 @@ class Run:
         restarted window empties) is its version read, the lease renewed again, and that version
         replaced (``If-Match``)."""
         self.renew()
+        self.writes += 1
         try:
             self.archive.put(key, body, replaces=None)
             return

@@ -43,7 +43,7 @@ from .. import manifest as manifests
 from ..archive import ObjectBuffer, decode_object, manifest_key, name_bounds, object_key
 from ..dates import utc_date
 from ..errors import ApiError, BudgetExhausted
-from .commit import commit_manifest, commit_pending, tidy
+from .commit import commit_manifest, commit_pending, pass_id, tidy
 from .jobs import Job
 from .settings import Budget
 
@@ -138,10 +138,6 @@ def enqueue(
         oldest = min(range(len(queue)), key=lambda i: queue[i]["end"] / unit + queue[i]["ages"][-1])
         dropped += len(queue.pop(oldest)["ages"])
     return queue, dropped
-
-
-def pass_id(entry: dict[str, Any], age: float) -> str:
-    return f"{entry['start']}-{entry['end']}-s{int(age)}"
 
 
 def sweep_due(run: Run) -> bool:
