@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import json
 import ssl
 import threading
@@ -254,3 +255,10 @@ def test_trust_env_in_session_with_a_session_of_yours_says_where_it_belongs():
 
     with pytest.raises(ValueError, match=r"ClientSession\(trust_env=True\)"):
         asyncio.run(main())
+
+
+def test_the_async_client_shows_every_parameter_it_takes():
+    sync = inspect.signature(AuditLogsClient).parameters
+    both = inspect.signature(AsyncAuditLogsClient).parameters
+    assert list(both) == [*sync, "auth", "trust_env_in_session"]
+    assert "ssl" in sync

@@ -89,6 +89,12 @@ AUTH_REFUSED = (
 )
 
 
+def _plus_keywords(signature: inspect.Signature, **defaults: Any) -> inspect.Signature:
+    """``signature`` with keyword-only parameters added at its end."""
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=d) for name, d in defaults.items()]
+    return signature.replace(parameters=[*signature.parameters.values(), *added])
+
+
 class AsyncApiTransport(TransportBase):
     """One keep-alive ``aiohttp.ClientSession`` (the caller's, or one opened on first use and closed
     by ``close()`` or ``async with``) and the awaited retry loop."""
@@ -106,6 +112,11 @@ class AsyncApiTransport(TransportBase):
                 "trust_env_in_session applies to the session this client opens: "
                 "open yours with aiohttp.ClientSession(trust_env=True) instead"
             )
+
+    # help() and IDEs show TransportBase's parameters, then the two above.
+    __init__.__signature__ = _plus_keywords(  # type: ignore[attr-defined]
+        inspect.signature(TransportBase.__init__), auth=None, trust_env_in_session=False
+    )
 
     def _default_retry_handlers(self) -> list[RetryHandler]:
         return async_default_retry_handlers()
