@@ -185,6 +185,7 @@ def test_any_json_object_parses_as_details_and_to_dict_gives_it_back(data):
     details = Details.from_dict(data)
     assert isinstance(details, Details)
     assert details.to_dict() == sent
+    assert json.dumps(details.to_dict()) == json.dumps(sent)  # key for key, in the order they came
     assert data == sent  # parsing never altered what it was given
 
 
@@ -195,4 +196,4 @@ def test_any_logs_body_round_trips(entries, extra):
     sent = copy.deepcopy(body)
     typed = LogsResponse.from_dict(body)
     assert all(isinstance(e, Entry) for e in typed.entries)
-    assert typed.to_dict() == sent
+    assert json.dumps(typed.to_dict()) == json.dumps(sent)

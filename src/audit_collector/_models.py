@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any, ClassVar, Self
 
@@ -29,7 +30,7 @@ class Model:
     def from_dict(cls, data: Any) -> Self | None:
         if not isinstance(data, dict):
             return None
-        known = {f.name for f in dataclasses.fields(cls)} - {"unknown_fields"}
+        known = field_names(cls)
         kwargs: dict[str, Any] = {}
         unknown: dict[str, Any] = {}
         sent: dict[str, tuple[Any, Any]] = {}  # field -> (decoded value as decoded, value as sent)
@@ -51,28 +52,35 @@ class Model:
             kwargs[key] = value
         obj = cls(**kwargs)
         obj.unknown_fields = unknown
-        obj._present = frozenset(data)  # so to_dict() omits what the API left out
+        obj._present = tuple(data)  # the keys as they came, in order: to_dict() omits what the API left out
         obj._sent = sent
         return obj
 
     def to_dict(self) -> dict[str, Any]:
+        known = field_names(type(self))
         present = getattr(self, "_present", None)
+        if present is None:  # built in code, not parsed: the fields that are set
+            present = tuple(name for name in known if getattr(self, name) is not None)
         sent = getattr(self, "_sent", {})
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            if f.name == "unknown_fields":
+        for key in present:
+            if key not in known:
+                if key in self.unknown_fields:
+                    out[key] = self.unknown_fields[key]
                 continue
-            value = getattr(self, f.name)
-            if present is not None and f.name not in present:
-                continue
-            if present is None and value is None:
-                continue
-            if f.name in sent and sent[f.name][0] == value:
-                out[f.name] = sent[f.name][1]  # unchanged since decoded: give back what the API sent
-                continue
-            out[f.name] = _plain(value)
-        out.update(self.unknown_fields)
+            value = getattr(self, key)
+            if key in sent and sent[key][0] == value:
+                out[key] = sent[key][1]  # unchanged since decoded: give back what the API sent
+            else:
+                out[key] = _plain(value)
+        out.update(self.unknown_fields)  # and any added since
         return out
+
+
+@functools.cache
+def field_names(model: type[Model]) -> frozenset[str]:
+    """A model's typed fields (``unknown_fields`` aside), looked up once per class."""
+    return frozenset(f.name for f in dataclasses.fields(model)) - {"unknown_fields"}
 
 
 def _plain(value: Any) -> Any:

@@ -26,10 +26,10 @@ class Entry(Model):
     id: Any = None
     date_create: Any = None
     action: Any = None
-    actor: Any = None
-    entity: Any = None
-    context: Any = None
-    details: Any = None
+    actor: Actor | None = None
+    entity: Entity | None = None
+    context: Context | None = None
+    details: Details | None = None
     _nested = {"actor": Actor, "entity": Entity, "context": Context, "details": Details}
 
 
@@ -47,8 +47,8 @@ class LogsResponse(Model):
     error: Any = None
     needed: Any = None
     provided: Any = None
-    entries: Any = None
-    response_metadata: Any = None
+    entries: list[Entry] | None = None
+    response_metadata: ResponseMetadata | None = None
     _nested = {"entries": Entry, "response_metadata": ResponseMetadata}
 
 

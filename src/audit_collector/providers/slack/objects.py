@@ -23,7 +23,7 @@ class User(Model):
 @dataclasses.dataclass
 class Actor(Model):
     type: Any = None
-    user: Any = None
+    user: User | None = None
     _nested = {"user": User}
 
 
@@ -50,11 +50,11 @@ class App(Model):
 
 @dataclasses.dataclass
 class Context(Model):
-    location: Any = None
+    location: Location | None = None
     ua: Any = None
     ip_address: Any = None
     session_id: Any = None  # a string, an integer or null, depending on the event
-    app: Any = None
+    app: App | None = None
     _nested = {"location": Location, "app": App}
 
 
