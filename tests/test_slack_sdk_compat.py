@@ -101,6 +101,20 @@ def test_async_a_slack_sdk_style_handler_retries_a_server_disconnect(disconnecti
     assert [r["fault"] for r in disconnecting.request_log] == ["disconnect", None]
 
 
+def test_the_default_handlers_still_retry_a_disconnect_sync_and_async(disconnecting):
+    args = {"token": disconnecting.slack_token, "base_url": disconnecting.slack_base_url}
+    sync = AuditLogsClient(**args, clock=FakeClock())
+    assert sync.logs().status_code == 200 and sync.stats["retries"] == 1
+    disconnecting.faults.script("slack", "disconnect")
+
+    async def main():
+        async with AsyncAuditLogsClient(**args, clock=FakeAsyncClock()) as client:
+            return (await client.logs()).status_code, client.stats["retries"]
+
+    assert asyncio.run(main()) == (200, 1)
+    assert [r["fault"] for r in disconnecting.request_log] == ["disconnect", None, "disconnect", None]
+
+
 def test_unretried_a_disconnect_reaches_the_caller_as_one_sync_and_async(disconnecting):
     args = {"token": disconnecting.slack_token, "base_url": disconnecting.slack_base_url, "retry_handlers": []}
     with pytest.raises(ServerDisconnectedError) as sync_error:
