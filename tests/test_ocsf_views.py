@@ -12,11 +12,13 @@ import sqlglot
 
 from audit_collector import ocsf, providers
 from audit_collector.compaction import compact_local
+from audit_collector.compaction_handler import compact_all
 from audit_collector.ocsf import views
 from audit_collector.ocsf.classes import CLASSES
 from audit_collector.query import connect
 
 from .test_compaction import checkpoint, collect, raw_lines
+from .test_compaction_handler import aws, compactor, statements  # noqa: F401  (aws: the moto fixture)
 
 SLACK, ASANA = providers.get("slack"), providers.get("asana")
 
@@ -164,3 +166,13 @@ def test_an_empty_archive_still_has_every_view(tmp_path):
             assert con.execute(f"SELECT count(*) FROM {name}").fetchone() == (0,)
     finally:
         con.close()
+
+
+def test_athena_compaction_replaces_the_views_after_the_all_views(aws):  # noqa: F811
+    log: list = []
+    compact_all(compactor(aws, log))
+    sent = statements(log)
+    ocsf_sent = [s for s in sent if s.startswith("CREATE OR REPLACE VIEW ocsf_")]
+    assert ocsf_sent == views.create_views()
+    last_all = max(i for i, s in enumerate(sent) if s.startswith("CREATE OR REPLACE VIEW") and "_all AS" in s)
+    assert last_all < sent.index(ocsf_sent[0])
