@@ -176,3 +176,25 @@ def test_athena_compaction_replaces_the_views_after_the_all_views(aws):  # noqa:
     assert ocsf_sent == views.create_views()
     last_all = max(i for i, s in enumerate(sent) if s.startswith("CREATE OR REPLACE VIEW") and "_all AS" in s)
     assert last_all < sent.index(ocsf_sent[0])
+
+
+def test_the_template_s_ocsf_queries_name_views_and_columns_that_exist(archive):
+    from .support import load_template
+
+    queries = [
+        r["Properties"]["QueryString"]
+        for name, r in load_template()["Resources"].items()
+        if name.startswith("QueryOcsf") and r["Type"] == "AWS::Athena::NamedQuery"
+    ]
+    assert len(queries) == 3
+    con = connect(archive)
+    try:
+        for text in queries:
+            parsed = sqlglot.parse_one(text, read="athena", error_level=sqlglot.ErrorLevel.RAISE)
+            (table,) = {t.name for t in parsed.find_all(sqlglot.exp.Table)}
+            assert table in views.view_names()
+            columns = {row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()}
+            named = {c.name for c in parsed.find_all(sqlglot.exp.Column)} - {"source", "failures", "events"}
+            assert named <= columns, named - columns
+    finally:
+        con.close()
