@@ -28,7 +28,7 @@ from .test_compaction import checkpoint, collect, raw_lines
 
 NAMES = ("slack", "asana")
 LAYOUT = re.compile(
-    r"ext/(?P<source>audit-collector-[a-z_]+)/region=us-east-1/accountId=123456789012/"
+    r"ext/(?P<source>auditcol-[a-z]+)/region=us-east-1/accountId=123456789012/"
     r"eventDay=(?P<day>\d{8})/(?P<provider>[a-z]+)\.parquet"
 )
 
@@ -106,7 +106,8 @@ def test_the_layout_is_security_lake_s_one_source_per_class(archive):
             duckdb.sql(f"SELECT DISTINCT class_name FROM read_parquet('{path}', hive_partitioning=false)").fetchall()
         )
         ocsf_class = next(c for c in CLASSES.values() if c.caption == classes[0])
-        assert match["source"] == f"audit-collector-{ocsf_class.name}"  # one class per source
+        assert match["source"] == f"auditcol-{ocsf_class.lake[0]}"  # one class per source
+        assert len(match["source"]) <= 20
         days = {
             datetime.fromtimestamp(t / 1000, UTC).strftime("%Y%m%d")
             for (t,) in duckdb.sql(f"SELECT time FROM read_parquet('{path}', hive_partitioning=false)").fetchall()
@@ -120,9 +121,8 @@ def test_the_layout_is_security_lake_s_one_source_per_class(archive):
 def test_each_file_has_its_class_schema_zstd_sorted_and_within_the_limits(archive):
     export(archive)
     for path in lake_files(archive):
-        name = LAYOUT.fullmatch(path.relative_to(archive / "lake").as_posix())["source"].removeprefix(
-            "audit-collector-"
-        )
+        short = LAYOUT.fullmatch(path.relative_to(archive / "lake").as_posix())["source"].removeprefix("auditcol-")
+        name = next(c.name for c in CLASSES.values() if c.lake[0] == short)
         described = duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{path}', hive_partitioning=false)").fetchall()
         want = schema(CLASSES[name])
         assert [r[0] for r in described] == list(want)
@@ -270,12 +270,16 @@ def test_a_crash_before_the_rename_leaves_nothing_under_ext(archive, monkeypatch
 
 
 @pytest.mark.parametrize(
-    ("region", "account", "message"),
-    [("us-east-1", "12345", "12 digits"), ("mars-1", "123456789012", "not an AWS region")],
+    ("region", "account", "message", "prefix"),
+    [
+        ("us-east-1", "12345", "12 digits", "auditcol"),
+        ("mars-1", "123456789012", "not an AWS region", "auditcol"),
+        ("us-east-1", "123456789012", "source prefix", "a-prefix-too-long"),
+    ],
 )
-def test_a_wrong_target_is_refused_before_anything_is_written(archive, region, account, message):
+def test_a_wrong_target_is_refused_before_anything_is_written(archive, region, account, message, prefix):
     with pytest.raises(ConfigError, match=message):
-        LakeTarget(archive / "lake", region, account)
+        LakeTarget(archive / "lake", region, account, prefix)
     code = main(
         [
             "compact",
@@ -287,6 +291,8 @@ def test_a_wrong_target_is_refused_before_anything_is_written(archive, region, a
             region,
             "--security-lake-account",
             account,
+            "--security-lake-source",
+            prefix,
         ]
     )
     assert code != 0
@@ -299,3 +305,26 @@ def test_compact_on_the_cli_writes_the_custom_sources(archive, capsys):
     assert main(argv) == 0
     assert "OCSF for Security Lake" in capsys.readouterr().out
     assert_every_event_once(archive)
+
+
+def test_every_source_name_fits_security_lake_s_20_characters(tmp_path):
+    longest = LakeTarget(tmp_path, "us-east-1", "123456789012", "a" * 13)
+    names = [longest.source(c) for c in CLASSES.values()]
+    assert len(set(names)) == len(names) and max(map(len, names)) <= 20
+
+
+def test_the_template_holds_the_crawler_role_only_when_a_prefix_is_given():
+    from .support import load_template
+
+    template = load_template()
+    role = template["Resources"]["SecurityLakeCrawlerRole"]
+    assert role["Condition"] == "UseSecurityLake"
+    assert template["Conditions"]["UseSecurityLake"] == {"Not": [{"Equals": [{"Ref": "SecurityLakeSourcePrefix"}, ""]}]}
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "glue.amazonaws.com"}
+    statements = role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    objects = next(s for s in statements if "s3:GetObject" in s["Action"])
+    assert objects["Resource"]["Sub"].endswith("/ext/${SecurityLakeSourcePrefix}-*")
+    pattern = re.compile(template["Parameters"]["SecurityLakeSourcePrefix"]["AllowedPattern"])
+    assert pattern.fullmatch("") and pattern.fullmatch("auditcol") and not pattern.fullmatch("a-prefix-too-long")
+    assert template["Outputs"]["SecurityLakeCrawlerRoleArn"]["Condition"] == "UseSecurityLake"

@@ -370,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     compact_p.add_argument("--security-lake-region", help="the region= partition (the lake's region)")
     compact_p.add_argument("--security-lake-account", help="the accountId= partition (12 digits)")
     compact_p.add_argument(
-        "--security-lake-source", default="audit-collector", help="custom source names: PREFIX-<ocsf class>"
+        "--security-lake-source", default="auditcol", help="custom source names: PREFIX-<short class name>"
     )
     compact_p.set_defaults(func=cmd_compact)
 

@@ -39,6 +39,7 @@ class OcsfClass:
     objects: tuple[str, ...]  # the class's own objects the mapping may fill
     has_src_endpoint: bool  # else the client's address goes to ``device.ip``
     has_http_request: bool
+    lake: tuple[str, str] = ("", "")  # (short name in a custom source's name, Security Lake's event class)
     fixed: dict[str, object] = field(default_factory=dict)  # attributes every event of the class carries
 
     def activity_id(self, caption: str) -> int:
@@ -77,6 +78,7 @@ CLASSES: dict[str, OcsfClass] = {
             ("user",),
             True,
             True,
+            ("acct", "ACCOUNT_CHANGE"),
         ),
         OcsfClass(
             3002,
@@ -95,6 +97,7 @@ CLASSES: dict[str, OcsfClass] = {
             ("user",),
             True,
             True,
+            ("authn", "AUTHENTICATION"),
             {"service": True},  # 1.1.0 wants a service or a dst_endpoint: the product signed in to
         ),
         OcsfClass(
@@ -106,6 +109,7 @@ CLASSES: dict[str, OcsfClass] = {
             ("entity",),
             False,
             False,
+            ("entity", "ENTITY_MANAGEMENT_AUDIT"),
         ),
         OcsfClass(
             3005,
@@ -116,6 +120,7 @@ CLASSES: dict[str, OcsfClass] = {
             ("user", "privileges"),
             False,
             False,
+            ("access", "USER_ACCESS"),
         ),
         OcsfClass(
             3006,
@@ -135,6 +140,7 @@ CLASSES: dict[str, OcsfClass] = {
             ("group", "user", "privileges"),
             False,
             False,
+            ("group", "GROUP_MANAGEMENT"),
         ),
         OcsfClass(
             6001,
@@ -156,6 +162,7 @@ CLASSES: dict[str, OcsfClass] = {
             ("web_resources",),
             True,
             True,
+            ("webres", "WEB_RESOURCES_ACTIVITY"),
         ),
         OcsfClass(
             6003,
@@ -166,6 +173,7 @@ CLASSES: dict[str, OcsfClass] = {
             ("api",),
             True,
             True,
+            ("api", "API_ACTIVITY"),
         ),
     )
 }

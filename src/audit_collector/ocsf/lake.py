@@ -42,7 +42,7 @@ ROW_GROUP_BYTES = 128 * 1024 * 1024  # uncompressed: compressed, a row group is 
 ROW_GROUP_ROWS = 122_880
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
 _ACCOUNT = re.compile(r"^\d{12}$")
-_SOURCE = re.compile(r"^[A-Za-z0-9_\-]{1,40}$")
+_PREFIX = re.compile(r"^[a-z][a-z0-9-]{0,12}$")  # + "-" + the longest short class name: 20 characters
 
 
 @dataclass(frozen=True)
@@ -52,19 +52,22 @@ class LakeTarget:
     root: Path
     region: str
     account_id: str
-    source_prefix: str = "audit-collector"
+    source_prefix: str = "auditcol"
 
     def __post_init__(self) -> None:
         if not _REGION.fullmatch(self.region):
             raise ConfigError(f"not an AWS region: {self.region!r}")
         if not _ACCOUNT.fullmatch(self.account_id):
             raise ConfigError(f"an AWS account id is 12 digits, got {self.account_id!r}")
-        if not _SOURCE.fullmatch(self.source_prefix):
-            raise ConfigError(f"a source prefix is up to 40 letters, digits, - or _, got {self.source_prefix!r}")
+        if not _PREFIX.fullmatch(self.source_prefix):
+            raise ConfigError(
+                f"a source prefix is a lower-case letter then up to 12 letters, digits or -, got {self.source_prefix!r}"
+            )
 
     def source(self, ocsf: OcsfClass) -> str:
-        """The custom source of one class (up to 64 characters, as Security Lake allows)."""
-        return f"{self.source_prefix}-{ocsf.name}"
+        """The custom source of one class: Security Lake wants names of at most 20 characters (its provider
+        role is named after the source), so the class goes by a short name (``OcsfClass.lake``)."""
+        return f"{self.source_prefix}-{ocsf.lake[0]}"
 
     def day_folder(self, ocsf: OcsfClass, day: str) -> Path:
         return (
