@@ -32,6 +32,8 @@ COMMON_VARIABLES: dict[str, str | None] = {
     # at this share of the provider's pace.
     "SWEEP_AFTER_SECONDS": "1800,86400",
     "SWEEP_SHARE": "0.25",
+    # The KMS asymmetric key (ECC_NIST_P256) the chain's heads are signed with (empty: not signed).
+    "SIGNING_KEY_ID": "",
 }
 
 
@@ -77,6 +79,7 @@ class Config:
     providers: dict[str, ProviderConfig]  # the enabled ones, in registry order
     sweep_after_seconds: tuple[float, ...] = ()
     sweep_share: float = 0.25
+    signing_key_id: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -103,6 +106,7 @@ class Config:
             providers=enabled,
             sweep_after_seconds=parse_sweep_after(get("SWEEP_AFTER_SECONDS"), "SWEEP_AFTER_SECONDS"),
             sweep_share=_number(get("SWEEP_SHARE"), "SWEEP_SHARE", 0.01, 1),
+            signing_key_id=(get("SIGNING_KEY_ID") or "").strip(),
         )
 
     @property

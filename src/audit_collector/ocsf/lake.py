@@ -159,10 +159,13 @@ class LakeReport:
 
 
 def _lines(paths: list[Path]) -> Iterable[str]:
+    """Each event's text, from every object of the day (as compaction and Athena's table read them)."""
     import zlib
 
     for path in paths:
-        for line in zlib.decompress(path.read_bytes(), 31).decode().split("\n"):
+        body = path.read_bytes()
+        text = zlib.decompress(body, 31) if path.name.endswith(".gz") else body
+        for line in text.decode().split("\n"):
             if line:
                 yield line
 
