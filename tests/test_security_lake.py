@@ -17,7 +17,7 @@ from audit_collector import ocsf, providers
 from audit_collector.archive import LocalArchive
 from audit_collector.cli import main
 from audit_collector.compaction import day_closed
-from audit_collector.errors import ConfigError
+from audit_collector.errors import ArchiveError, ConfigError
 from audit_collector.ocsf import lake, validate
 from audit_collector.ocsf.classes import CLASSES
 from audit_collector.ocsf.lake import LakeTarget, export_local, schema
@@ -328,3 +328,13 @@ def test_the_template_holds_the_crawler_role_only_when_a_prefix_is_given():
     pattern = re.compile(template["Parameters"]["SecurityLakeSourcePrefix"]["AllowedPattern"])
     assert pattern.fullmatch("") and pattern.fullmatch("auditcol") and not pattern.fullmatch("a-prefix-too-long")
     assert template["Outputs"]["SecurityLakeCrawlerRoleArn"]["Condition"] == "UseSecurityLake"
+
+
+def test_an_object_that_is_not_json_lines_is_named_and_its_day_is_left_as_it_was(archive):
+    export(archive)
+    before = {p: p.read_bytes() for p in lake_files(archive)}
+    day = min(p.name.removeprefix("dt=") for p in (archive / "slack").glob("dt=*"))
+    (archive / "slack" / f"dt={day}" / "planted.txt").write_text('{"id": "x"}\nnot json\n')
+    with pytest.raises(ArchiveError, match=r"planted.txt line 2 is not a JSON event"):
+        export_local(archive, providers.get("slack"), checkpoint(archive, "slack"), target(archive))
+    assert {p: p.read_bytes() for p in lake_files(archive)} == before

@@ -29,7 +29,7 @@ from typing import Any
 
 from ..compaction import day_closed, local_digest, raw_objects
 from ..descriptor import Descriptor
-from ..errors import ConfigError
+from ..errors import ArchiveError, ConfigError
 from ..files import atomic_write
 from . import mapping
 from .classes import CLASSES, OcsfClass
@@ -158,16 +158,16 @@ class LakeReport:
     without_class: int = 0  # events whose action has no class (or is not in the mapping)
 
 
-def _lines(paths: list[Path]) -> Iterable[str]:
+def _lines(paths: list[Path]) -> Iterable[tuple[Path, int, str]]:
     """Each event's text, from every object of the day (as compaction and Athena's table read them)."""
     import zlib
 
     for path in paths:
         body = path.read_bytes()
         text = zlib.decompress(body, 31) if path.name.endswith(".gz") else body
-        for line in text.decode().split("\n"):
+        for number, line in enumerate(text.decode().split("\n"), 1):
             if line:
-                yield line
+                yield path, number, line
 
 
 def write_class(con: Any, target: LakeTarget, ocsf: OcsfClass, provider: str, day: str, events: list[dict]) -> Path:
@@ -210,8 +210,15 @@ def export_day(
     assert m is not None
     by_class: dict[str, list[dict]] = {}
     without = 0
-    for line in _lines(paths):
-        event = m.to_ocsf(json.loads(line), line)
+    for path, number, line in _lines(paths):
+        try:
+            raw = json.loads(line)
+        except ValueError as exc:  # before any file is written: the day stays as it was
+            raise ArchiveError(
+                f"{descriptor.name} dt={day}: {path.name} line {number} is not a JSON event ({exc}); "
+                "nothing was written to Security Lake for this day"
+            ) from exc
+        event = m.to_ocsf(raw, line)
         if event is None:
             without += 1
             continue
