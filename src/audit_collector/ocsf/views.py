@@ -8,7 +8,10 @@ view is a UNION ALL of one SELECT per provider that maps events to the class, fi
 Columns are OCSF attribute paths with ``_`` for ``.`` (``actor.user.email_addr`` is
 ``actor_user_email_addr``); ``time`` is epoch milliseconds as in OCSF, ``time_dt`` a timestamp,
 ``privileges`` an array, ``web_resources_*`` the one web resource an audit event names, ``raw_data``
-the archived event and ``dt`` its day (filter on it: Athena reads only those days).
+the archived event and ``dt`` its day (filter on it: Athena reads only those days). Two differences
+from ``OcsfMapping.to_ocsf``, for SQL's sake: ``unmapped`` is left out (``raw_data`` has it all), and an
+address that is not one (Slack's sample "1.23.45.678") is ``src_endpoint_ip`` as sent, where an OCSF
+event keeps it in ``unmapped``.
 """
 
 from __future__ import annotations
