@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -114,6 +115,9 @@ class Descriptor:
     # How a compacted day is sorted: the event type first, so a question about one kind of event
     # reads only the row groups holding it; then time and id, so the order is total. Empty: time, id.
     compacted_sort: tuple[str, ...] = ()
+    # The provider's OCSF mapping (data: ``providers/<name>/ocsf.json``, read by ``audit_collector.ocsf``).
+    # None: its events have no OCSF form.
+    ocsf_mapping: Path | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):
