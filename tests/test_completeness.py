@@ -442,3 +442,19 @@ def test_the_queue_stays_bounded_and_every_pass_it_drops_is_counted():
         assert dropped == 0 or len(queue) == QUEUE_LIMIT
 
     check()
+
+
+def test_an_id_and_its_text_are_two_ids_in_a_digest():
+    import json
+
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from audit_collector import manifest as manifests
+
+    @given(st.integers() | st.floats(allow_nan=False) | st.booleans())
+    def check(value):
+        assert manifests.id_hash(value) != manifests.id_hash(json.dumps(value))
+        assert manifests.ids_digest([value, json.dumps(value)]) != manifests.ids_digest([value, value])
+
+    check()

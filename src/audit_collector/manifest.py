@@ -44,8 +44,9 @@ _MOD = 1 << 256
 
 def id_hash(event_id: Any) -> int:
     """One id's share of a digest: the SHA-256 of the id's text (a string as it is, UTF-8; any
-    other id as its JSON text)."""
-    text = event_id if isinstance(event_id, str) else json.dumps(event_id, sort_keys=True)
+    other id as its JSON text behind a NUL-framed tag, so the id ``123`` and the id ``"123"``
+    count as two ids, as they are)."""
+    text = event_id if isinstance(event_id, str) else "\x00json\x00" + json.dumps(event_id, sort_keys=True)
     return int.from_bytes(hashlib.sha256(text.encode()).digest(), "big")
 
 
