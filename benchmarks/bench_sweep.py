@@ -6,6 +6,9 @@ within seconds, some within minutes, a few up to 6 hours. For several settle lag
 (re-reads after 30 minutes and a day) and without it, it counts the collection's calls and the
 sweep's, the late events the sweep archived (by how late they were), and the events lost.
 Exactly-once is checked for every configuration (no event twice).
+
+Freshness: for a 30 s settle lag, with the 5-minute schedule and with a 1-minute one, how long from
+an event's own time to the run that archived it (p50, p95, p99), the sweep on.
 """
 
 from __future__ import annotations
@@ -59,6 +62,22 @@ def lateness(rng: random.Random) -> float:
     return rng.uniform(1800, 6 * 3600)
 
 
+def run(provider: str, api, store, archive, settings: Settings, clock: FakeClock):
+    """One scheduled run against the emulator."""
+    return collect_provider(
+        providers.get(provider),
+        token=api.token,
+        base_url=api.base_url,
+        options=api.options,
+        store=store,
+        archive=archive,
+        prefix="",
+        settings=settings,
+        clock=clock,
+        budget=Budget.for_run(clock, 900, settings),
+    )
+
+
 def simulate(provider: str, settle: int, sweep: bool, org) -> dict:
     rng = random.Random(7)
     clock = FakeClock(NOW)
@@ -82,18 +101,7 @@ def simulate(provider: str, settle: int, sweep: bool, org) -> dict:
         calls = sweep_calls = 0
         late: Counter = Counter()
         for _ in range(HOURS * 3600 // SCHEDULE):
-            result = collect_provider(
-                providers.get(provider),
-                token=api.token,
-                base_url=api.base_url,
-                options=api.options,
-                store=store,
-                archive=archive,
-                prefix="",
-                settings=settings,
-                clock=clock,
-                budget=Budget.for_run(clock, 900, settings),
-            )
+            result = run(provider, api, store, archive, settings, clock)
             calls += result.pages
             if result.sweep:
                 sweep_calls += result.sweep["calls"]
@@ -101,7 +109,7 @@ def simulate(provider: str, settle: int, sweep: bool, org) -> dict:
             clock.now += SCHEDULE
             clock.mono += SCHEDULE
         ids = Counter()
-        for key in archive.keys(f"{provider}/"):
+        for key in archive.keys(f"{provider}/dt="):
             ids.update(providers.get(provider).event_id(e) for e in decode_object(archive.get(key)))
         want = {providers.get(provider).event_id(e) for e in events}
         assert max(ids.values()) == 1, "an event archived twice"
@@ -113,8 +121,52 @@ def simulate(provider: str, settle: int, sweep: bool, org) -> dict:
         }
 
 
+def freshness(provider: str, settle: int, schedule: int, org, hours: int = 14) -> dict:
+    """Seconds from each event's own time to the end of the run that archived it."""
+    rng = random.Random(7)
+    clock = FakeClock(NOW)
+    descriptor = providers.get(provider)
+    with Emulator(clock=clock.time) as emu, tempfile.TemporaryDirectory() as folder:
+        api = emu.api(provider)
+        if provider == "slack":
+            events = slack_events(org, NOW, NOW + 12 * 3600, EVENTS, seed=3)
+        else:
+            events = asana_events(org, NOW * 1000, (NOW + 12 * 3600) * 1000, EVENTS, seed=3)
+        for event in events:
+            getattr(emu, provider).add([event], lag=lateness(rng))
+        settings = Settings(
+            settle_seconds=settle, initial_lookback_days=1 / 24, paced=False, sweep_after_seconds=(1800, 86400)
+        )
+        store, archive = FileStore(Path(folder) / "state.json"), LocalArchive(Path(folder) / "archive")
+        seen: set[str] = set()
+        delays: list[float] = []
+        for _ in range(hours * 3600 // schedule):
+            run(provider, api, store, archive, settings, clock)
+            for key in archive.keys(f"{provider}/dt="):
+                if key in seen:
+                    continue
+                seen.add(key)
+                for event in decode_object(archive.get(key)):
+                    delays.append(clock.now - descriptor.event_seconds(event))
+            clock.now += schedule
+            clock.mono += schedule
+        delays.sort()
+
+        def at(q: float) -> float:
+            return delays[min(len(delays) - 1, int(q * len(delays)))]
+
+        return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "archived": len(delays)}
+
+
 def main() -> None:
     org = make_org(seed=7, users=300)
+    for provider in ("slack", "asana"):
+        for schedule in (300, 60):
+            out = freshness(provider, 30, schedule, org)
+            label = f"{provider} settle 30s, every {schedule // 60} min"
+            figure(f"{label}: event -> archived p50", f"{out['p50']:.0f}", "s")
+            figure(f"{label}: event -> archived p95", f"{out['p95']:.0f}", "s")
+            figure(f"{label}: event -> archived p99", f"{out['p99']:.0f}", "s")
     for provider in ("slack", "asana"):
         for settle in (30, 120, 600):
             for sweep in (False, True):

@@ -15,7 +15,7 @@ from audit_collector import providers
 from audit_collector.archive import LocalArchive, S3Archive
 from audit_collector.collector import Settings
 from audit_collector.collector.sweep import lateness_bucket
-from audit_collector.emulator import Emulator, asana_events, slack_events
+from audit_collector.emulator import Emulator
 from audit_collector.state import DynamoDBStore, FileStore
 from audit_collector.verify import verify_archive
 
@@ -27,9 +27,11 @@ from .support import (
     FakeClock,
     StepCounter,
     add_history,
+    add_late,
     archived,
     assert_exactly_once,
     create_aws_resources,
+    event_time,
     run_once,
 )
 
@@ -42,23 +44,6 @@ SWEEP = Settings(
     max_object_bytes=6000,
     sweep_after_seconds=(1800, 86400),
 )
-
-
-def when(provider, event):
-    if provider == "slack":
-        return event["date_create"]
-    return datetime.fromisoformat(event["created_at"].replace("Z", "+00:00")).timestamp()
-
-
-def late_events(provider, org, emu, start, end, count, lag, seed):
-    """Events in [start, end) seconds that reach the API ``lag`` seconds after their own time."""
-    if provider == "slack":
-        events = slack_events(org, start, end, count, seed=seed)
-        emu.slack.add(events, lag=lag)
-    else:
-        events = asana_events(org, start * 1000, end * 1000, count, seed=seed)
-        emu.asana.add(events, lag=lag)
-    return events
 
 
 def clean(archive, store, provider):
@@ -85,11 +70,11 @@ def test_late_events_are_archived_once_by_the_sweep_and_lost_without_it(provider
         with Emulator(clock=clock.time) as emu:
             events = add_history(emu, org, provider, NOW - 20 * 3600, NOW + 4 * 3600, 300)
             # 15 minutes and 6 hours late: far past the 2-minute settle lag.
-            events += late_events(provider, org, emu, NOW, NOW + 3600, 40, lag=900, seed=11)
-            events += late_events(provider, org, emu, NOW + 3600, NOW + 7200, 20, lag=6 * 3600, seed=12)
+            events += add_late(emu, org, provider, NOW, NOW + 3600, 40, lag=900, seed=11)
+            events += add_late(emu, org, provider, NOW + 3600, NOW + 7200, 20, lag=6 * 3600, seed=12)
             store, archive = FileStore(tmp_path / f"{sweep_on}.json"), LocalArchive(tmp_path / f"a{sweep_on}")
             results = schedule(provider, emu, store, archive, clock, settings, runs=56, step=1800)  # 28 hours
-            settled = [e for e in events if when(provider, e) < NOW + 4 * 3600]
+            settled = [e for e in events if event_time(provider, e) < NOW + 4 * 3600]
             if not sweep_on:
                 got = {e.get("id", e.get("gid")) for _, e in archived(archive, provider)}
                 lost = {e.get("id", e.get("gid")) for e in settled} - got
@@ -124,7 +109,7 @@ def test_the_sweep_is_exactly_once_across_a_crash_at_every_step(provider, org, t
     clock = FakeClock(start=float(NOW))
     with Emulator(clock=clock.time) as emu:
         events = add_history(emu, org, provider, NOW - 6 * 3600, NOW + 3600, 80)
-        events += late_events(provider, org, emu, NOW, NOW + 1200, 12, lag=900, seed=13)
+        events += add_late(emu, org, provider, NOW, NOW + 1200, 12, lag=900, seed=13)
         base_store, base = FileStore(tmp_path / "base.json"), LocalArchive(tmp_path / "base")
         schedule(provider, emu, base_store, base, clock, SWEEP, runs=4)  # up to NOW + 40 min
         # The next runs sweep the windows that missed the late events: count their steps.
@@ -141,7 +126,7 @@ def test_the_sweep_is_exactly_once_across_a_crash_at_every_step(provider, org, t
             settings=SWEEP,
         )
         assert result.sweep["late_events"] == 12, result.sweep
-        settled = [e for e in events if when(provider, e) < clock.now - 120]
+        settled = [e for e in events if event_time(provider, e) < clock.now - 120]
         assert_exactly_once(LocalArchive(tmp_path / "ref"), provider, settled)
         for crash_at in range(1, reference.count + 1):
             clock.now = start + 1800
@@ -153,7 +138,7 @@ def test_the_sweep_is_exactly_once_across_a_crash_at_every_step(provider, org, t
             clock.advance(1000)
             steps.crash_at = None
             assert run_once(provider, emu, store=store, archive=archive, clock=clock, settings=SWEEP).complete
-            assert_exactly_once(inner, provider, [e for e in events if when(provider, e) < start + 1800 - 120])
+            assert_exactly_once(inner, provider, [e for e in events if event_time(provider, e) < start + 1800 - 120])
             findings = clean(inner, inner_store, provider)
             assert findings == [], (crash_at, [(f["kind"], f["key"], f["detail"]) for f in findings])
 
@@ -174,11 +159,11 @@ def test_the_sweep_works_on_an_object_lock_bucket(org):
             },
         )
         events = add_history(emu, org, "asana", NOW - 6 * 3600, NOW + 3600, 60)
-        events += late_events("asana", org, emu, NOW, NOW + 1200, 8, lag=900, seed=14)
+        events += add_late(emu, org, "asana", NOW, NOW + 1200, 8, lag=900, seed=14)
         store, archive = DynamoDBStore(TABLE), S3Archive("locked")
         results = schedule("asana", emu, store, archive, clock, SWEEP, runs=8)
         assert sum(r.sweep["late_events"] for r in results if r.sweep) == 8
-        assert_exactly_once(archive, "asana", [e for e in events if when("asana", e) < NOW + 3600])
+        assert_exactly_once(archive, "asana", [e for e in events if event_time("asana", e) < NOW + 3600])
         assert clean(archive, store, "asana") == []
 
 

@@ -41,10 +41,8 @@ class Checker(Protocol):
     def check(self, digest: bytes, signature: bytes, algorithm: str) -> bool: ...
 
 
-class KmsSigner:
-    """``kms:Sign`` with an ECC_NIST_P256 key. The client is made on first use."""
-
-    algorithm = ECDSA_SHA_256
+class _Kms:
+    """A KMS key by id or ARN; its client is made on first use (a bad payload touches no AWS)."""
 
     def __init__(self, key_id: str, *, client: Any = None) -> None:
         if not key_id:
@@ -60,25 +58,19 @@ class KmsSigner:
             self._client = boto3.client("kms")
         return self._client
 
+
+class KmsSigner(_Kms):
+    """``kms:Sign`` with an ECC_NIST_P256 key."""
+
+    algorithm = ECDSA_SHA_256
+
     def sign(self, digest: bytes) -> bytes:
         answer = self.client.sign(KeyId=self.key_id, Message=digest, MessageType="RAW", SigningAlgorithm=ECDSA_SHA_256)
         return answer["Signature"]
 
 
-class KmsChecker:
-    """``kms:Verify`` with the key a head names (it must be the key this checker was given)."""
-
-    def __init__(self, key_id: str, *, client: Any = None) -> None:
-        self.key_id = key_id
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import boto3
-
-            self._client = boto3.client("kms")
-        return self._client
+class KmsChecker(_Kms):
+    """``kms:Verify`` with the key this checker was given."""
 
     def check(self, digest: bytes, signature: bytes, algorithm: str) -> bool:
         if algorithm != ECDSA_SHA_256:
