@@ -168,6 +168,9 @@ def resources_of(request: Any, moto_resource: str) -> tuple[tuple[str, ...], dic
             execution = athena_backends[ACCOUNT][REGION].executions.get(body["QueryExecutionId"])
             workgroup = execution.workgroup.name if execution and execution.workgroup else "primary"
         return (f"{base}:workgroup/{workgroup or 'primary'}",), {}
+    if service == "sqs":  # moto knows the queue from QueueUrl only; GetQueueUrl names it
+        name = body.get("QueueName") or str(body.get("QueueUrl", "")).rsplit("/", 1)[-1]
+        return ((f"{base}:{name}" if name else moto_resource),), {}
     if service == "kms":
         return (f"{base}:key/{body.get('KeyId', '')}",), {}
     return (moto_resource,), {}

@@ -11,15 +11,20 @@ exists) and each resource is created through its service's API in moto.
 from __future__ import annotations
 
 import functools
+import importlib
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from .support import ROOT
+from .support import ROOT, FakeClock, FakeContext
+
+if TYPE_CHECKING:
+    from audit_collector.emulator import Emulator
 
 REGION, ACCOUNT, PARTITION, STACK = "us-east-1", "123456789012", "aws", "audit"
 NO_VALUE = object()
@@ -52,15 +57,15 @@ def translate(parameters: dict[str, str]) -> dict[str, Any]:
 # ------------------------------------------------------------------ intrinsics
 
 
-def physical_name(logical: str, kind: str) -> str:
+def physical_name(stack: str, logical: str, kind: str) -> str:
     """Deterministic names, chosen before anything is created (buckets want lower case)."""
-    name = f"{STACK}-{logical}"
+    name = f"{stack}-{logical}"
     return name.lower() if kind == "AWS::S3::Bucket" else name
 
 
-def _attributes(logical: str, resource: dict[str, Any]) -> dict[str, str]:
+def _attributes(stack: str, logical: str, resource: dict[str, Any]) -> dict[str, str]:
     kind = resource["Type"]
-    name = physical_name(logical, kind)
+    name = physical_name(stack, logical, kind)
     arn = f"arn:{PARTITION}"
     if kind == "AWS::S3::Bucket":
         return {"Ref": name, "Arn": f"{arn}:s3:::{name}"}
@@ -71,6 +76,8 @@ def _attributes(logical: str, resource: dict[str, Any]) -> dict[str, str]:
         return {"Ref": url, "Arn": f"{arn}:sqs:{REGION}:{ACCOUNT}:{name}", "QueueName": name, "QueueUrl": url}
     if kind == "AWS::IAM::Role":
         return {"Ref": name, "Arn": f"{arn}:iam::{ACCOUNT}:role/{name}", "RoleId": name}
+    if kind == "AWS::IAM::ManagedPolicy":
+        return {"Ref": f"{arn}:iam::{ACCOUNT}:policy/{name}", "PolicyName": name}
     if kind == "AWS::SNS::Topic":
         return {"Ref": f"{arn}:sns:{REGION}:{ACCOUNT}:{name}", "TopicArn": f"{arn}:sns:{REGION}:{ACCOUNT}:{name}"}
     if kind == "AWS::Events::Rule":
@@ -92,7 +99,7 @@ def _attributes(logical: str, resource: dict[str, Any]) -> dict[str, str]:
 class Resolver:
     """Ref, Fn::GetAtt, Fn::Sub, Fn::If and the condition functions, over one template."""
 
-    def __init__(self, template: dict[str, Any], parameters: dict[str, str]) -> None:
+    def __init__(self, template: dict[str, Any], parameters: dict[str, str], stack: str = STACK) -> None:
         self.template = template
         self.parameters = {
             name: str(parameters.get(name, spec.get("Default", "")))
@@ -102,12 +109,12 @@ class Resolver:
             "AWS::Region": REGION,
             "AWS::AccountId": ACCOUNT,
             "AWS::Partition": PARTITION,
-            "AWS::StackName": STACK,
+            "AWS::StackName": stack,
             "AWS::URLSuffix": "amazonaws.com",
         }
         self.attributes: dict[str, dict[str, str]] = {}
         for logical, resource in template["Resources"].items():
-            self.attributes[logical] = _attributes(logical, resource)
+            self.attributes[logical] = _attributes(stack, logical, resource)
         # Log groups and databases are named by the template itself: resolve their names first.
         for logical, resource in template["Resources"].items():
             props = resource.get("Properties", {})
@@ -117,6 +124,11 @@ class Resolver:
                     "Ref": name,
                     "Arn": f"arn:{PARTITION}:logs:{REGION}:{ACCOUNT}:log-group:{name}:*",
                 }
+            elif resource["Type"] == "AWS::SQS::Queue" and "QueueName" in props:
+                name = self.resolve(props["QueueName"])
+                url = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}"
+                arn = f"arn:{PARTITION}:sqs:{REGION}:{ACCOUNT}:{name}"
+                self.attributes[logical] = {"Ref": url, "Arn": arn, "QueueName": name, "QueueUrl": url}
             elif resource["Type"] == "AWS::Glue::Database":
                 self.attributes[logical] = {"Ref": self.resolve(props["DatabaseInput"]["Name"])}
             elif resource["Type"] == "AWS::Athena::WorkGroup":
@@ -224,6 +236,7 @@ class Stack:
     resolver: Resolver
     functions: dict[str, Function] = field(default_factory=dict)
     roles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # logical id -> statements
+    policies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # managed policies, likewise
 
     def name(self, logical: str) -> str:
         return self.resolver.attributes[logical]["Ref"]
@@ -303,6 +316,14 @@ def _role(stack: Stack, logical: str, props: dict[str, Any]) -> None:
     stack.roles[logical] = statements
 
 
+@creates("AWS::IAM::ManagedPolicy")
+def _managed_policy(stack: Stack, logical: str, props: dict[str, Any]) -> None:
+    boto3.client("iam", region_name=REGION).create_policy(
+        PolicyName=stack.resolver.attributes[logical]["PolicyName"], PolicyDocument=json.dumps(props["PolicyDocument"])
+    )
+    stack.policies[logical] = props["PolicyDocument"]["Statement"]
+
+
 @creates("AWS::Glue::Database")
 def _database(stack: Stack, logical: str, props: dict[str, Any]) -> None:
     boto3.client("glue", region_name=REGION).create_database(DatabaseInput=props["DatabaseInput"])
@@ -328,12 +349,15 @@ def _rule(stack: Stack, logical: str, props: dict[str, Any]) -> None:
     events = boto3.client("events", region_name=REGION)
     name = stack.name(logical)
     events.put_rule(Name=name, EventPattern=json.dumps(props["EventPattern"]), State=props.get("State", "ENABLED"))
-    targets = [
-        {"Id": t["Id"], "Arn": t["Arn"], **({"InputPath": t["InputPath"]} if "InputPath" in t else {})}
-        for t in props.get("Targets", [])
-    ]
-    if targets:
-        events.put_targets(Rule=name, Targets=targets)
+    if props.get("Targets"):
+        events.put_targets(Rule=name, Targets=props["Targets"])
+
+
+@creates("AWS::SQS::QueuePolicy")
+def _queue_policy(stack: Stack, logical: str, props: dict[str, Any]) -> None:
+    sqs = boto3.client("sqs", region_name=REGION)
+    for url in props["Queues"]:
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])})
 
 
 def _functions(stack: Stack) -> None:
@@ -354,13 +378,26 @@ def _functions(stack: Stack) -> None:
         )
 
 
-def deploy(parameters: dict[str, str], *, edit: Callable[[dict[str, Any]], None] | None = None) -> Stack:
-    """The translated template's resources, created in the moto backend that is active now.
-    ``edit`` changes the translated template first (a test that removes a permission, say)."""
-    template = translate(parameters)
+def plain_template(name: str) -> dict[str, Any]:
+    """A template without the SAM transform (siem-consumer.yaml), its short tags as Fn:: forms."""
+    from samtranslator.yaml_helper import yaml_parse
+
+    return yaml_parse((ROOT / name).read_text())
+
+
+def deploy(
+    parameters: dict[str, str],
+    *,
+    edit: Callable[[dict[str, Any]], None] | None = None,
+    template: dict[str, Any] | None = None,
+    name: str = STACK,
+) -> Stack:
+    """The translated template's resources (or ``template``'s), created in the moto backend that is
+    active now. ``edit`` changes the template first (a test that removes a permission, say)."""
+    template = template if template is not None else translate(parameters)
     if edit is not None:
         edit(template)
-    stack = Stack(template, Resolver(template, parameters))
+    stack = Stack(template, Resolver(template, parameters, name))
     for kind in CREATORS:  # buckets, tables and queues before what points at them
         for logical, props in stack.of_type(kind):
             CREATORS[kind](stack, logical, props)
@@ -378,3 +415,49 @@ def role_credentials(stack: Stack, role_logical: str) -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": found["SecretAccessKey"],
         "AWS_SESSION_TOKEN": found["SessionToken"],
     }
+
+
+# ------------------------------------------------------------------ running a function as Lambda would
+
+
+class Deployment:
+    """The stack in moto, the emulator behind its API hosts, and one clock for both."""
+
+    def __init__(self, stack: Stack, emulator: Emulator, clock: FakeClock) -> None:
+        self.stack, self.emulator, self.clock = stack, emulator, clock
+        self.credentials = {logical: role_credentials(stack, logical) for logical in stack.roles}
+
+    def environment(self, logical: str) -> dict[str, str]:
+        """The function's variables as the template sets them; only the API hosts point at the
+        emulator (tests talk to 127.0.0.1 only)."""
+        env = dict(self.stack.functions[logical].environment)
+        for name in env:
+            if name.endswith("_API_BASE_URL"):
+                env[name] = self.emulator.slack_base_url if name.startswith("SLACK") else self.emulator.asana_base_url
+        return env
+
+    def invoke(self, logical: str, event: Any) -> Any:
+        """The function's handler, with its role's credentials and its environment, nothing else."""
+        from aws_lambda_powertools.utilities import parameters
+
+        from audit_collector import handler
+        from audit_collector.config import environment_variables
+
+        function = self.stack.functions[logical]
+        saved = dict(os.environ)
+        for name in environment_variables():
+            os.environ.pop(name, None)
+        os.environ.update(self.environment(logical))
+        os.environ.update(self.credentials[function.role])
+        os.environ["AWS_DEFAULT_REGION"] = REGION
+        boto3.DEFAULT_SESSION = None  # a fresh container: no client made under other credentials
+        handler.aws_adapters.cache_clear()
+        parameters.clear_caches()
+        parameters.base.DEFAULT_PROVIDERS.clear()
+        module, _, name = function.handler.rpartition(".")
+        try:
+            return getattr(importlib.import_module(module), name)(event, FakeContext())
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            boto3.DEFAULT_SESSION = None

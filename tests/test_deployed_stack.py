@@ -9,9 +9,7 @@ deployed-stack suite checks"): KMS, bucket policies, conditions other than ``s3:
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,17 +17,15 @@ from typing import Any
 
 import boto3
 import pytest
-from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
 from audit_collector import handler
 from audit_collector.archive import S3Archive
-from audit_collector.config import environment_variables
 from audit_collector.emulator import Emulator, asana_events, slack_events
 
 from .iam_ledger import Ledger, recording
-from .stack import REGION, Stack, deploy, role_credentials
-from .support import FakeClock, FakeContext, assert_exactly_once
+from .stack import REGION, Deployment, Stack, deploy
+from .support import FakeClock, assert_exactly_once
 
 SLACK_TOKEN = "xoxp-deployed-stack-token"
 ASANA_TOKEN = "2/1200/deployed-stack-token"
@@ -61,45 +57,7 @@ PARTLY_BY_A_SERVICE = {
 }
 
 
-# ------------------------------------------------------------------ running a function as Lambda would
-
-
-class Deployment:
-    """The stack in moto, the emulator behind its API hosts, and one clock for both."""
-
-    def __init__(self, stack: Stack, emulator: Emulator, clock: FakeClock) -> None:
-        self.stack, self.emulator, self.clock = stack, emulator, clock
-        self.credentials = {logical: role_credentials(stack, logical) for logical in stack.roles}
-
-    def environment(self, logical: str) -> dict[str, str]:
-        """The function's variables as the template sets them; only the API hosts point at the
-        emulator (tests talk to 127.0.0.1 only)."""
-        env = dict(self.stack.functions[logical].environment)
-        for name in env:
-            if name.endswith("_API_BASE_URL"):
-                env[name] = self.emulator.slack_base_url if name.startswith("SLACK") else self.emulator.asana_base_url
-        return env
-
-    def invoke(self, logical: str, event: Any) -> Any:
-        """The function's handler, with its role's credentials and its environment, nothing else."""
-        function = self.stack.functions[logical]
-        saved = dict(os.environ)
-        for name in environment_variables():
-            os.environ.pop(name, None)
-        os.environ.update(self.environment(logical))
-        os.environ.update(self.credentials[function.role])
-        os.environ["AWS_DEFAULT_REGION"] = REGION
-        boto3.DEFAULT_SESSION = None  # a fresh container: no client made under other credentials
-        handler.aws_adapters.cache_clear()
-        parameters.clear_caches()
-        parameters.base.DEFAULT_PROVIDERS.clear()
-        module, _, name = function.handler.rpartition(".")
-        try:
-            return getattr(importlib.import_module(module), name)(event, FakeContext())
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-            boto3.DEFAULT_SESSION = None
+# ------------------------------------------------------------------ the scenario
 
 
 def day_start(ts: float) -> datetime:
