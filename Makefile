@@ -39,11 +39,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
-## check-template: cfn-lint, sam validate --lint, checkov and sam build, all offline (siem-consumer.yaml: the first and third).
+## check-template: cfn-lint, sam validate --lint, checkov and sam build, all offline.
 check-template: $(TOOLS_STAMP)
-	$(TOOLS)/bin/cfn-lint template.yaml siem-consumer.yaml
+	$(TOOLS)/bin/cfn-lint template.yaml
 	AWS_DEFAULT_REGION=us-east-1 $(TOOLS)/bin/sam validate --lint
-	$(TOOLS)/bin/checkov -f template.yaml -f siem-consumer.yaml --framework cloudformation --compact --quiet --skip-download
+	$(TOOLS)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
 	@if [ -x "$(PY313_BIN)/python3.13" ]; then \
 		PATH="$(PY313_BIN):$$PATH" $(TOOLS)/bin/sam build --build-dir .aws-sam/build >/dev/null && \
 		echo "sam build: ok ($$(du -sh .aws-sam/build/CollectorFunction | cut -f1) unzipped)"; \

@@ -122,11 +122,26 @@ def _request_json(request: Any) -> dict[str, Any]:
         return {}
 
 
+# Bucket sub-resources moto authorizes as s3:ListBucket (its default for a bucket GET), and the
+# action AWS authorizes each as.
+BUCKET_GETS = {
+    "object-lock": "s3:GetBucketObjectLockConfiguration",
+    "encryption": "s3:GetEncryptionConfiguration",
+    "notification": "s3:GetBucketNotification",
+    "versioning": "s3:GetBucketVersioning",
+}
+
+
 def actions_of(request: Any) -> list[str]:
-    """What AWS authorizes the request as. moto names GetObjectAttributes s3:GetObject; AWS wants
-    s3:GetObject and s3:GetObjectAttributes."""
-    if request._action == "s3:GetObject" and "attributes" in parse_qs(urlsplit(request._path).query, True):
+    """What AWS authorizes the request as. moto names GetObjectAttributes s3:GetObject (AWS wants
+    s3:GetObject and s3:GetObjectAttributes) and several bucket GETs s3:ListBucket."""
+    query = parse_qs(urlsplit(request._path).query, True)
+    if request._action == "s3:GetObject" and "attributes" in query:
         return ["s3:GetObject", "s3:GetObjectAttributes"]
+    if request._action == "s3:ListBucket":
+        named = [action for sub, action in BUCKET_GETS.items() if sub in query]
+        if named:
+            return named[:1]
     return [request._action]
 
 
@@ -137,7 +152,7 @@ def resources_of(request: Any, moto_resource: str) -> tuple[tuple[str, ...], dic
     base = f"arn:{PARTITION}:{service}:{REGION}:{ACCOUNT}"
     if service == "s3":
         context = {}
-        if operation == "ListBucket":
+        if operation == "ListBucket" and not set(parse_qs(urlsplit(request._path).query, True)) & set(BUCKET_GETS):
             query = parse_qs(urlsplit(request._path).query)
             context["s3:prefix"] = query.get("prefix", [""])[0]
         return (moto_resource,), context

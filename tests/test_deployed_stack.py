@@ -76,6 +76,7 @@ def run_scenario(org, monkeypatch, *, edit: Callable[[dict], None] | None = None
     clock = FakeClock(start=now)
     monkeypatch.setattr(handler, "SystemClock", lambda: clock)
     outcomes: dict[str, Any] = {}
+    spans: dict[str, list] = {}  # the calls each invocation made
     with (
         mock_aws(),
         Emulator(
@@ -100,11 +101,14 @@ def run_scenario(org, monkeypatch, *, edit: Callable[[dict], None] | None = None
         with recording(roles) as ledger:
 
             def attempt(label: str, logical: str, event: Any) -> None:
+                start = len(ledger.calls)
                 try:
                     outcomes[label] = deployment.invoke(logical, event)
                 except Exception as exc:  # the ledger says which call was denied
                     outcomes[label] = exc
+                spans[label] = ledger.calls[start:]
 
+            attempt("check", "CollectorFunction", {"check": True})  # the preflight, before anything exists
             for payload in stack.functions["CollectorFunction"].payloads:
                 attempt(f"collect {payload['provider']}", "CollectorFunction", payload)
             backfill = {"start": iso(start), "end": iso(datetime.fromtimestamp(start.timestamp() + 86400, UTC))}
@@ -148,6 +152,7 @@ def run_scenario(org, monkeypatch, *, edit: Callable[[dict], None] | None = None
         if full:
             for provider, events in served.items():
                 assert_exactly_once(archive, provider, events)
+    outcomes["calls"] = spans
     return stack, ledger, outcomes, archived
 
 
@@ -186,10 +191,11 @@ def deployed(org):
 def test_every_function_runs_under_its_own_role_and_succeeds(deployed):
     stack, _, outcomes, archived = deployed
     failed = {label: repr(out) for label, out in outcomes.items() if isinstance(out, Exception)}
+    outcomes = {label: out for label, out in outcomes.items() if label != "calls"}
     assert not failed, failed
     assert set(outcomes) == {
         *(f"{run} {p}" for run in ("collect", "again", "sweep") for p in ("slack", "asana")),
-        *("backfill", "verify", "verify quick", "compaction"),
+        *("check", "backfill", "verify", "verify quick", "compaction"),
     }
     assert {stack.functions[f].role for f in stack.functions} == {"CollectorRole", "VerifyRole", "CompactionRole"}
     for provider, late in (("slack", 7), ("asana", 5)):  # the sweep found and archived what arrived late

@@ -114,6 +114,8 @@ class Descriptor:
     # How a compacted day is sorted: the event type first, so a question about one kind of event
     # reads only the row groups holding it; then time and id, so the order is total. Empty: time, id.
     compacted_sort: tuple[str, ...] = ()
+    # The preflight (``preflight.py``): one request with the token, a ``Check`` per thing to fix.
+    preflight: Callable[[ClientSettings, Mapping[str, str]], list[Any]] | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):

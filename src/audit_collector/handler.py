@@ -38,6 +38,8 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     """Collect every provider the payload names; raise if any of them failed."""
     config = Config.from_env(os.environ)
     invocation = parse_invocation(event, config.enabled_providers)
+    if invocation.check:
+        return check_all(invocation.providers, config)
     return collect_all(
         invocation.providers,
         config,
@@ -93,6 +95,38 @@ def collect_all(
     if failures:
         raise CollectionFailed("; ".join(failures))
     return {"results": results}
+
+
+def check_all(names: tuple[str, ...], config: Config, *, clock: Clock | None = None) -> dict[str, Any]:
+    """The preflight of a ``{"check": true}`` invoke: each provider's token and API, then the
+    state table and the bucket. One log line per check; nothing written, no lease, no checkpoint."""
+    from .preflight import Check, report, storage_checks
+    from .wiring import check_provider
+
+    clock = clock or SystemClock()
+    checks: list[Check] = []
+    for name in names:
+        enabled = config.providers[name]
+        try:
+            token = load_token(enabled.secret_id)
+        except AuditCollectorError as exc:
+            checks.append(Check(name, "secret", False, str(exc)))
+            continue
+        checks += check_provider(
+            providers.get(name),
+            token=token,
+            clock=clock,
+            timeout=config.http_timeout_seconds,
+            base_url=enabled.base_url,
+            options=enabled.options,
+        )
+    store, archive = aws_adapters(config.state_table_name, config.archive_bucket_name)
+    checks += storage_checks(
+        store, archive, config.archive_prefix, object_lock_mode=config.object_lock_mode, kms_key_arn=config.kms_key_arn
+    )
+    for check in checks:
+        (logger.info if check.ok else logger.warning)(check.line(), extra={"check": check.as_dict()})
+    return report(checks)
 
 
 @functools.cache

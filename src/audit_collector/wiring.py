@@ -119,3 +119,29 @@ def collect_provider(
         backfill=backfill,
         progress=progress,
     )
+
+
+def check_provider(
+    descriptor: Descriptor,
+    *,
+    token: str,
+    clock: Clock,
+    timeout: float = 30,
+    base_url: str | None = None,
+    options: Mapping[str, str] | None = None,
+) -> list:
+    """The provider's preflight (``preflight.py``) over a client that makes one request: no
+    retries (a 429 is the answer, not something to wait out), no pacer. Writes nothing."""
+    from .preflight import Check
+
+    if descriptor.preflight is None:
+        return [Check(descriptor.name, "preflight", True, "this provider has no preflight checks")]
+    client = ClientSettings(
+        token=token,
+        base_url=base_url or descriptor.default_base_url,
+        timeout=timeout,
+        clock=clock,
+        pacer=None,
+        retry_handlers=list,
+    )
+    return descriptor.preflight(client, dict(options or {}))
