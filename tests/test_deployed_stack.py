@@ -148,7 +148,7 @@ def run_scenario(org, monkeypatch, *, edit: Callable[[dict], None] | None = None
                 for payload in stack.functions["CompactionFunction"].payloads:
                     attempt("compaction", "CompactionFunction", payload)
         archive = S3Archive(stack.name("ArchiveBucket"), client=boto3.client("s3", region_name=REGION))
-        archived = {p: [k for k in archive.keys(f"{p}/")] for p in ("slack", "asana")}
+        archived = {p: [k for k in archive.keys(f"{p}/")] for p in ("slack", "asana", "_meta")}
         if full:
             for provider, events in served.items():
                 assert_exactly_once(archive, provider, events)
@@ -204,6 +204,23 @@ def test_every_function_runs_under_its_own_role_and_succeeds(deployed):
     compacted = outcomes["compaction"]["providers"]
     assert all(report["compacted"] for report in compacted), compacted
     assert archived["slack"] and archived["asana"]
+    watched = sorted(k.split("/")[1] for k in archived["_meta"] if "/vocabulary/" in k)
+    assert watched == ["asana", "slack"]  # the drift watch's first snapshot, once each, as the role
+
+
+def test_the_preflight_passes_on_a_new_stack_and_writes_nothing(deployed):
+    _, _, outcomes, _ = deployed
+    check = outcomes["check"]
+    assert check["ok"], check["lines"]
+    assert {(c["subject"], c["name"]) for c in check["checks"]} >= {
+        ("slack", "token"),
+        ("asana", "token"),
+        ("storage", "pairing"),
+        ("storage", "object lock"),
+        ("storage", "encryption"),
+    }
+    actions = {c.action for c in outcomes["calls"]["check"]}
+    assert actions and not {a for a in actions if a.split(":")[1].startswith(("Put", "Update", "Delete"))}
 
 
 @pytest.mark.xfail(

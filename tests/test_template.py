@@ -140,6 +140,8 @@ def test_the_function_role_has_no_wildcard_resources_and_writes_only_archive_pre
             assert [r["Sub"] for r in resources] == [
                 f"${{ArchiveBucket.Arn}}/${{ArchivePrefix}}{d.name}/*" for d in BUILTIN
             ]
+        elif "s3:PutObject" in statement.get("Action", []) and statement["Sid"] == "DriftWatchSnapshots":
+            assert resources == [{"Sub": "${ArchiveBucket.Arn}/${ArchivePrefix}_meta/*"}]
         elif "s3:PutObject" in statement.get("Action", []):  # the one marker, and nothing else
             assert statement["Sid"] == "StateStoreMarker" and sorted(statement["Action"]) == [
                 "s3:GetObject",

@@ -116,6 +116,9 @@ class Descriptor:
     compacted_sort: tuple[str, ...] = ()
     # The preflight (``preflight.py``): one request with the token, a ``Check`` per thing to fix.
     preflight: Callable[[ClientSettings, Mapping[str, str]], list[Any]] | None = None
+    # The drift watch (``drift.py``): the API's names of actions and types, from the API or from
+    # archived events (the second argument yields yesterday's).
+    vocabulary: Callable[[ClientSettings, Callable[[], Any]], Any] | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):

@@ -70,9 +70,10 @@ def collect_all(
         logger.append_keys(provider=provider)
         try:
             enabled = config.providers[provider]
+            token = load_token(enabled.secret_id)
             result = collect_provider(
                 providers.get(provider),
-                token=load_token(enabled.secret_id),
+                token=token,
                 base_url=enabled.base_url,
                 options=enabled.options,
                 store=store,
@@ -92,6 +93,8 @@ def collect_all(
             logger.remove_keys(["provider"])
         _report(result)
         results.append(result.as_dict())
+        if result.status != "lease_held":
+            _watch_drift(provider, config, token, archive, clock)
     if failures:
         raise CollectionFailed("; ".join(failures))
     return {"results": results}
@@ -135,6 +138,25 @@ def aws_adapters(table_name: str, bucket_name: str) -> tuple[DynamoDBStore, S3Ar
     reuse their boto3 clients instead of building them again, each loading its service's model.
     (The clients are created on first use, so a malformed payload still touches no AWS.)"""
     return DynamoDBStore(table_name), S3Archive(bucket_name)
+
+
+def _watch_drift(provider: str, config: Config, token: str, archive: S3Archive, clock: Clock) -> None:
+    """Once a day per provider (drift.py). A failure here costs no event: it is logged, and the next
+    run tries again."""
+    from .wiring import watch_drift
+
+    try:
+        watch_drift(
+            providers.get(provider),
+            archive=archive,
+            prefix=config.archive_prefix,
+            token=token,
+            clock=clock,
+            timeout=config.http_timeout_seconds,
+            base_url=config.providers[provider].base_url,
+        )
+    except Exception as exc:
+        logger.warning(f"{provider}: drift watch failed, retried next run: {type(exc).__name__}: {exc}")
 
 
 def _report(result: RunResult) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from ...descriptor import ClientSettings, Column, Descriptor, Option
 from .client import DEFAULT_BASE_URL, MAX_LIMIT, AsanaAuditLogClient
 from .compaction import COLUMNS as COMPACTED_COLUMNS
+from .drift import vocabulary
 from .preflight import preflight
 from .source import AsanaSource, AsanaWindow
 
@@ -79,6 +80,7 @@ DESCRIPTOR = Descriptor(
         ),
     ),
     preflight=preflight,
+    vocabulary=vocabulary,
     window_type=AsanaWindow,
     build_source=_build_source,
     options=(WORKSPACE,),
