@@ -26,8 +26,10 @@ def fresh_aws_adapters():
     from audit_collector import handler
 
     handler.aws_adapters.cache_clear()
+    handler.signer_for.cache_clear()
     yield
     handler.aws_adapters.cache_clear()
+    handler.signer_for.cache_clear()
 
 
 @pytest.fixture

@@ -187,7 +187,8 @@ def resources_of(request: Any, moto_resource: str) -> tuple[tuple[str, ...], dic
         name = body.get("QueueName") or str(body.get("QueueUrl", "")).rsplit("/", 1)[-1]
         return ((f"{base}:{name}" if name else moto_resource),), {}
     if service == "kms":
-        return (f"{base}:key/{body.get('KeyId', '')}",), {}
+        key = str(body.get("KeyId", ""))
+        return ((key if key.startswith("arn:") else f"{base}:key/{key}"),), {}
     return (moto_resource,), {}
 
 

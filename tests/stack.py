@@ -261,6 +261,16 @@ def creates(kind: str):
     return register
 
 
+@creates("AWS::KMS::Key")  # first: moto names the key, and the roles and variables name it
+def _kms_key(stack: Stack, logical: str, props: dict[str, Any]) -> None:
+    found = boto3.client("kms", region_name=REGION).create_key(
+        Description=props.get("Description", ""),
+        KeySpec=props.get("KeySpec", "SYMMETRIC_DEFAULT"),
+        KeyUsage=props.get("KeyUsage", "ENCRYPT_DECRYPT"),
+    )["KeyMetadata"]
+    stack.resolver.attributes[logical] = {"Ref": found["KeyId"], "Arn": found["Arn"], "KeyId": found["KeyId"]}
+
+
 @creates("AWS::S3::Bucket")
 def _bucket(stack: Stack, logical: str, props: dict[str, Any]) -> None:
     s3 = boto3.client("s3", region_name=REGION)

@@ -359,3 +359,8 @@ def add_history(emu: Emulator, org, provider: str, start: int, end: int, count: 
         events = asana_events(org, start * 1000, end * 1000, count, seed=seed)
         emu.asana.add(events)
     return events
+
+
+def written(archive: ArchiveWriter) -> list[str]:
+    """Every key a run wrote, less the state-store marker every run claims first."""
+    return [k for k in archive.keys("") if not k.startswith("_audit_collector/")]

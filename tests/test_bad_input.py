@@ -16,7 +16,7 @@ from audit_collector.emulator import Emulator
 from audit_collector.errors import ApiError
 from audit_collector.state import FileStore
 
-from .support import FakeClock, archived, live_watermark, run_once
+from .support import FakeClock, archived, live_watermark, run_once, written
 
 NOW = int(datetime(2026, 11, 20, 12, tzinfo=UTC).timestamp())
 T = NOW - 7200
@@ -90,7 +90,7 @@ def test_a_broken_response_fails_clearly_and_changes_nothing(provider, body, mes
         with pytest.raises(ApiError, match=message) as info:
             run_once(provider, emu, store=store, archive=archive, clock=clock, settings=SETTINGS)
     assert emu.slack_token not in str(info.value) and emu.asana_token not in str(info.value)
-    assert list(archive.keys()) == []  # no partial object
+    assert written(archive) == []  # no partial object
     assert live_watermark(store, provider) is None  # the checkpoint did not move
     assert list(tmp_path.rglob("*.tmp")) == []
 

@@ -143,7 +143,7 @@ def test_backfills_end_to_end_and_an_old_checkpoint_is_migrated(provider, org, l
     with Emulator(clock=clock.time) as emu:
         events = add_history(emu, org, provider, NOW - 13 * DAY, NOW - 600, 900)
         with monkeypatch.context() as old:
-            old.setattr(collector_loop._Run, "save_jobs", old_save_jobs)
+            old.setattr(collector_loop.Run, "save_jobs", old_save_jobs)
             for days in spans[:3]:
                 result = run_once(
                     provider, emu, store=store, archive=archive, clock=clock, settings=settings, backfill=backfill(days)

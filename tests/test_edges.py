@@ -184,7 +184,7 @@ def test_the_exactly_once_check_fails_on_a_repeated_event(monkeypatch):
     written twice over, under its own name and a second one) must fail it."""
     from audit_collector.collector import loop
 
-    put = loop._Run.put
+    put = loop.Run.put
 
     def put_twice(self, key, buffer):
         if buffer is not None and buffer.events:
@@ -194,7 +194,7 @@ def test_the_exactly_once_check_fails_on_a_repeated_event(monkeypatch):
             return body
         return put(self, key, buffer)
 
-    monkeypatch.setattr(loop._Run, "put", put_twice)
+    monkeypatch.setattr(loop.Run, "put", put_twice)
     for provider in ("slack", "asana"):
         with pytest.raises(AssertionError, match=r"duplicated=[1-9]"):
             run_schedule(provider, 1, tolerate_errors=True)

@@ -39,7 +39,8 @@ def steps_of_one_run(provider, org, folder, orphans: list[str]) -> tuple[int, li
         store = GatedStore(FileStore(folder / "state.json"), gate)
         archive = GatedArchive(LocalArchive(folder), gate)
         run_once(provider, emu, store=store, archive=archive, clock=clock, settings=settings(provider, 4000))
-    return gate.count, sorted(LocalArchive(folder).keys())
+    written = LocalArchive(folder).keys()
+    return gate.count, sorted(k for k in written if k.startswith((f"{provider}/", "_manifests/")))
 
 
 def leave_orphans(folder, keys: list[str]) -> None:

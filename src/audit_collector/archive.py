@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ArchiveError, WriteRefused
 from .files import atomic_write
+from .heads import is_head_key
 from .json_text import Line
 
 if TYPE_CHECKING:
@@ -94,6 +95,19 @@ _META_KEY = re.compile(rf"(?:^|/){META_FOLDER}/[a-z0-9_]+/(?:vocabulary|drift)/\
 
 def is_meta_key(key: str) -> bool:
     return _META_KEY.search(key) is not None
+
+
+def is_data_key(key: str, prefix: str, provider: str) -> bool:
+    """Under a provider's ``dt=`` folders: what Athena's tables read, whatever the name."""
+    rest = key[len(prefix) :] if key.startswith(prefix) else None
+    return rest is not None and rest.startswith(f"{provider}/dt=") and rest.count("/") == 2 and not rest.endswith("/")
+
+
+def name_bounds(name: str) -> tuple[int, int] | None:
+    """``start-end`` at the front of a window's (or a sweep pass's) name, where it has one."""
+    start, _, rest = name.partition("-")
+    end = rest.partition("-")[0].partition(".")[0]
+    return (int(start), int(end)) if start.isdigit() and end.isdigit() else None
 
 
 def sha256_hex(body: bytes) -> str:
@@ -211,8 +225,8 @@ class ArchiveWriter:
         """Write one object, replacing version ``replaces`` (None: the key must not exist yet).
         Raises ``WriteRefused`` if the object is not what the caller saw, ``ArchiveError`` if the
         write failed; in both cases nothing was checkpointed."""
-        allowed = key.endswith(".jsonl.gz") or is_manifest_key(key) or is_meta_key(key)
-        if not allowed or key.startswith("/") or ".." in key.split("/"):
+        allowed = key.endswith(".jsonl.gz") or is_manifest_key(key) or is_head_key(key) or is_meta_key(key)
+        if not allowed or _unsafe(key):
             raise ArchiveError(f"refusing to write an object under a malformed key: {key!r}")
         try:
             self._put(key, body, replaces)
@@ -228,7 +242,7 @@ class ArchiveWriter:
         raise NotImplementedError
 
     def keys(self, prefix: str = "") -> Iterable[str]:
-        """Data objects (``.jsonl.gz``) and manifests under ``prefix``."""
+        """Every object under ``prefix`` (whatever its name: ``verify`` must see what Athena reads)."""
         raise NotImplementedError
 
     def get(self, key: str) -> bytes:
@@ -390,13 +404,21 @@ class LocalArchive(ArchiveWriter):
         return True
 
     def keys(self, prefix: str = "") -> Iterable[str]:
-        if not self.root.exists():
+        """Every file under ``prefix``, walked from the deepest folder the prefix names (not the whole
+        archive), less this writer's own lock and the temporary files of writes under way."""
+        folder = prefix.rpartition("/")[0]
+        base = self.root / folder if folder else self.root
+        if not base.is_dir():
             return []
-        found = [p.relative_to(self.root).as_posix() for p in self.root.rglob("*.jsonl.gz")]
-        found += [
-            k for k in (p.relative_to(self.root).as_posix() for p in self.root.rglob("*.json")) if is_manifest_key(k)
-        ]
-        return sorted(k for k in found if k.startswith(prefix) and not k.rpartition("/")[2].startswith("."))
+        found = []
+        for directory, _, files in os.walk(base):
+            for name in files:
+                if _is_temporary(name):
+                    continue
+                key = Path(directory, name).relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    found.append(key)
+        return sorted(found)
 
     def get(self, key: str) -> bytes:
         try:
@@ -406,6 +428,15 @@ class LocalArchive(ArchiveWriter):
 
     def describe(self, key: str = "") -> str:
         return str(self.root / key)
+
+
+def _is_temporary(name: str) -> bool:
+    """The lock file, and an atomic write's temporary file (``.{name}.{pid}.tmp`` / ``.new``)."""
+    return name == ".archive.lock" or (name.startswith(".") and name.endswith((".tmp", ".new")))
+
+
+def _unsafe(key: str) -> bool:
+    return key.startswith("/") or ".." in key.split("/")
 
 
 def _file_version(path: Path) -> str | None:

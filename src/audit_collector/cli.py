@@ -19,6 +19,7 @@ from .console import CountBar, ProgressBar, print_result, print_status, print_ve
 from .descriptor import Descriptor
 from .errors import AuditCollectorError, ConfigError
 from .http_retry import SystemClock
+from .signing import Checker, Ed25519Signer, KmsSigner, PublicKeyChecker, Signer, generate_key
 from .state import CheckpointStore, DynamoDBStore, FileStore
 from .wiring import collect_provider
 
@@ -52,6 +53,25 @@ def open_state(spec: str | None, archive_spec: str) -> CheckpointStore:
             raise ConfigError("with an s3:// archive, give --state dynamodb://table (or a local file)")
         return FileStore(Path(archive_spec) / "state.json")
     return FileStore(spec)
+
+
+def open_signer(spec: str | None) -> Signer | None:
+    """``kms:KEY_ID`` (a KMS key that signs) or an Ed25519 key file; None: heads are not signed."""
+    if not spec:
+        return None
+    if spec.startswith("kms:"):
+        return KmsSigner(spec.removeprefix("kms:"))
+    return Ed25519Signer.from_file(spec)
+
+
+def open_checker(public_key: str | None, kms_key: str | None) -> Checker | None:
+    if public_key and kms_key:
+        raise ConfigError("give --public-key or --kms-key, not both")
+    if public_key:
+        return PublicKeyChecker.from_file(public_key)
+    if kms_key:
+        return PublicKeyChecker.from_kms(kms_key)
+    return None
 
 
 def resolve_token(args: argparse.Namespace, descriptor: Descriptor) -> str:
@@ -115,6 +135,7 @@ def run_once(
     settings = collect_settings(args, descriptor)
     options = provider_options(args, descriptor)
     token = resolve_token(args, descriptor)
+    signer = open_signer(args.signing_key)
     clock = SystemClock()
     return collect_provider(
         descriptor,
@@ -130,6 +151,7 @@ def run_once(
         backfill=backfill,
         progress=bar.update if bar else None,
         user_agent_suffix="(cli)",
+        signer=signer,
     )
 
 
@@ -229,6 +251,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if start is not None and end is not None and end <= start:
         raise ConfigError("--to must be after --from")
     descriptors = [d for d in providers.all_descriptors() if args.provider in (None, d.name)]
+    checker = open_checker(args.public_key, args.kms_key)
     checkpoints = None
     if args.state or not args.archive.startswith("s3://"):
         store = open_state(args.state, args.archive)
@@ -247,6 +270,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 end=end,
                 quick=args.quick,
                 progress=bar.start(descriptor.name),
+                checker=checker,
             )
             reports.extend(one.providers)
     finally:
@@ -254,6 +278,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     report = Report(reports, args.quick)
     print_verify(report, args.format)
     return EXIT_OK if report.clean else EXIT_FAILED
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    public = generate_key(args.path)
+    print(f"signing key: {args.path} (keep it to the collector: --signing-key {args.path})")
+    print(f"public key:  {public} (give it to auditors: verify --public-key {public})")
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -291,6 +322,11 @@ def _collection(p: argparse.ArgumentParser) -> None:
                     default=os.environ.get(option.env),
                     help=f"{descriptor.name}: {option.help} (default ${option.env})",
                 )
+    p.add_argument(
+        "--signing-key",
+        default=os.environ.get("AUDIT_COLLECTOR_SIGNING_KEY"),
+        help="sign the chain's heads with this Ed25519 key file, or kms:KEY_ID (default $AUDIT_COLLECTOR_SIGNING_KEY)",
+    )
     p.add_argument("--settle-seconds", type=int, default=120)
     p.add_argument(
         "--sweep-after",
@@ -360,8 +396,17 @@ def build_parser() -> argparse.ArgumentParser:
     verify_p.add_argument(
         "--quick", action="store_true", help="compare S3's stored checksums (GetObjectAttributes); no downloads"
     )
+    verify_p.add_argument(
+        "--public-key",
+        help="the chain's heads must be signed with this key (PEM or DER file): proof from the bucket alone",
+    )
+    verify_p.add_argument("--kms-key", help="... or with this KMS key (its public key is fetched, then used offline)")
     verify_p.add_argument("--no-progress", action="store_true", help="no progress bar")
     verify_p.set_defaults(func=cmd_verify)
+
+    keygen_p = sub.add_parser("keygen", help="a new Ed25519 signing key (PATH) and its public key (PATH.pub)")
+    keygen_p.add_argument("path")
+    keygen_p.set_defaults(func=cmd_keygen)
 
     from .doctor import add_parser as add_doctor
 

@@ -25,13 +25,15 @@ job's watermark already trails real time by the settle lag; ``grace_seconds`` wa
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -127,8 +129,9 @@ def raw_objects(root: Path, prefix: str, descriptor: Descriptor) -> dict[str, li
     """Raw objects by day."""
     days: dict[str, list[Path]] = {}
     base = root / f"{prefix}{descriptor.name}"
-    for path in sorted(base.glob("dt=*/*.jsonl.gz")):
-        days.setdefault(path.parent.name.removeprefix("dt="), []).append(path)
+    for path in sorted(base.glob("dt=*/*")):  # every object: Athena's table reads them all, whatever the name
+        if path.is_file() and not (path.name.startswith(".") and path.name.endswith((".tmp", ".new"))):
+            days.setdefault(path.parent.name.removeprefix("dt="), []).append(path)
     return days
 
 
@@ -163,6 +166,33 @@ def compact_local(
     report = Report(descriptor.name)
     if not sql.compacted(descriptor):
         return report
+    with _compaction_lock(root / compacted_prefix(prefix, descriptor)):
+        return _compact_days(root, prefix, descriptor, checkpoint, report, grace_seconds, days, on_step)
+
+
+@contextlib.contextmanager
+def _compaction_lock(folder: Path) -> Iterator[None]:
+    """One local compaction of a provider at a time: a second waits, then finds the days done (two
+    at once would each delete the other's run folder, leaving a pointer to nothing)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".compact.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _compact_days(
+    root: Path,
+    prefix: str,
+    descriptor: Descriptor,
+    checkpoint: Mapping[str, Any],
+    report: Report,
+    grace_seconds: float,
+    days: Iterable[str] | None,
+    on_step: Callable[[str, str], None] | None,
+) -> Report:
     raw = raw_objects(root, prefix, descriptor)
     markers = read_markers(root, prefix, descriptor)
     wanted = set(days) if days is not None else None

@@ -102,7 +102,7 @@ class AthenaCompactor:
         for page in paginator.paginate(Bucket=self.target.bucket, Prefix=base):
             for item in page.get("Contents", []):
                 rest = item["Key"][len(base) :]
-                if not (rest.startswith("dt=") and rest.endswith(".jsonl.gz")):
+                if not rest.startswith("dt=") or rest.endswith("/"):  # every object Athena's table reads
                     continue
                 day, _, name = rest[3:].partition("/")
                 objects.setdefault(day, []).append((name, item["ETag"].strip('"')))

@@ -35,6 +35,8 @@ COMMON_VARIABLES: dict[str, str | None] = {
     # What the stack asked of the archive bucket, for the preflight to compare with the bucket's own.
     "ARCHIVE_OBJECT_LOCK_MODE": "NONE",
     "ARCHIVE_KMS_KEY_ARN": "",
+    # The KMS asymmetric key (ECC_NIST_P256) the chain's heads are signed with (empty: not signed).
+    "SIGNING_KEY_ID": "",
 }
 
 
@@ -82,6 +84,7 @@ class Config:
     sweep_share: float = 0.25
     object_lock_mode: str = "NONE"
     kms_key_arn: str = ""
+    signing_key_id: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -110,6 +113,7 @@ class Config:
             sweep_share=_number(get("SWEEP_SHARE"), "SWEEP_SHARE", 0.01, 1),
             object_lock_mode=_choice(get("ARCHIVE_OBJECT_LOCK_MODE"), "ARCHIVE_OBJECT_LOCK_MODE", LOCK_MODES),
             kms_key_arn=get("ARCHIVE_KMS_KEY_ARN") or "",
+            signing_key_id=(get("SIGNING_KEY_ID") or "").strip(),
         )
 
     @property

@@ -149,13 +149,15 @@ def print_verify(report: Any, fmt: str = "table", out: Any = None) -> None:
     mode = "stored checksums (quick)" if report.quick else "every object read back"
     for p in report.providers:
         span = f"{p.first} .. {p.watermark}" if p.first else "nothing archived with a manifest"
-        verdict = "clean" if not p.findings else f"{len(p.findings)} finding(s)"
+        verdict = "clean" if not p.failing else f"{len(p.failing)} finding(s)"
+        signed = f"; signed up to manifest {p.signed_seq} ({p.unsigned} after it)" if p.signed_seq else ""
         out.write(
             f"{p.provider}: {verdict}; {p.manifests} manifests, {p.objects} objects, {p.events:,} events, "
-            f"{p.bytes:,} bytes; {span}; {mode}\n"
+            f"{p.bytes:,} bytes; {span}; {mode}{signed}\n"
         )
     findings = [f for p in report.providers for f in p.findings]
     if findings:
         rows = [(f.provider, f.kind, f.key or "", f.start or "", f.end or "", f.detail) for f in findings]
         write_rows(["provider", "finding", "key", "from", "to", "detail"], rows, "table", out)
-    out.write("verify: clean\n" if report.clean else f"verify: {len(findings)} finding(s)\n")
+    failing = [f for p in report.providers for f in p.failing]
+    out.write("verify: clean\n" if report.clean else f"verify: {len(failing)} finding(s)\n")

@@ -24,6 +24,7 @@ from .emulator import EmulatedApi, Emulator, FaultPlan, make_org
 from .errors import ConfigError
 from .http_retry import SystemClock
 from .invocation import parse_backfill
+from .signing import Ed25519Signer, generate_key
 from .state import FileStore
 from .wiring import collect_provider
 
@@ -49,6 +50,7 @@ def demo(*, archive_dir: Path, days: float, users: int, seed: int, fault_rate: f
     faults = ("server_error", "html", "reset", "truncated", "rate_limit", "invalid_cursor", "expired_offset")
     plan = FaultPlan(seed, dict.fromkeys(faults, fault_rate), retry_after="1")
     archive, store = LocalArchive(archive_dir), FileStore(archive_dir / "state.json")
+    signer, public_key = demo_signer(archive_dir)
     # Live collection starts a day back; the days before are a backfill. Not paced: the emulator has
     # no org-wide limit to share (the Lambda paces each API just under its limit).
     settings = Settings(settle_seconds=60, initial_lookback_days=min(1.0, days), http_timeout=10, paced=False)
@@ -69,7 +71,7 @@ def demo(*, archive_dir: Path, days: float, users: int, seed: int, fault_rate: f
         )
         print("1. Live collection, as the schedule runs it (the last day):")
         for descriptor, api in demoed:
-            print_result(_run(descriptor, api, archive, store, settings))
+            print_result(_run(descriptor, api, archive, store, settings, signer=signer))
         if days > 1:  # live collection covered the last day; the days before are a backfill
             print(
                 f"\n2. Backfill of the days before ({backfill_spec['start']} .. {backfill_spec['end']}, "
@@ -84,7 +86,7 @@ def demo(*, archive_dir: Path, days: float, users: int, seed: int, fault_rate: f
                 request = parse_backfill(descriptor, spec, now=time.time())
                 bar = ProgressBar(enabled=sys.stderr.isatty())
                 try:
-                    result = _run(descriptor, api, archive, store, settings, request, bar)
+                    result = _run(descriptor, api, archive, store, settings, request, bar, signer=signer)
                 finally:
                     bar.close()
                 backfill = result.backfill or {}
@@ -103,8 +105,17 @@ def demo(*, archive_dir: Path, days: float, users: int, seed: int, fault_rate: f
     print(f"Pipeline took {time.monotonic() - started:.1f}s.\n")
     compact(archive_dir, store, [d for d, _ in demoed])
     ask(archive_dir, [d for d, _ in demoed])
-    ok &= prove(archive, store, [d for d, _ in demoed], archive_dir)
+    ok &= prove(archive, store, [d for d, _ in demoed], archive_dir, public_key)
     return 0 if ok else 1
+
+
+def demo_signer(archive_dir: Path) -> tuple[Ed25519Signer, Path]:
+    """The demo's signing key, beside the archive folder (never in it: an auditor is given the
+    bucket and the public key, not the private one). Made on first use, reused after."""
+    key = archive_dir.parent / f"{archive_dir.name}-signing-key.pem"
+    if not key.exists():
+        generate_key(key)
+    return Ed25519Signer.from_file(key), Path(f"{key}.pub")
 
 
 def compact(archive_dir: Path, store: FileStore, descriptors: list[Descriptor]) -> None:
@@ -122,15 +133,22 @@ def compact(archive_dir: Path, store: FileStore, descriptors: list[Descriptor]) 
     print()
 
 
-def prove(archive: LocalArchive, store: FileStore, descriptors: list[Descriptor], archive_dir: Path) -> bool:
-    """What an auditor runs: every object against its window's manifest, the chain, the gaps."""
+def prove(
+    archive: LocalArchive, store: FileStore, descriptors: list[Descriptor], archive_dir: Path, public_key: Path
+) -> bool:
+    """What an auditor runs: every object against its window's manifest, the chain, the gaps; once
+    with the state store, once from the archive and the public key alone."""
+    from .signing import PublicKeyChecker
     from .verify import verify_archive
 
     print(f"\nProving the archive (audit-collector verify --archive {archive_dir}):")
     checkpoints = {d.name: store.read(d.name).get("checkpoint", {}) for d in descriptors}
     report = verify_archive(archive, "", descriptors, checkpoints=checkpoints)
     print_verify(report)
-    return report.clean
+    print(f"\nFrom the archive and the public key alone (verify --public-key {public_key}, no state):")
+    alone = verify_archive(archive, "", descriptors, checker=PublicKeyChecker.from_file(public_key))
+    print_verify(alone)
+    return report.clean and alone.clean
 
 
 def ask(archive_dir: Path, descriptors: list[Descriptor]) -> None:
@@ -150,7 +168,7 @@ def ask(archive_dir: Path, descriptors: list[Descriptor]) -> None:
     )
 
 
-def _run(descriptor: Descriptor, api: EmulatedApi, archive, store, settings, backfill=None, bar=None):
+def _run(descriptor: Descriptor, api: EmulatedApi, archive, store, settings, backfill=None, bar=None, signer=None):
     clock = SystemClock()
     return collect_provider(
         descriptor,
@@ -166,6 +184,7 @@ def _run(descriptor: Descriptor, api: EmulatedApi, archive, store, settings, bac
         backfill=backfill,
         progress=bar.update if bar else None,
         user_agent_suffix="(demo)",
+        signer=signer,
     )
 
 

@@ -20,6 +20,7 @@ from .config import Config
 from .errors import AuditCollectorError
 from .http_retry import Clock, SystemClock
 from .invocation import parse_invocation
+from .signing import KmsSigner
 from .state import DynamoDBStore
 from .tokens import load_token
 from .wiring import collect_provider
@@ -65,6 +66,7 @@ def collect_all(
     budget = Budget.for_run(clock, remaining_seconds, config.settings(names[0]))
     store = store or aws_adapters(config.state_table_name, config.archive_bucket_name)[0]
     archive = archive or aws_adapters(config.state_table_name, config.archive_bucket_name)[1]
+    signer = signer_for(config.signing_key_id)
     results, failures = [], []
     for provider in names:
         logger.append_keys(provider=provider)
@@ -84,6 +86,7 @@ def collect_all(
                 budget=budget,
                 owner=owner,
                 backfill=backfill,
+                signer=signer,
             )
         except Exception as exc:
             logger.exception(f"{provider} collection failed: {exc}")
@@ -140,6 +143,12 @@ def aws_adapters(table_name: str, bucket_name: str) -> tuple[DynamoDBStore, S3Ar
     return DynamoDBStore(table_name), S3Archive(bucket_name)
 
 
+@functools.cache
+def signer_for(key_id: str) -> KmsSigner | None:
+    """The chain's signer (one KMS client for the container's life); None when signing is off."""
+    return KmsSigner(key_id) if key_id else None
+
+
 def _watch_drift(provider: str, config: Config, token: str, archive: S3Archive, clock: Clock) -> None:
     """Once a day per provider (drift.py). A failure here costs no event: it is logged, and the next
     run tries again."""
@@ -179,6 +188,9 @@ def _report(result: RunResult) -> None:
     if result.sweep is not None:  # late events, by how late they were at least (collector/sweep.py)
         metrics.add_metric(name="LateEvents", unit=MetricUnit.Count, value=result.sweep["late_events"])
         metrics.add_metric(name="SweepCalls", unit=MetricUnit.Count, value=result.sweep["calls"])
+        # Never silence: passes that will not run, and passes waiting over an hour, alarm.
+        metrics.add_metric(name="LateEventsUnchecked", unit=MetricUnit.Count, value=result.sweep["given_up"])
+        metrics.add_metric(name="SweepOverdue", unit=MetricUnit.Count, value=result.sweep["overdue"])
         for bucket, count in sorted(result.sweep["lateness"].items()):
             metrics.add_metric(name=f"LateEvents_{bucket}", unit=MetricUnit.Count, value=count)
     metrics.flush_metrics()  # one set per provider, each with its own dimension

@@ -147,11 +147,15 @@ def build(
     written_at: float,
     revision: int = 0,
     window_fields: dict[str, Any] | None = None,
+    sweep: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A manifest document (see the module's docstring)."""
+    """A manifest document (see the module's docstring). ``sweep``: a late-event pass's, which
+    pass it was (its manifest lists only the late events it found)."""
     firsts = [p["first"] for p in parts if p.get("first") is not None]
     lasts = [p["last"] for p in parts if p.get("last") is not None]
+    extra = {"sweep": sweep} if sweep is not None else {}
     return {
+        **extra,
         "format": FORMAT,
         "provider": provider,
         "job": job,

@@ -10,7 +10,17 @@ Findings, each with the key and the range it concerns:
 - ``extra``: a data object no manifest lists (and no open window is writing);
 - ``duplicate``: an event id in more than one object (or twice in one);
 - ``chain``: a manifest whose ``prev`` is not the SHA-256 of the manifest before it, a missing link,
-  a fork, or a checkpoint whose chain head is not the last manifest.
+  a fork, a checkpoint whose chain head is not the last manifest, or a manifest a signed head names
+  that is gone or not as signed (``verify_chain.py``);
+- ``superseded`` (fails nothing): a manifest that lost its place in the chain to another, written by
+  a run that died before committing it (archives written before manifests were named in the
+  checkpoint first).
+
+Every object under a provider's ``dt=`` folders is checked, whatever its name (Athena reads them
+all), and every manifest whose range overlaps the range asked, whatever day it is filed under.
+With a public key (``checker``), the signed heads prove the chain from the bucket alone, and stand
+in for the checkpoint where there is none: their watermark ends the gap check, the windows and
+passes they say are under way are not extra.
 
 ``quick`` compares S3's stored checksums (GetObjectAttributes) with the manifests instead of
 downloading objects: no id counts, digests or duplicates then.
@@ -19,7 +29,6 @@ downloading objects: no id counts, digests or duplicates then.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import zlib
 from collections.abc import Callable, Iterable
@@ -29,12 +38,15 @@ from typing import Any
 import msgspec
 
 from . import manifest as manifests
-from .archive import MANIFEST_FOLDER, ArchiveWriter
-from .collector.jobs import Job, jobs_of, merge, subtract
+from .archive import MANIFEST_FOLDER, ArchiveWriter, is_data_key, is_manifest_key, name_bounds
+from .collector.jobs import jobs_of, merge, subtract
 from .dates import iso
 from .descriptor import Descriptor
+from .signing import Checker
+from .verify_chain import Found, check_chain, read_heads
 
-KINDS = ("gap", "missing", "altered", "extra", "duplicate", "chain")
+KINDS = ("gap", "missing", "altered", "extra", "duplicate", "chain", "superseded")
+NOT_FAILING = frozenset({"superseded"})  # what a crash may leave; every other kind means a change
 
 
 @dataclass(frozen=True)
@@ -60,7 +72,13 @@ class ProviderReport:
     first: str | None = None  # the first instant a manifest covers
     watermark: str | None = None  # where the check ends
     chain_head: str | None = None
+    signed_seq: int | None = None  # the newest signed head's place in the chain
+    unsigned: int = 0  # manifests after it (signed at the next run's end)
     findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def failing(self) -> list[Finding]:
+        return [f for f in self.findings if f.kind not in NOT_FAILING]
 
     def add(self, kind: str, key: str | None, detail: str, span: tuple[float, float] | None = None) -> None:
         start, end = (iso(span[0]), iso(span[1])) if span else (None, None)
@@ -80,7 +98,7 @@ class Report:
 
     @property
     def clean(self) -> bool:
-        return not any(p.findings for p in self.providers)
+        return not any(p.failing for p in self.providers)
 
     def as_dict(self) -> dict[str, Any]:
         return {"clean": self.clean, "quick": self.quick, "providers": [p.as_dict() for p in self.providers]}
@@ -99,14 +117,17 @@ def verify_archive(
     end: float | None = None,
     quick: bool = False,
     progress: Callable[[int], Tick] | None = None,
+    checker: Checker | None = None,
 ) -> Report:
     """Check each provider's part of the archive (``start``/``end``: epoch seconds, half-open).
     ``checkpoints``: each provider's checkpoint document, when the state store is at hand (its
-    watermark ends the gap check, its open windows are not extra, its chain head is checked)."""
+    watermark ends the gap check, its open windows are not extra, its chain head is checked).
+    ``checker``: the public key (or KMS) the chain's heads must be signed with."""
     reports = []
     for descriptor in descriptors:
         checkpoint = (checkpoints or {}).get(descriptor.name)
-        reports.append(_Verifier(archive, prefix, descriptor, checkpoint, start, end, quick, progress).run())
+        verifier = _Verifier(archive, prefix, descriptor, checkpoint, start, end, quick, progress)
+        reports.append(verifier.run(checker))
     return Report(reports, quick)
 
 
@@ -128,51 +149,70 @@ class _Verifier:
         self.start = None if start is None else descriptor.to_units(start)
         self.end = None if end is None else descriptor.to_units(end)
         self.report = ProviderReport(descriptor.name)
+        self._latest_head: dict[str, Any] | None = None
         self._decoder = msgspec.json.Decoder(
             list[msgspec.defstruct("Key", [(descriptor.id_field, Any, None)])]  # type: ignore[misc]
         )
 
     # ------------------------------------------------------------------ the run
 
-    def run(self) -> ProviderReport:
-        found = self._read_manifests()
-        chained = sorted((m for m in found if m[1] is not None), key=lambda m: (m[1]["seq"], m[0]))
-        self._check_chain(chained)
-        latest: dict[str, tuple[str, dict[str, Any], str]] = {}  # a window's last revision (a sweep's)
-        for m in chained:
-            if self._overlaps(m[1]["range_start"], m[1]["range_end"]):
+    def run(self, checker: Checker | None = None) -> ProviderReport:
+        signed = read_heads(self, checker)
+        named = {link[0] for link in signed.links.values()}
+        found = [m for m in self._read_manifests(named) if m[1] is not None]
+        found.sort(key=lambda m: (m[1]["seq"], m[0]))
+        superseded = check_chain(self, found, signed, checker_given=checker is not None)
+        self._latest_head = signed.latest
+        latest: dict[str, Found] = {}  # a window's last revision (sweeps before passes had manifests)
+        for m in found:
+            if m[0] not in superseded and self._overlaps(m[1]["range_start"], m[1]["range_end"]):
                 window = m[1]["window_id"]
                 if window not in latest or latest[window][1]["revision"] < m[1]["revision"]:
                     latest[window] = m
         in_range = sorted(latest.values(), key=lambda m: m[1]["range_start"])
         self.report.manifests = len(in_range)
-        listed = self._check_objects(in_range)
+        lost = [m for m in found if m[0] in superseded and self._overlaps(m[1]["range_start"], m[1]["range_end"])]
+        listed = self._check_objects(in_range + lost)
         self._check_extra(listed)
         self._check_gaps(in_range)
         return self.report
 
-    def _span(self, start: int, end: int) -> tuple[float, float]:
+    def span(self, start: int, end: int) -> tuple[float, float]:
         return start / self.unit, end / self.unit
+
+    _span = span
 
     def _overlaps(self, start: int, end: int) -> bool:
         return (self.end is None or start < self.end) and (self.start is None or end > self.start)
 
+    def day_before_start(self) -> str | None:
+        return None if self.start is None else iso(self.start / self.unit - 86400)[:10]
+
+    def key_in_range(self, key: str) -> bool:
+        """Whether a manifest's (or an object's) window, by its name, may overlap the range asked
+        (a name without bounds may: it is read)."""
+        name = key.rpartition("/")[2].partition(".")[0]
+        bounds = name_bounds(name.rpartition("-p")[0] if not key.endswith(".json") else name)
+        if bounds is None or (self.start is None and self.end is None):
+            return True
+        return (self.end is None or bounds[0] < self.end) and (self.start is None or bounds[1] >= self.start)
+
     def _date_in_range(self, key: str) -> bool:
-        """A key's ``dt`` may hold something in range (a day of slack before ``start``: a window
-        is filed under the date it starts on)."""
+        """A data object's ``dt`` is in the range asked (its events are of that date)."""
         dt = key.split("/dt=", 1)[1][:10] if "/dt=" in key else None
         if dt is None:
             return True
-        if self.start is not None and dt < iso(self.start / self.unit - 86400)[:10]:
+        if self.start is not None and dt < iso(self.start / self.unit)[:10]:
             return False
-        return not (self.end is not None and dt > iso(self.end / self.unit)[:10])
+        return not (self.end is not None and dt > iso((self.end - 1) / self.unit)[:10])
 
-    # ------------------------------------------------------------------ manifests and the chain
+    # ------------------------------------------------------------------ manifests
 
-    def _read_manifests(self) -> list[tuple[str, dict[str, Any] | None, str]]:
-        """(key, manifest or None if unreadable, SHA-256 of its bytes)."""
+    def _read_manifests(self, named: set[str]) -> list[tuple[str, dict[str, Any] | None, str]]:
+        """(key, manifest or None if unreadable, SHA-256 of its bytes): every manifest whose window
+        may overlap the range (by its name), and every one a signed head read names."""
         folder = f"{self.prefix}{MANIFEST_FOLDER}/{self.descriptor.name}/"
-        keys = [k for k in self.archive.keys(folder) if k.endswith(".json") and self._date_in_range(k)]
+        keys = [k for k in self.archive.keys(folder) if is_manifest_key(k) and (k in named or self.key_in_range(k))]
         out = []
         for key in keys:
             try:
@@ -187,74 +227,11 @@ class _Verifier:
                 self.report.add("altered", key, f"not a readable manifest of {self.descriptor.name}: {exc}")
                 out.append((key, None, sha))
                 continue
+            totals = _totals_problem(document)
+            if totals:
+                self.report.add("altered", key, totals, self._span(document["range_start"], document["range_end"]))
             out.append((key, document, sha))
         return out
-
-    def _check_chain(self, chained: list[tuple[str, dict[str, Any] | None, str]]) -> None:
-        """Consecutive ``seq``, each ``prev`` the SHA-256 of the one before, one manifest per
-        ``seq``, and the checkpoint's head on the last (when the checkpoint is at hand)."""
-        report = self.report
-        by_seq: dict[int, list[tuple[str, dict[str, Any], str]]] = {}
-        for key, document, sha in chained:
-            by_seq.setdefault(document["seq"], []).append((key, document, sha))
-        for seq, group in sorted(by_seq.items()):
-            if len(group) > 1:
-                keys = ", ".join(k for k, _, _ in group)
-                report.add("chain", group[0][0], f"{len(group)} manifests claim place {seq} in the chain: {keys}")
-        seqs = sorted(by_seq)
-        if not seqs:
-            head = (self.checkpoint or {}).get("chain")
-            if head:
-                report.add(
-                    "chain", head.get("key"), f"the checkpoint's chain has {head.get('count')} manifests; none found"
-                )
-            return
-        if seqs[0] != 1 and self.start is None:  # from a date on, the chain is checked from there
-            key, document, _ = by_seq[seqs[0]][0]
-            report.add(
-                "chain",
-                key,
-                f"manifests 1 to {seqs[0] - 1} of the chain are missing (the first found is {seqs[0]})",
-                self._span(document["range_start"], document["range_start"]),
-            )
-        elif seqs[0] == 1 and by_seq[1][0][1]["prev"] is not None:
-            report.add("chain", by_seq[1][0][0], "the first manifest names a predecessor")
-        for before, after in itertools.pairwise(seqs):
-            b_key, b_doc, b_sha = by_seq[before][0]
-            a_key, a_doc, _ = by_seq[after][0]
-            if after != before + 1:
-                missing = f"{before + 1}" if after == before + 2 else f"{before + 1} to {after - 1}"
-                report.add(
-                    "chain",
-                    a_key,
-                    f"manifest(s) {missing} of the chain are missing (deleted), between {b_key} ({before}) and "
-                    f"{a_key} ({after})",
-                )
-            elif a_doc["prev"] != b_sha:
-                report.add(
-                    "chain",
-                    a_key,
-                    f"its prev ({str(a_doc['prev'])[:12]}…) is not the SHA-256 of {b_key} ({b_sha[:12]}…): "
-                    "that manifest was edited or replaced",
-                    self._span(b_doc["range_start"], b_doc["range_end"]),
-                )
-        last_key, last_doc, last_sha = by_seq[seqs[-1]][0]
-        report.chain_head = last_sha
-        head = (self.checkpoint or {}).get("chain")
-        if head is not None and self.end is None and (head.get("count") != seqs[-1] or head.get("head") != last_sha):
-            if head.get("count", 0) > seqs[-1]:
-                detail = (
-                    f"the checkpoint's chain has {head.get('count')} manifests, the archive {seqs[-1]}: "
-                    "the last were deleted"
-                )
-            else:
-                detail = f"the last manifest ({last_key}) is not the one the checkpoint's chain head names (edited?)"
-            report.add(
-                "chain",
-                head.get("key") or last_key,
-                detail,
-                self._span(last_doc["range_start"], last_doc["range_end"]),
-            )
 
     # ------------------------------------------------------------------ objects
 
@@ -329,23 +306,25 @@ class _Verifier:
         return [getattr(k, self.descriptor.id_field) for k in self._decoder.decode(b"[" + b",".join(lines) + b"]")]
 
     def _check_extra(self, listed: set[str]) -> None:
-        """Data objects no manifest lists, unless an open window (the checkpoint's) is writing them."""
-        open_windows = {
-            self.descriptor.window_type.from_dict(job.window).id
-            for job in jobs_of(self.checkpoint or {}).values()
-            if job.window is not None
-        }
-        for key in self.archive.keys(f"{self.prefix}{self.descriptor.name}/"):
-            if key in listed or not key.endswith(".jsonl.gz") or not self._date_in_range(key):
+        """Objects under the provider's ``dt=`` folders no manifest lists, unless a window or pass
+        under way is writing them (the checkpoint's, or else the newest signed head's)."""
+        writing = set((self._latest_head or {}).get("writing", [])) if self.checkpoint is None else set()
+        for job in jobs_of(self.checkpoint or {}).values():
+            if job.window is not None:
+                writing.add(self.descriptor.window_type.from_dict(job.window).id)
+        for entry in (self.checkpoint or {}).get("sweep_queue") or []:
+            if "pass" in entry:
+                writing.add(f"{entry['start']}-{entry['end']}-s{int(entry['pass']['age'])}")
+        name = self.descriptor.name
+        for key in self.archive.keys(f"{self.prefix}{name}/dt="):
+            if key in listed or not is_data_key(key, self.prefix, name) or not self._date_in_range(key):
                 continue
-            window = key.rpartition("/")[2].removesuffix(".jsonl.gz").rpartition("-p")[0]
-            if window in open_windows:
+            window = key.rpartition("/")[2].partition(".")[0].rpartition("-p")[0]
+            if window in writing:
                 continue
-            if self.start is not None or self.end is not None:
-                bounds = _window_bounds(window)
-                if bounds is not None and not self._overlaps(*bounds):
-                    continue
-            self.report.add("extra", key, "in the archive, in no manifest")
+            if (self.start is not None or self.end is not None) and not self.key_in_range(key):
+                continue
+            self.report.add("extra", key, "in the archive (Athena reads it), in no manifest")
 
     # ------------------------------------------------------------------ gaps
 
@@ -354,16 +333,16 @@ class _Verifier:
         unfinished job still owns (a backfill under way, the live job's open end)."""
         report = self.report
         covered = merge([[m[1]["range_start"], m[1]["range_end"]] for m in in_range])
+        signed = self._latest_head if self.checkpoint is None else None
         live = jobs_of(self.checkpoint or {}).get("live")
+        watermark = live.watermark if live is not None else (signed or {}).get("watermark")
         if covered:
             first = covered[0][0]
-        elif live is not None and live.watermark is not None and self.start is not None:
+        elif watermark is not None and self.start is not None:
             first = self.start  # nothing in range at all, yet the live job is past it
         else:
             return
-        last = (
-            live.watermark if live is not None and live.watermark is not None else covered[-1][1] if covered else first
-        )
+        last = watermark if watermark is not None else covered[-1][1] if covered else first
         if self.start is not None:
             first = max(first, self.start)
         if self.end is not None:
@@ -371,21 +350,13 @@ class _Verifier:
         report.first, report.watermark = iso(first / self.unit), iso(last / self.unit)
         if last <= first:
             return
-        pending = [r for job in jobs_of(self.checkpoint or {}).values() for r in _pending(job)]
+        if signed is not None:
+            owned = [list(r) for r in signed.get("open", [])]
+        else:
+            owned = [r for job in jobs_of(self.checkpoint or {}).values() for r in job.still_owned()]
+        pending = [[r[0], r[1] if r[1] is not None else 1 << 62] for r in owned]
         for start, end in subtract([[first, last]], covered + pending):
             report.add("gap", None, "no manifest covers this range", self._span(start, end))
-
-
-def _pending(job: Job) -> list[list[int]]:
-    """What an unfinished job still owns: its ranges from its watermark on."""
-    if job.watermark is None:
-        return [list(r) for r in job.ranges]
-    return [r if r[1] is not None else [r[0], 1 << 62] for r in subtract(job.ranges, [[0, job.watermark]])]
-
-
-def _window_bounds(window: str) -> tuple[int, int] | None:
-    start, _, end = window.partition("-")
-    return (int(start), int(end)) if start.isdigit() and end.isdigit() else None
 
 
 def _altered(entry: dict[str, Any], size: int, sha: str) -> str:
@@ -409,3 +380,17 @@ def _check_manifest(document: Any, provider: str) -> None:
     for entry in document["objects"]:
         for name in ("key", "bytes", "events", "sha256", "ids_digest"):
             entry[name]
+    document["events"], document["ids_digest"], document["window_id"]
+
+
+def _totals_problem(document: dict[str, Any]) -> str | None:
+    """A manifest's own totals must be its objects' sums."""
+    objects = document["objects"]
+    events = sum(o["events"] for o in objects)
+    digest = manifests.add_digests(*(o["ids_digest"] for o in objects)) if objects else manifests.digest_hex(0)
+    if events != document["events"] or digest != document["ids_digest"]:
+        return (
+            f"its totals ({document['events']} events, id digest {str(document['ids_digest'])[:12]}…) are not its "
+            f"objects' ({events}, {digest[:12]}…)"
+        )
+    return None

@@ -1,7 +1,9 @@
 """The scheduled verification in AWS: ``verify`` of the last N days, as a metric and log lines.
 
-The schedule's input (template.yaml) names the bucket, prefix and state table, and how many days
-back to check (``days``; ``quick``: S3's stored checksums instead of reading every object). Each
+The schedule's input (template.yaml) names the bucket, prefix and state table, how many days
+back to check (``days``; ``quick``: S3's stored checksums instead of reading every object), and the
+KMS key the chain's heads are signed with (``signing_key``: each head's signature is checked with
+``kms:Verify``). Each
 finding is logged as one JSON line; the count per provider is published as the ``VerifyFindings``
 metric (embedded metric format: no API call, no permission), which the stack alarms on. The
 archive and the state table are only ever read.
@@ -18,6 +20,7 @@ from . import providers
 from .archive import ArchiveWriter, normalize_prefix
 from .emf import metric_line
 from .errors import ConfigError
+from .signing import Checker, KmsChecker
 from .state import CheckpointStore
 from .verify import Report, verify_archive
 
@@ -31,6 +34,7 @@ class Target:
     state_table: str
     days: float = 3
     quick: bool = False
+    signing_key: str = ""
 
     @classmethod
     def from_event(cls, event: Any) -> Target:
@@ -48,10 +52,13 @@ class Target:
             state_table=str(event["state_table"]),
             days=days,
             quick=bool(event.get("quick", False)),
+            signing_key=str(event.get("signing_key") or ""),
         )
 
 
-def verify_recent(target: Target, archive: ArchiveWriter, store: CheckpointStore, now: float) -> Report:
+def verify_recent(
+    target: Target, archive: ArchiveWriter, store: CheckpointStore, now: float, checker: Checker | None = None
+) -> Report:
     descriptors = providers.all_descriptors()
     checkpoints = {d.name: store.read(d.name).get("checkpoint", {}) for d in descriptors}
     return verify_archive(
@@ -61,6 +68,7 @@ def verify_recent(target: Target, archive: ArchiveWriter, store: CheckpointStore
         checkpoints=checkpoints,
         start=now - target.days * 86400,
         quick=target.quick,
+        checker=checker,
     )
 
 
@@ -68,11 +76,12 @@ def emit(report: Report, now: float) -> None:
     """A log line per finding, then one metric line per provider (embedded metric format)."""
     for provider in report.providers:
         for finding in provider.findings:
-            print(json.dumps({"level": "ERROR", "message": "verify finding", **finding.as_dict()}))
+            level = "ERROR" if finding in provider.failing else "INFO"
+            print(json.dumps({"level": level, "message": "verify finding", **finding.as_dict()}))
         print(
             metric_line(
                 FINDINGS_METRIC,
-                len(provider.findings),
+                len(provider.failing),
                 now,
                 [["service"], ["service", "provider"]],
                 service="audit-collector",
@@ -91,6 +100,7 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
 
     target = Target.from_event(event)
     now = time.time()
-    report = verify_recent(target, S3Archive(target.bucket), DynamoDBStore(target.state_table), now)
+    checker = KmsChecker(target.signing_key) if target.signing_key else None
+    report = verify_recent(target, S3Archive(target.bucket), DynamoDBStore(target.state_table), now, checker)
     emit(report, now)
     return report.as_dict()

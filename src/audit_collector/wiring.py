@@ -13,6 +13,7 @@ from .collector import BackfillRequest, Budget, BudgetedClock, ProgressCallback,
 from .descriptor import ClientSettings, Descriptor
 from .errors import ConfigError, StateStoreMismatch
 from .http_retry import Clock, RequestPacer, all_builtin_retry_handlers
+from .signing import Signer
 from .state import CheckpointStore
 
 # Transient faults get several tries before a run gives up and leaves its checkpoint for the next.
@@ -94,6 +95,7 @@ def collect_provider(
     backfill: BackfillRequest | None = None,
     progress: ProgressCallback | None = None,
     user_agent_suffix: str | None = None,
+    signer: Signer | None = None,
 ) -> RunResult:
     """One provider's run, wired the one way the Lambda, the CLI and the tests all use: clients whose
     retry waits answer to the run's budget, paced under the provider's rate limit."""
@@ -118,6 +120,7 @@ def collect_provider(
         owner=owner,
         backfill=backfill,
         progress=progress,
+        signer=signer,
     )
 
 

@@ -57,6 +57,7 @@ class Job:
     # The open window's objects written so far (manifest records, by key): its manifest lists them
     # all when it closes, including those written by earlier runs.
     parts: list[dict[str, Any]] = field(default_factory=list)
+    opened_at: float | None = None  # when the open window was first saved (epoch seconds)
 
     @classmethod
     def from_dict(cls, job_id: str, data: dict[str, Any]) -> Job:
@@ -67,13 +68,22 @@ class Job:
             data.get("window"),
             dict(data.get("meta", {})),
             [dict(p) for p in data.get("parts", [])],
+            data.get("opened_at"),
         )
 
     def to_dict(self) -> dict[str, Any]:
         out = {"ranges": self.ranges, "watermark": self.watermark, "window": self.window, "meta": self.meta}
         if self.parts:
             out["parts"] = self.parts
+        if self.opened_at is not None:
+            out["opened_at"] = self.opened_at
         return out
+
+    def still_owned(self) -> list[Range]:
+        """What an unfinished job still owns: its ranges from its watermark on (open ends as None)."""
+        if self.watermark is None:
+            return [list(r) for r in self.ranges]
+        return subtract(self.ranges, [[0, self.watermark]])
 
     def record_part(self, record: dict[str, Any]) -> None:
         """Remember an object of the open window (a rewrite of the same key replaces its record)."""

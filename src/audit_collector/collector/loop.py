@@ -2,12 +2,14 @@
 
 The one rule that makes the archive exactly-once: an object is written (under a deterministic
 name) *before* the checkpoint that moves past its events is saved. A crash between the two leaves
-a checkpoint that leads the next run to the same name, which it overwrites.
+a checkpoint that leads the next run to the same name, which it overwrites. Manifests follow the
+same rule one step earlier: the checkpoint names a manifest before it is written (``commit.py``).
 
-A run takes the provider's lease, starts a new backfill if asked, collects the live job, then
-unfinished backfills with the time left. A job is collected window after window: the source plans
-a window from the job's first gap, then collects it through a ``WindowContext``, the only door to
-the archive and the checkpoint a source has.
+A run takes the provider's lease, finishes a commit a crashed run left half done, starts a new
+backfill if asked, collects the live job, gives the late-event sweep its share (``sweep.py``),
+then unfinished backfills with the time left, and signs the chain's new head. A job is collected
+window after window: the source plans a window from the job's first gap, then collects it through
+a ``WindowContext``, the only door to the archive and the checkpoint a source has.
 """
 
 from __future__ import annotations
@@ -16,17 +18,16 @@ import contextlib
 import dataclasses
 import threading
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from .. import manifest
-from ..archive import EMPTY_GZIP, ArchiveWriter, ObjectBuffer, manifest_key, object_key
-from ..dates import utc_date
+from ..archive import EMPTY_GZIP, ArchiveWriter, ObjectBuffer, object_key
 from ..errors import ClockSkew, WriteRefused
 from ..http_retry import Clock
+from ..signing import Signer
 from ..state import CheckpointStore, Lease, LeaseHeld
+from . import commit
 from .backfill import (
     BackfillRequest,
     backfill_jobs,
@@ -37,66 +38,12 @@ from .backfill import (
 )
 from .gc import gc_paused
 from .jobs import LIVE, Job, backfill_id, jobs_of, subtract, taken_by_others
+from .result import Progress, ProgressCallback, RunResult
 from .settings import Budget, Settings
 from .source import Source, Window
-from .sweep import sweep
+from .sweep import sweep, sweep_due
 
-
-@dataclass
-class RunResult:
-    """What one run did, as the handler returns it (``as_dict``) and the metrics report it."""
-
-    provider: str
-    events_written: int = 0
-    objects_written: int = 0
-    pages: int = 0
-    complete: bool = False
-    checkpoint: dict[str, Any] | None = None
-    status: str = "ok"  # ok | lease_held
-    message: str = ""
-    behind_seconds: float | None = None
-    retries: int = 0
-    rate_limited: int = 0
-    backfill: dict[str, Any] | None = None  # the backfill this invocation asked for
-    backfills: list[dict[str, Any]] = field(default_factory=list)  # every unfinished one, after the run
-    sweep: dict[str, Any] | None = None  # the late-event sweep's report (when it is on)
-
-    def as_dict(self) -> dict[str, Any]:
-        out = {
-            "provider": self.provider,
-            "events_written": self.events_written,
-            "objects_written": self.objects_written,
-            "pages": self.pages,
-            "complete": self.complete,
-            "checkpoint": self.checkpoint,
-        }
-        if self.status != "ok":
-            out["status"] = self.status
-            out["message"] = self.message
-        if self.behind_seconds is not None:
-            out["behind_seconds"] = round(self.behind_seconds, 1)
-        if self.backfill is not None:
-            out["backfill"] = self.backfill
-        if self.backfills:
-            out["backfills"] = self.backfills
-        if self.sweep is not None:
-            out["sweep"] = self.sweep
-        return out
-
-
-@dataclass(frozen=True)
-class Progress:
-    """After each page: counts for this run, and how far the backfill (if any) has come."""
-
-    job_id: str
-    pages: int
-    events: int  # fetched by this run so far
-    backfill_fraction: float | None  # archived share of the backfill's range (None without one)
-    slices_done: int
-    slices: int
-
-
-ProgressCallback = Callable[[Progress], None]
+__all__ = ["Progress", "ProgressCallback", "Run", "RunResult", "WindowContext", "collect"]
 
 
 def collect(
@@ -111,9 +58,11 @@ def collect(
     owner: str | None = None,
     backfill: BackfillRequest | None = None,
     progress: ProgressCallback | None = None,
+    signer: Signer | None = None,
 ) -> RunResult:
-    """Run one provider under its lease: a new backfill (if asked), the live job, then unfinished
-    backfills with the time left. Raises what the source raises (after releasing the lease)."""
+    """Run one provider under its lease: a half-done commit, a new backfill (if asked), the live
+    job, the sweep's share, then unfinished backfills with the time left; then the chain's new
+    head, signed (with ``signer``). Raises what the source raises (after releasing the lease)."""
     name = source.descriptor.name
     settings = settings.for_provider(source.descriptor)
     owner = owner or uuid.uuid4().hex
@@ -123,26 +72,37 @@ def collect(
         lease = store.acquire(name, owner=owner, expires_at=expires_at, now=now)
     except LeaseHeld as held:
         return RunResult(name, status="lease_held", message=str(held))
-    run = _Run(source, store, archive, prefix, lease, settings, clock, budget, progress)
+    run = Run(source, store, archive, prefix, lease, settings, clock, budget, progress, signer)
+    failed = True
     try:
         with gc_paused():
+            commit.commit_pending(run)  # a crashed run's manifest, named before it was written
             if backfill is not None:
                 run.result.backfill = run.start_backfill(backfill)
-            complete = run.collect_jobs([LIVE])
+            complete = run.collect_jobs([LIVE], run.live_budget())
+            if settings.sweep_after_seconds:  # beside live collection and backfills, never behind them
+                report = sweep(run, run.sweep_budget())
+                run.result.sweep = report.as_dict()
+                complete = complete and report.complete
             pending = [job.id for job in jobs_of(run.document).values() if job.id != LIVE and not job.done]
-            if complete and pending:
-                complete = run.collect_jobs(pending)
-            if complete and settings.sweep_after_seconds:  # late events, once collection is done
-                run.result.sweep = sweep(run).as_dict()
+            if pending:
+                complete = run.collect_jobs(pending) and complete
         run.result.complete = complete
+        failed = False
     finally:
-        with contextlib.suppress(Exception):  # best effort: an unreleased lease expires by itself
-            store.release(lease)
-        run.finish_report()
+        try:
+            commit.sign_head(run)
+        except Exception:
+            if not failed:
+                raise  # a run that cannot sign fails: the proof must not fall behind in silence
+        finally:
+            with contextlib.suppress(Exception):  # best effort: an unreleased lease expires by itself
+                store.release(lease)
+            run.finish_report()
     return run.result
 
 
-class _Run:
+class Run:
     """One provider's run: holds the lease, saves job checkpoints, counts. Thread-safe where
     concurrent backfill slices need it: saves are serialized, writes are not."""
 
@@ -157,8 +117,12 @@ class _Run:
         clock: Clock,
         budget: Budget,
         progress: ProgressCallback | None,
+        signer: Signer | None = None,
     ) -> None:
         self.source, self.descriptor = source, source.descriptor
+        self.signer = signer
+        self.writes = 0  # objects written since the last signed head
+        self.sweep_given_up = 0  # passes the queue had no room for, this run
         self.store, self.archive, self.prefix, self.lease = store, archive, prefix, lease
         self.settings, self.clock, self.budget, self.progress = settings, clock, budget, progress
         self.result = RunResult(self.descriptor.name)
@@ -168,7 +132,7 @@ class _Run:
         self.horizon = self.descriptor.to_units(self.started_at - settings.settle_seconds)
         self._sources = [source]
         self._lock = threading.Lock()
-        self._chain_lock = threading.Lock()  # one manifest chain per provider: windows close one at a time
+        self.chain_lock = threading.RLock()  # one manifest chain per provider: windows close one at a time
         self.identify = manifest.identifier(
             self.descriptor.id_field, self.descriptor.time_field, self.descriptor.event_seconds
         )
@@ -181,6 +145,30 @@ class _Run:
 
     def job(self, job_id: str) -> Job:
         return jobs_of(self.document).get(job_id) or Job(job_id)
+
+    def chain(self) -> dict[str, Any]:
+        """The committed chain's head: ``head`` (SHA-256), ``count`` (its seq) and ``key``."""
+        return dict(self.document.get("chain") or {})
+
+    def live_budget(self) -> Budget:
+        """The run's budget, less the sweep's share when a pass is due: live collection that is
+        catching up must not crowd out the sweep."""
+        if not self.settings.sweep_after_seconds or not sweep_due(self):
+            return self.budget
+        seconds = max(0.0, self.budget.remaining() - self.settings.sweep_seconds)
+        return Budget(
+            self.clock,
+            seconds,
+            reserve_seconds=self.budget.reserve_seconds,
+            request_seconds=self.budget.request_seconds,
+        )
+
+    def sweep_budget(self) -> Budget:
+        budget = self.budget
+        seconds = min(budget.remaining(), self.settings.sweep_seconds + budget.reserve_seconds + budget.request_seconds)
+        return Budget(
+            self.clock, seconds, reserve_seconds=budget.reserve_seconds, request_seconds=budget.request_seconds
+        )
 
     def start_backfill(self, request: BackfillRequest) -> dict[str, Any]:
         """Create the backfill's jobs (one atomic claim), or report the existing one."""
@@ -196,12 +184,13 @@ class _Run:
         self.save_jobs(*jobs)
         return {"id": jobs[0].id.split(".")[0], "existing": False}
 
-    def collect_jobs(self, job_ids: list[str]) -> bool:
+    def collect_jobs(self, job_ids: list[str], budget: Budget | None = None) -> bool:
         """Collect these jobs until caught up or done (True) or out of budget (False); as many at
         once as the provider allows, each with its own source."""
+        budget = budget or self.budget
         workers = min(len(job_ids), self.settings.backfill_slices or 1)
         if workers <= 1:
-            return all(self._collect_job(self.source, job_id) for job_id in job_ids)
+            return all(self._collect_job(self.source, job_id, budget) for job_id in job_ids)
         free = [self.source] + [self._fork() for _ in range(workers - 1)]  # one source per worker
         free_lock = threading.Lock()
 
@@ -209,7 +198,7 @@ class _Run:
             with free_lock:
                 source = free.pop()
             try:
-                return self._collect_job(source, job_id)
+                return self._collect_job(source, job_id, budget)
             finally:
                 with free_lock:
                     free.append(source)
@@ -228,13 +217,13 @@ class _Run:
             self._sources.append(source)
         return source
 
-    def _collect_job(self, source: Source, job_id: str) -> bool:
+    def _collect_job(self, source: Source, job_id: str, budget: Budget) -> bool:
         while True:
             job = self.job(job_id)
             window = self._open_window(source, job)
             if window is None:
                 return True
-            if not source.collect(window, WindowContext(self, job, source, window)):
+            if not source.collect(window, WindowContext(self, job, source, window, budget)):
                 return False
 
     def _open_window(self, source: Source, job: Job) -> Window | None:
@@ -272,11 +261,18 @@ class _Run:
 
     def save_jobs(self, *jobs: Job, **fields: Any) -> None:
         """Second half of the rule: the jobs' checkpoint (several at once: one atomic claim), and
-        other top-level fields in the same write (a closing window's new chain head)."""
+        other top-level fields in the same write (a closing window's new chain head); a field set
+        to None leaves the document."""
         with self._lock:
             document = dict(self.document)
             document["jobs"] = {**document.get("jobs", {}), **{job.id: job.to_dict() for job in jobs}}
-            document.update(fields)
+            for name, value in fields.items():
+                if value is None:
+                    document.pop(name, None)
+                else:
+                    document[name] = value
+            for legacy in ("sweep", "sweep_pending"):  # the sweep's marks before it had a queue
+                document.pop(legacy, None)
             self.store.save(self.lease, compact(document))  # finished backfills: merged into "archived"
 
     def put(self, key: str, buffer: ObjectBuffer | None) -> bytes:
@@ -290,34 +286,6 @@ class _Run:
                 self.result.events_written += buffer.events
         return body
 
-    def close_window(
-        self, job: Job, window_id: str, start: int, watermark: int, window_fields: dict[str, Any] | None = None
-    ) -> None:
-        """The window's manifest (after its objects), then the checkpoint that closes it and moves
-        the chain's head (one write). Serialized: concurrent slices extend one chain."""
-        with self._chain_lock:
-            chain = dict(self.document.get("chain") or {})
-            unit = self.descriptor.units_per_second
-            dt = utc_date(start / unit)
-            key = manifest_key(self.prefix, self.descriptor.name, dt, window_id)
-            document = manifest.build(
-                provider=self.descriptor.name,
-                job=job.id,
-                window=window_id,
-                start=start,
-                end=watermark,
-                unit=unit,
-                parts=sorted(job.parts, key=lambda p: p["key"]),
-                chain=chain,
-                written_at=self.clock.time(),
-                window_fields=window_fields,
-            )
-            body = manifest.encode(document)
-            self.put_body(key, body)
-            job.watermark, job.window, job.parts = watermark, None, []
-            head = {"head": manifest.sha256_of(body), "count": document["seq"], "key": key}
-            self.save_jobs(job, chain=head)
-
     def put_body(self, key: str, body: bytes) -> None:
         """Fenced: renew the lease (refused once it expired or moved), then write only if the key
         is still what we saw before renewing. A run paused anywhere in between and overtaken by the
@@ -327,7 +295,8 @@ class _Run:
         to look at first. Only when something is there (an orphan of a crashed run, a part a
         restarted window empties) is its version read, the lease renewed again, and that version
         replaced (``If-Match``)."""
-        self._renew()
+        self.renew()
+        self.writes += 1
         try:
             self.archive.put(key, body, replaces=None)
             return
@@ -335,10 +304,10 @@ class _Run:
             seen = self.archive.version(key)
             if seen is None:  # there a moment ago, gone now: not ours to guess about
                 raise
-        self._renew()
+        self.renew()
         self.archive.put(key, body, replaces=seen)
 
-    def _renew(self) -> None:
+    def renew(self) -> None:
         now = self.clock.time()
         with self._lock:
             self.store.renew(
@@ -383,7 +352,7 @@ class WindowContext:
     """What a source may do while it collects one window of one job: read the settings and the
     budget, fill buffers, write parts, and save the window's progress."""
 
-    def __init__(self, run: _Run, job: Job, source: Source, window: Window) -> None:
+    def __init__(self, run: Run, job: Job, source: Source, window: Window, budget: Budget | None = None) -> None:
         self._run = run
         self._source = source
         self.job = job
@@ -394,7 +363,7 @@ class WindowContext:
         gap = job.next_gap(job.watermark)
         self._start = gap[0] if gap is not None else job.watermark
         self.settings = run.settings
-        self.budget = run.budget
+        self.budget = budget or run.budget
         self.page_limit: int = run.settings.page_limit or run.descriptor.largest_page
 
     @property
@@ -426,13 +395,15 @@ class WindowContext:
     def save(self, window: Window) -> None:
         """The window's progress, so the next run resumes it where this one stopped."""
         self._run.check_clock(self._source)
+        if self.job.window is None and self.job.opened_at is None:
+            self.job.opened_at = self._run.clock.time()  # when the window was first read: what its passes wait for
         self.job.window = window.to_dict()
         self._run.save_jobs(self.job)
 
     def close(self, watermark: int) -> None:
         """The window is archived whole: its manifest, then the job moves past it."""
         self._run.check_clock(self._source)
-        self._run.close_window(self.job, self._window_id, self._start, watermark, self._window_fields)
+        commit.close_window(self._run, self.job, self._window_id, self._start, watermark, self._window_fields)
 
     def page_fetched(self, events: int) -> None:
         self._run.page_fetched(self.job.id, events)

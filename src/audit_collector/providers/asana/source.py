@@ -117,6 +117,7 @@ class _WindowCollector:
         self.position: Position | None = window.position  # last event added to a buffer
         self.part: int = window.part
         self.buffer = ctx.new_buffer()
+        self._saved_position: Position | None = window.position
 
     def collect(self) -> bool:
         ctx, start, end = self.ctx, self.window.start, self.window.end
@@ -230,15 +231,21 @@ class _WindowCollector:
         self._write()
         self.part += 1
         self.buffer = self.ctx.new_buffer()
+        self._save(next_offset=next_offset, offset_start=offset_start)
+
+    def _save(self, *, next_offset: str | None, offset_start: int | None) -> None:
         self.ctx.save(
             dataclasses.replace(
                 self.window, offset=next_offset, offset_start=offset_start, position=self.position, part=self.part
             )
         )
+        self._saved_position = self.position
 
     def _stop(self) -> bool:
         if self.buffer:
             self._flush(next_offset=self.offset, offset_start=self.offset_start)
+        elif self.position != self._saved_position:  # a sweep's pages held nothing new: its place still counts
+            self._save(next_offset=self.offset, offset_start=self.offset_start)
         return False
 
     def _finish(self) -> bool:

@@ -132,9 +132,11 @@ class _WindowCollector:
                 if exc.error != "invalid_cursor" or self.cursor is None:
                     raise
                 # Keep what was fetched (its position says where it ends), then go on by time. Only
-                # a cursor that fails before anything new was fetched counts towards giving up.
+                # a cursor that fails before the position moved counts towards giving up.
+                moved = self._moved()
                 if self.buffer:
                     self._write()
+                if moved:
                     self._save(None)
                     restarts = 0
                 else:
@@ -190,10 +192,18 @@ class _WindowCollector:
         )
         self.ctx.save(self.saved)
 
+    def _moved(self) -> bool:
+        """Whether anything was fetched past the saved window (a sweep keeps few of the events it
+        fetches, so its buffer may be empty while its position moved)."""
+        saved = self.saved
+        return bool(self.buffer) or (self.low, tuple(self.low_ids)) != (saved.position, saved.position_ids)
+
     def _stop(self) -> bool:
         """Out of time: archive what was fetched, and leave the cursor for the next run."""
+        moved = self._moved()
         if self.buffer:
             self._write()
+        if moved:
             self._save(self.cursor)
         return False
 
