@@ -268,6 +268,7 @@ def run_once(
     token: str | None = None,
     backfill: BackfillRequest | None = None,
     pace: bool = False,
+    signer=None,
 ):
     """One collection run against the emulator, as the handler wires it (minus Secrets Manager).
 
@@ -295,6 +296,7 @@ def run_once(
         budget=budget,
         owner=owner,
         backfill=backfill,
+        signer=signer,
     )
 
 
@@ -364,3 +366,22 @@ def add_history(emu: Emulator, org, provider: str, start: int, end: int, count: 
 def written(archive: ArchiveWriter) -> list[str]:
     """Every key a run wrote, less the state-store marker every run claims first."""
     return [k for k in archive.keys("") if not k.startswith("_audit_collector/")]
+
+
+def event_time(provider: str, event: dict) -> float:
+    if provider == "slack":
+        return event["date_create"]
+    return datetime.fromisoformat(event["created_at"].replace("Z", "+00:00")).timestamp()
+
+
+def add_late(emu: Emulator, org, provider: str, start: int, end: int, count: int, lag: float, seed: int) -> list[dict]:
+    """Events in [start, end) seconds that reach the API ``lag`` seconds after their own time."""
+    from audit_collector.emulator import asana_events, slack_events
+
+    if provider == "slack":
+        events = slack_events(org, start, end, count, seed=seed)
+        emu.slack.add(events, lag=lag)
+    else:
+        events = asana_events(org, start * 1000, end * 1000, count, seed=seed)
+        emu.asana.add(events, lag=lag)
+    return events

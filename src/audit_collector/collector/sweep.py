@@ -117,6 +117,10 @@ def enqueue(
     due = sorted(a for a in ages if end / unit + a > opened)
     if not due:
         return queue, 0
+    # An event older than the latest age when the window was first read was missed only if it was
+    # later than that age: past what the sweep looks for. So a backfill's long window is re-read
+    # over its last stretch only, not from its start.
+    start = max(start, int((opened - due[-1]) * unit))
     queue = list(queue)
     merge_seconds = min(ages) / 3
     for i in range(len(queue) - 1, -1, -1):

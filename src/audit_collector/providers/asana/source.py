@@ -123,11 +123,14 @@ class _WindowCollector:
         ctx, start, end = self.ctx, self.window.start, self.window.end
         restarts = 0  # in a row without progress: one that archived anything new does not count
         progress_at_restart = self.position
+        beyond = False
         while True:
             if not ctx.budget.allows():
                 return self._stop()
             by_position = self.offset is None and self.position is not None
             query_start = self.offset_start if self.offset else (self.position.ms if by_position else start)
+            if by_position and beyond:
+                query_start += 1  # the position's instant is walked whole: ask from the next millisecond
             try:
                 page = self.client.get_audit_log_events(
                     self.workspace_gid,
@@ -153,7 +156,15 @@ class _WindowCollector:
             ctx.page_fetched(len(events))
             if not events:
                 return self._finish()
+            before = self.position
             self._add_page(events, start, end, self._skip(events.keys, start, end))
+            if by_position and not beyond and self.position == before and len(events) < ctx.page_limit:
+                # A short page (nothing after it) that held only the position's own instant, all
+                # archived: the rest is after that instant, and asking for it by time needs no offset
+                # (an offset that keeps expiring at the end of a window would otherwise loop).
+                beyond = True
+                continue
+            beyond = False
             self.offset, self.offset_start = page.next_offset, query_start if page.next_offset else None
             if page.next_offset is None:
                 return self._finish()

@@ -117,6 +117,7 @@ class _WindowCollector:
 
     def collect(self) -> bool:
         ctx, restarts = self.ctx, 0
+        at_restart = (self.low, tuple(self.low_ids))
         while True:
             if not ctx.budget.allows():
                 return self._stop()
@@ -132,17 +133,21 @@ class _WindowCollector:
                 if exc.error != "invalid_cursor" or self.cursor is None:
                     raise
                 # Keep what was fetched (its position says where it ends), then go on by time. Only
-                # a cursor that fails before the position moved counts towards giving up.
-                moved = self._moved()
+                # a cursor that fails before the position moved since the last restart counts
+                # towards giving up.
+                progressed = bool(self.buffer) or (self.low, tuple(self.low_ids)) != at_restart
+                unsaved = self._moved()
                 if self.buffer:
                     self._write()
-                if moved:
+                if unsaved:
                     self._save(None)
+                if progressed:
                     restarts = 0
                 else:
                     restarts += 1
                     if restarts > ctx.settings.max_window_restarts:
                         raise
+                at_restart = (self.low, tuple(self.low_ids))
                 self._resume(dataclasses.replace(self.saved, cursor=None))
                 continue
             if self._add(page) is None:
