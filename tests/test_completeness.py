@@ -108,7 +108,7 @@ class World:
         raise AssertionError(f"did not drain: {results[-1].as_dict()}")
 
     def settled(self):
-        horizon = self.clock.now - SWEEP.settle_seconds - 60
+        horizon = self.clock.now - SWEEP.settle_seconds  # where the last run (at now) collected up to
         return [e for e in self.events if event_time(self.provider, e) < horizon]
 
     def findings(self, **kwargs):
@@ -236,7 +236,7 @@ def test_a_crash_in_a_pass_then_new_late_events_leave_no_copy_behind(provider, o
     midnight = NOW + 12 * 3600  # 2026-11-21T00:00Z
     clock = FakeClock(start=float(midnight - 3 * 3600))
     with World(provider, org, tmp_path, clock=clock) as world:
-        settings = dataclasses.replace(SWEEP, initial_lookback_days=4 / 24, max_object_bytes=1500)
+        settings = dataclasses.replace(SWEEP, initial_lookback_days=6 / 24, max_object_bytes=1500)
         world.history(midnight - 4 * 3600, midnight + 4 * 3600, 200)
         world.late(midnight - 3600, midnight + 3600, 30, lag=1500, seed=6)
         # One run across midnight closes a window over both days (Slack: one per day).

@@ -140,7 +140,7 @@ def test_typed_body_keeps_unknown_fields_and_round_trips():
     assert entry.context.location.unknown_fields == {"new": 1}
     assert entry.context.session_id == 1656410836837
     assert entry.entity.target == {"id": "F9", "title": "A canvas"}  # an entity type we never heard of
-    assert entry.details.succeeded_users == '["W111", "W222"]'
+    assert entry.details.succeeded_users == ["W111", "W222"]  # decoded; to_dict gives back the string
     assert entry.to_dict() == ENTRY
 
 

@@ -139,6 +139,8 @@ def test_the_function_role_has_no_wildcard_resources_and_writes_only_archive_pre
             assert resources == [{"Sub": "${ArchiveBucket.Arn}/${ArchivePrefix}_chain/*"}]
         elif statement.get("Action") == "s3:PutObject" and statement["Sid"] == "WindowManifests":
             assert resources == [{"Sub": "${ArchiveBucket.Arn}/${ArchivePrefix}_manifests/*"}]
+        elif statement.get("Action") == "s3:PutObject" and statement["Sid"] == "SignedChainHeads":
+            assert resources == [{"Sub": "${ArchiveBucket.Arn}/${ArchivePrefix}_chain/*"}]
         elif statement.get("Action") == "s3:PutObject":
             assert [r["Sub"] for r in resources] == [
                 f"${{ArchiveBucket.Arn}}/${{ArchivePrefix}}{d.name}/*" for d in BUILTIN
@@ -287,8 +289,10 @@ def test_the_manifests_table_and_the_verification_cover_every_provider():
     ]
     verify = RESOURCES["VerifyRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     read = next(s for s in verify if s.get("Sid") == "ReadDataAndManifests")
-    chain = "${ArchiveBucket.Arn}/${ArchivePrefix}_chain/*"  # the signed heads verify checks
-    assert [r["Sub"] for r in read["Resource"]] == [r["Sub"] for r in look["Resource"]] + [chain]
+    assert [r["Sub"] for r in read["Resource"]] == [
+        *(r["Sub"] for r in look["Resource"]),
+        "${ArchiveBucket.Arn}/${ArchivePrefix}_chain/*",  # the signed heads
+    ]
     assert not any("s3:PutObject" in str(s.get("Action")) for s in verify)  # read-only
     assert RESOURCES["VerifyFunction"]["Properties"]["Handler"] == "audit_collector.verify_handler.lambda_handler"
     assert RESOURCES["VerifyFindingsAlarm"]["Properties"]["MetricName"] == "VerifyFindings"

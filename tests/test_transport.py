@@ -3,6 +3,8 @@ requests' own adapter, found without parsing each URL, and requests' own behavio
 
 from __future__ import annotations
 
+import ssl
+
 import requests
 from hypothesis import given
 from hypothesis import strategies as st
@@ -56,3 +58,17 @@ def test_with_a_proxy_requests_decides_as_it_always_does():
     assert OriginAdapter().request_url(request, proxies) == HTTPAdapter().request_url(request, proxies) == url
     pool = OriginAdapter().get_connection_with_tls_context(request, True, proxies)
     assert (pool.host, pool.port) == ("127.0.0.1", 3128)
+
+
+def test_an_ssl_context_reaches_every_pool_direct_or_through_a_proxy_and_gets_no_ca_bundle():
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    adapter = OriginAdapter(ssl_context=context)
+    direct = adapter.get_connection_with_tls_context(prepared("https://127.0.0.1:8443/audit/v1/logs"), True)
+    assert direct.conn_kw["ssl_context"] is context
+    proxied = adapter.proxy_manager_for("http://127.0.0.1:3128")
+    assert proxied.connection_pool_kw["ssl_context"] is context
+    adapter.cert_verify(direct, "https://127.0.0.1:8443/", True, None)
+    assert direct.cert_reqs == "CERT_REQUIRED" and direct.ca_certs is None  # requests would set its bundle
+    plain = OriginAdapter().get_connection_with_tls_context(prepared("https://127.0.0.1:8443/"), True)
+    OriginAdapter().cert_verify(plain, "https://127.0.0.1:8443/", True, None)
+    assert plain.ca_certs  # without ssl=, requests' own behaviour

@@ -22,6 +22,7 @@ from .http_retry import (
     HttpResponse,
     ReadTimeoutError,
     RetryHandler,
+    ServerDisconnectedError,
     TransportError,
     TruncatedBodyError,
 )
@@ -51,6 +52,8 @@ def translate_aiohttp_error(exc: BaseException) -> OSError:
     elif isinstance(exc, aiohttp.ClientPayloadError):
         cause = next((e for e in _chain(exc) if type(e).__module__ == "builtins" and isinstance(e, OSError)), None)
         error = TruncatedBodyError(cause.errno if cause else None, f"response body cut short: {exc}")
+    elif isinstance(exc, aiohttp.ServerDisconnectedError):
+        error = ServerDisconnectedError(f"server closed the connection without a response: {exc}")
     elif isinstance(exc, aiohttp.ClientConnectorError) and type(exc.os_error).__module__ == "builtins":
         error = exc.os_error
     elif isinstance(exc, OSError) and exc.errno is not None:  # ClientOSError: keep its errno (104, …)
@@ -78,9 +81,42 @@ def environ_proxy(url: str) -> str | None:
     return get_environ_proxies(url).get(urlparse(url).scheme)
 
 
+AUTH_REFUSED = (
+    "auth= is not supported: the token is sent as an 'Authorization: Bearer' header, which aiohttp "
+    "will not combine with auth= (slack_sdk's client fails on every request with both). For a proxy "
+    "that asks for credentials, put them in its URL: proxy='http://user:password@host:port'; for "
+    "another Authorization scheme, pass token=None and default_headers={'Authorization': ...}"
+)
+
+
+def _plus_keywords(signature: inspect.Signature, **defaults: Any) -> inspect.Signature:
+    """``signature`` with keyword-only parameters added at its end."""
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=d) for name, d in defaults.items()]
+    return signature.replace(parameters=[*signature.parameters.values(), *added])
+
+
 class AsyncApiTransport(TransportBase):
     """One keep-alive ``aiohttp.ClientSession`` (the caller's, or one opened on first use and closed
     by ``close()`` or ``async with``) and the awaited retry loop."""
+
+    def __init__(self, *args: Any, auth: Any = None, trust_env_in_session: bool = False, **kwargs: Any) -> None:
+        """``TransportBase``'s parameters, and two of slack_sdk's async client:
+        ``trust_env_in_session=True`` opens the session with aiohttp's ``trust_env`` (proxies from
+        the environment, as always, and credentials from ~/.netrc); ``auth=`` is refused (AUTH_REFUSED)."""
+        if auth is not None:
+            raise TypeError(AUTH_REFUSED)
+        self.trust_env_in_session = bool(trust_env_in_session)
+        super().__init__(*args, **kwargs)
+        if self.trust_env_in_session and not self._owns_session:
+            raise ValueError(
+                "trust_env_in_session applies to the session this client opens: "
+                "open yours with aiohttp.ClientSession(trust_env=True) instead"
+            )
+
+    # help() and IDEs show TransportBase's parameters, then the two above.
+    __init__.__signature__ = _plus_keywords(  # type: ignore[attr-defined]
+        inspect.signature(TransportBase.__init__), auth=None, trust_env_in_session=False
+    )
 
     def _default_retry_handlers(self) -> list[RetryHandler]:
         return async_default_retry_handlers()
@@ -114,7 +150,8 @@ class AsyncApiTransport(TransportBase):
         if self.session is None or (self._owns_session and (self.session.closed or self._loop is not loop)):
             self.session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=16, keepalive_timeout=30),
-                trust_env=False,  # proxies read once (below), not ~/.netrc in a thread on every request
+                # Proxies are read once (below); ~/.netrc, in a thread on every request, only if asked.
+                trust_env=self.trust_env_in_session,
             )
             # Our retry handlers are the only retries: aiohttp's silent one would skip the pacer and the counts.
             if hasattr(self.session, "_retry_connection"):  # aiohttp >= 3.10; older ones do not retry
@@ -162,6 +199,7 @@ class AsyncApiTransport(TransportBase):
             data=dict(request.body_params) if request.body_params else None,
             proxy=self.proxy,
             timeout=timeout,
+            ssl=self.ssl if self.ssl is not None else True,
         ) as raw:
             body = await raw.read()
             response = HttpResponse(

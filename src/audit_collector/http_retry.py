@@ -6,8 +6,9 @@ created fresh for each request by the client's send loop. Every wait goes throug
 clock, so tests never sleep and the collector can refuse a wait that would overrun its budget.
 
 Errors handed to handlers are plain ``OSError`` instances (``ConnectionResetError`` with errno 104,
-``ConnectionRefusedError``, or this module's ``ReadTimeoutError``, ``ConnectTimeoutError`` and
-``TruncatedBodyError``), never ``requests`` types, so a handler works whatever the transport.
+``ConnectionRefusedError``, or this module's ``ReadTimeoutError``, ``ConnectTimeoutError``,
+``ServerDisconnectedError`` and ``TruncatedBodyError``), never ``requests`` or aiohttp types, so a
+handler works whatever the transport.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ __all__ = [
     "RetryIntervalCalculator",
     "RetryQuestion",
     "RetryState",
+    "ServerDisconnectedError",
     "ServerErrorRetryHandler",
     "SystemAsyncClock",
     "SystemClock",
@@ -147,6 +149,15 @@ class ConnectTimeoutError(TransportError, TimeoutError):
 
 class ReadTimeoutError(TransportError, TimeoutError):
     """Connected, but the server did not answer within the read timeout."""
+
+
+class ServerDisconnectedError(TransportError, ConnectionResetError):
+    """The server closed the connection without answering (no status line came back).
+
+    Also a ``ConnectionResetError``, as the standard library's ``http.client.RemoteDisconnected`` is,
+    so a handler written for slack_sdk (``isinstance(error, (ConnectionResetError, RemoteDisconnected))``)
+    retries it. ``errno`` is None, as there: the peer closed, nothing reported an errno.
+    """
 
 
 class TruncatedBodyError(TransportError):

@@ -8,25 +8,30 @@ The code lives in ``providers/slack/``; this module only re-exports it.
 from typing import TYPE_CHECKING
 
 from .providers.slack.client import DEFAULT_BASE_URL, MAX_ACTIONS, MAX_LIMIT, AuditLogsClient
+from .providers.slack.details import (
+    ConversationPref,
+    Details,
+    FeatureEnablement,
+    Permission,
+    PermissionGrant,
+    PermissionResource,
+    PermissionWildcard,
+    Profile,
+    RetentionPolicy,
+    SharedWith,
+)
 from .providers.slack.models import (
     ActionsResponse,
-    Actor,
-    App,
     AuditLogsApiError,
     AuditLogsBodyError,
     AuditLogsResponse,
-    Context,
-    Details,
-    Entity,
     Entry,
     EntryKey,
-    Location,
     LogsResponse,
-    NamedObject,
     ResponseMetadata,
     SchemasResponse,
-    User,
 )
+from .providers.slack.objects import Actor, App, Context, Entity, Location, NamedObject, User
 
 if TYPE_CHECKING:
     from .providers.slack.async_client import AsyncAuditLogsClient
@@ -44,15 +49,24 @@ __all__ = [
     "AuditLogsClient",
     "AuditLogsResponse",
     "Context",
+    "ConversationPref",
     "Details",
     "Entity",
     "Entry",
     "EntryKey",
+    "FeatureEnablement",
     "Location",
     "LogsResponse",
     "NamedObject",
+    "Permission",
+    "PermissionGrant",
+    "PermissionResource",
+    "PermissionWildcard",
+    "Profile",
     "ResponseMetadata",
+    "RetentionPolicy",
     "SchemasResponse",
+    "SharedWith",
     "User",
 ]
 

@@ -6,6 +6,8 @@ the neutral ``OSError`` types of ``http_retry`` so retry handlers never see ``re
 
 from __future__ import annotations
 
+import http.client
+import ssl
 from typing import Any
 
 import requests
@@ -18,6 +20,7 @@ from .http_retry import (
     HttpResponse,
     ReadTimeoutError,
     RetryHandler,
+    ServerDisconnectedError,
     SystemClock,
     TransportError,
     TruncatedBodyError,
@@ -28,20 +31,26 @@ from .transport_base import REDACTED, Attempts, TransportBase, describe_body, qu
 __all__ = ["REDACTED", "ApiTransport", "describe_body", "redact_headers", "translate_transport_error"]
 
 
-def _builtin_oserror_in_chain(exc: BaseException) -> OSError | None:
-    """The first plain ``OSError`` (a reset, a refusal) wrapped anywhere inside a requests error."""
-    seen: set[int] = set()
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and every error wrapped inside it (args, causes, contexts, urllib3's ``reason``), outermost first."""
+    seen: list[BaseException] = []
     stack: list[object] = [exc]
     while stack:
         item = stack.pop(0)
-        if not isinstance(item, BaseException) or id(item) in seen:
+        if not isinstance(item, BaseException) or any(item is s for s in seen):
             continue
-        seen.add(id(item))
-        if isinstance(item, OSError) and type(item).__module__ == "builtins" and item is not exc:
-            return item
+        seen.append(item)
         stack.extend(item.args)
         stack.extend([item.__cause__, item.__context__, getattr(item, "reason", None)])
-    return None
+    return seen
+
+
+def _builtin_oserror_in_chain(exc: BaseException) -> OSError | None:
+    """The first plain ``OSError`` (a reset, a refusal) wrapped anywhere inside a requests error."""
+    return next(
+        (e for e in _chain(exc)[1:] if isinstance(e, OSError) and type(e).__module__ == "builtins"),
+        None,
+    )
 
 
 def translate_transport_error(exc: requests.RequestException) -> OSError:
@@ -56,6 +65,8 @@ def translate_transport_error(exc: requests.RequestException) -> OSError:
         error = TruncatedBodyError(cause.errno if cause else None, f"response body cut short: {exc}")
     elif (builtin := _builtin_oserror_in_chain(exc)) is not None:
         error = builtin
+    elif any(isinstance(e, http.client.RemoteDisconnected) for e in _chain(exc)):
+        error = ServerDisconnectedError(f"server closed the connection without a response: {exc}")
     else:
         error = TransportError(str(exc))
     error.__cause__ = exc
@@ -74,7 +85,12 @@ class ApiTransport(TransportBase):
         return SystemClock()
 
     def _adopt_session(self, session: requests.Session | None) -> requests.Session:
-        return session or _pooled_session(self.base_url)
+        if session is not None and self.ssl is not None:
+            raise ValueError(
+                "pass ssl= or session=, not both: a session of yours keeps its own TLS settings "
+                "(mount an HTTPAdapter that uses your SSLContext on it, or set session.verify to a CA bundle)"
+            )
+        return session or _pooled_session(self.base_url, self.ssl)
 
     def close(self) -> None:
         self.session.close()
@@ -109,7 +125,7 @@ class ApiTransport(TransportBase):
             stream=True,
             timeout=(min(10.0, self.timeout), self.timeout),
             proxies={"http": self.proxy, "https": self.proxy} if self.proxy else self.session.proxies,
-            verify=self.session.verify,
+            verify=self.session.verify if self.ssl is None else self.ssl.verify_mode != ssl.CERT_NONE,
             cert=self.session.cert,
         )
         with raw:
@@ -141,14 +157,15 @@ def _prepare(request: HttpRequest) -> requests.PreparedRequest:
     return prepared
 
 
-def _pooled_session(base_url: str) -> requests.Session:
+def _pooled_session(base_url: str, ssl_context: ssl.SSLContext | None = None) -> requests.Session:
     """Keep-alive connections, reused across pages, with the environment's proxies (HTTPS_PROXY,
     NO_PROXY) read once here: requests would re-read them and ~/.netrc on every request, which
-    costs more CPU than parsing a 100-event page (measured)."""
+    costs more CPU than parsing a 100-event page (measured). ``ssl_context`` (the clients' ``ssl=``)
+    decides which servers are trusted, in place of requests' CA bundle."""
     session = requests.Session()
     session.proxies.update(requests.utils.get_environ_proxies(base_url))
     session.trust_env = False
-    adapter = OriginAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+    adapter = OriginAdapter(pool_connections=4, pool_maxsize=16, max_retries=0, ssl_context=ssl_context)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
@@ -158,11 +175,30 @@ class OriginAdapter(HTTPAdapter):
     """requests' adapter, through the two methods it offers for subclassing, for clients that call
     one API origin many times a second: without a proxy, the connection pool and the request
     target are found from the URL's origin by a dict lookup, where requests parses the URL (and
-    looks for a proxy) three times a request. With a proxy, requests' own behaviour."""
+    looks for a proxy) three times a request. With a proxy, requests' own behaviour.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    With an ``ssl_context``, every TLS connection (to the API, or to it through a proxy) uses that
+    context, and no CA bundle is loaded into it: what it trusts is what the caller configured."""
+
+    def __init__(self, *args: Any, ssl_context: ssl.SSLContext | None = None, **kwargs: Any) -> None:
+        self.ssl_context = ssl_context  # before super().__init__, which builds the pool manager
         super().__init__(*args, **kwargs)
         self._pools: dict[tuple[str, Any, Any], Any] = {}
+
+    def init_poolmanager(self, *args: Any, **pool_kwargs: Any) -> None:
+        if self.ssl_context is not None:
+            pool_kwargs["ssl_context"] = self.ssl_context
+        super().init_poolmanager(*args, **pool_kwargs)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        if self.ssl_context is not None:
+            proxy_kwargs["ssl_context"] = self.ssl_context
+        return super().proxy_manager_for(proxy, **proxy_kwargs)
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        super().cert_verify(conn, url, verify, cert)
+        if self.ssl_context is not None:  # requests would load its CA bundle into the caller's context
+            conn.ca_certs = conn.ca_cert_dir = None
 
     def get_connection_with_tls_context(
         self, request: requests.PreparedRequest, verify: Any, proxies: Any = None, cert: Any = None

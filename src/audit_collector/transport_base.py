@@ -9,6 +9,7 @@ import logging
 import platform
 import sys
 from collections.abc import Mapping
+from ssl import SSLContext
 from typing import Any
 from urllib.parse import urlencode
 
@@ -65,12 +66,22 @@ class TransportBase:
         retry_handlers: list[RetryHandler] | None = None,
         clock: TimeSource | None = None,
         pacer: RequestPacer | None = None,
+        ssl: SSLContext | None = None,
     ) -> None:
         """The one parameter list of all four clients. ``session`` is a ``requests.Session`` (sync)
-        or an ``aiohttp.ClientSession`` (async); ``clock`` a ``Clock`` or an ``AsyncClock``."""
+        or an ``aiohttp.ClientSession`` (async); ``clock`` a ``Clock`` or an ``AsyncClock``;
+        ``ssl`` an ``ssl.SSLContext`` deciding which servers are trusted (a corporate CA, say)."""
         base_url = base_url or self.default_base_url
         if not base_url:
             raise ValueError(f"{type(self).__name__} needs a base_url")
+        if isinstance(proxy, SSLContext):  # slack_sdk's third positional parameter is ssl; ours is proxy
+            raise TypeError(f"{type(self).__name__}'s third parameter is proxy: pass the SSLContext as ssl=")
+        if ssl is not None and not isinstance(ssl, SSLContext):
+            raise TypeError(
+                f"ssl must be an ssl.SSLContext, got {type(ssl).__name__}; "
+                "for a CA bundle file use ssl.create_default_context(cafile=path)"
+            )
+        self.ssl = ssl
         self.token = token
         self.pacer = pacer
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"

@@ -173,6 +173,7 @@ class _Verifier:
         self.report.manifests = len(in_range)
         lost = [m for m in found if m[0] in superseded and self._overlaps(m[1]["range_start"], m[1]["range_end"])]
         listed = self._check_objects(in_range + lost)
+        listed |= {o["key"] for m in found for o in m[1]["objects"]}  # listed by a window just outside the range
         self._check_extra(listed)
         self._check_gaps(in_range)
         return self.report

@@ -11,6 +11,7 @@ FAULTS = (
     "html",  # 502 from a "proxy", with an HTML page
     "rate_limit",  # 429 with Retry-After
     "reset",  # the connection is reset before any response
+    "disconnect",  # the connection is closed (a clean close, no reset) before any response
     "truncated",  # headers promise more body than is sent, then the connection closes
     "slow",  # the answer comes after slow_seconds (a read timeout for an impatient client)
     "invalid_cursor",  # Slack rejects the cursor (only on requests that carry one)

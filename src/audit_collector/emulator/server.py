@@ -260,6 +260,9 @@ class Emulator:
         elif fault == "reset":
             self._log(api, 0, params, fault)
             _reset(handler)
+        elif fault == "disconnect":
+            self._log(api, 0, params, fault)
+            handler.close_connection = True  # nothing written: the client reads end-of-stream, no status line
         elif fault == "truncated":
             self._log(api, 200, params, fault)
             body = b'{"ok":true,"entries":[{"id":"cut-short","date_create":1' + b" " * 200

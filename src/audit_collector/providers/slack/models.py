@@ -15,118 +15,10 @@ import msgspec
 from ..._models import Model
 from ...errors import ApiBodyError, ApiError
 from ...json_text import Events, PageReader, parse_json
+from .details import Details
+from .objects import Actor, Context, Entity
 
 # --------------------------------------------------------------------------- typed models
-
-
-@dataclasses.dataclass
-class User(Model):
-    id: Any = None
-    name: Any = None
-    email: Any = None
-    team: Any = None
-
-
-@dataclasses.dataclass
-class Actor(Model):
-    type: Any = None
-    user: Any = None
-    _nested = {"user": User}
-
-
-@dataclasses.dataclass
-class Location(Model):
-    type: Any = None
-    id: Any = None
-    name: Any = None
-    domain: Any = None
-
-
-@dataclasses.dataclass
-class App(Model):
-    id: Any = None
-    name: Any = None
-    is_distributed: Any = None
-    is_directory_approved: Any = None
-    is_workflow_app: Any = None
-    scopes: Any = None
-    scopes_bot: Any = None
-    creator: Any = None
-    team: Any = None
-
-
-@dataclasses.dataclass
-class Context(Model):
-    location: Any = None
-    ua: Any = None
-    ip_address: Any = None
-    session_id: Any = None  # a string, an integer or null, depending on the event
-    app: Any = None
-    _nested = {"location": Location, "app": App}
-
-
-@dataclasses.dataclass
-class NamedObject(Model):
-    """The shape most entity payloads share; anything else is kept in ``unknown_fields``."""
-
-    id: Any = None
-    name: Any = None
-    domain: Any = None
-    privacy: Any = None
-    is_shared: Any = None
-    is_org_shared: Any = None
-    filetype: Any = None
-    title: Any = None
-
-
-@dataclasses.dataclass
-class Entity(Model):
-    """``{"type": T, T: {...}}``. New entity types arrive over time and stay in ``unknown_fields``."""
-
-    type: Any = None
-    user: Any = None
-    workspace: Any = None
-    enterprise: Any = None
-    channel: Any = None
-    file: Any = None
-    app: Any = None
-    usergroup: Any = None
-    workflow: Any = None
-    barrier: Any = None
-    message: Any = None
-    huddle: Any = None
-    role: Any = None
-    _nested = {
-        "user": User,
-        "app": App,
-        **{k: NamedObject for k in ("workspace", "enterprise", "channel", "file", "usergroup", "workflow")},
-    }
-
-    @property
-    def target(self) -> Any:
-        """The payload named by ``type``, whichever type that is."""
-        if not isinstance(self.type, str):
-            return None
-        known = getattr(self, self.type, None) if self.type in self.__dataclass_fields__ else None
-        return known if known is not None else self.unknown_fields.get(self.type)
-
-
-@dataclasses.dataclass
-class Details(Model):
-    """Free-form, depends on the action. ``succeeded_users`` may be a JSON-encoded string."""
-
-    type: Any = None
-    reason: Any = None
-    app_owner_id: Any = None
-    scopes: Any = None
-    bot_scopes: Any = None
-    new_scopes: Any = None
-    previous_scopes: Any = None
-    installer_user_id: Any = None
-    approver_id: Any = None
-    export_type: Any = None
-    succeeded_users: Any = None
-    failed_users: Any = None
 
 
 @dataclasses.dataclass
@@ -134,10 +26,10 @@ class Entry(Model):
     id: Any = None
     date_create: Any = None
     action: Any = None
-    actor: Any = None
-    entity: Any = None
-    context: Any = None
-    details: Any = None
+    actor: Actor | None = None
+    entity: Entity | None = None
+    context: Context | None = None
+    details: Details | None = None
     _nested = {"actor": Actor, "entity": Entity, "context": Context, "details": Details}
 
 
@@ -155,8 +47,8 @@ class LogsResponse(Model):
     error: Any = None
     needed: Any = None
     provided: Any = None
-    entries: Any = None
-    response_metadata: Any = None
+    entries: list[Entry] | None = None
+    response_metadata: ResponseMetadata | None = None
     _nested = {"entries": Entry, "response_metadata": ResponseMetadata}
 
 
