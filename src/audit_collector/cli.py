@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__, providers
 from .archive import ArchiveWriter, LocalArchive, S3Archive, normalize_prefix
@@ -22,6 +23,9 @@ from .http_retry import SystemClock
 from .signing import Checker, Ed25519Signer, KmsSigner, PublicKeyChecker, Signer, generate_key
 from .state import CheckpointStore, DynamoDBStore, FileStore
 from .wiring import collect_provider
+
+if TYPE_CHECKING:
+    from .ocsf.lake import LakeTarget
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 
@@ -212,6 +216,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
         raise ConfigError("compact works on a local archive; in AWS the scheduled compaction function does it")
     from .compaction import compact_local
 
+    lake = _lake_target(args)  # checked before anything is written
     store = open_state(args.state, args.archive)
     for descriptor in providers.all_descriptors():
         if args.provider in (None, descriptor.name):
@@ -222,7 +227,28 @@ def cmd_compact(args: argparse.Namespace) -> int:
                 f"({sum(d.events for d in report.compacted):,} events), {len(report.up_to_date)} up to date, "
                 f"{len(report.open_days)} still open; compacted up to {report.watermark or 'no day yet'}"
             )
+            if lake is not None:  # Security Lake's custom sources (ocsf/lake.py), by the same closed days
+                from .ocsf.lake import export_local
+
+                written = export_local(args.archive, descriptor, checkpoint, lake, grace_seconds=args.grace_seconds)
+                print(
+                    f"{descriptor.name}: OCSF for Security Lake: {len(written.written)} day(s) written "
+                    f"({sum(written.written.values()):,} events, {written.files} files), "
+                    f"{len(written.up_to_date)} up to date, {written.without_class} event(s) of no OCSF class"
+                )
     return EXIT_OK
+
+
+def _lake_target(args: argparse.Namespace) -> LakeTarget | None:
+    if args.security_lake is None:
+        return None
+    if not (args.security_lake_region and args.security_lake_account):
+        raise ConfigError("--security-lake needs --security-lake-region and --security-lake-account")
+    from .ocsf.lake import LakeTarget
+
+    return LakeTarget(
+        Path(args.security_lake), args.security_lake_region, args.security_lake_account, args.security_lake_source
+    )
 
 
 def parse_instant(text: str, flag: str) -> float:
@@ -378,6 +404,14 @@ def build_parser() -> argparse.ArgumentParser:
     _where(compact_p)
     compact_p.add_argument("--provider", choices=[d.name for d in providers.all_descriptors()])
     compact_p.add_argument("--grace-seconds", type=float, default=0, help="wait this long after a day closes")
+    compact_p.add_argument(
+        "--security-lake", metavar="DIR", help="also write OCSF Parquet as Security Lake custom sources under DIR/ext/"
+    )
+    compact_p.add_argument("--security-lake-region", help="the region= partition (the lake's region)")
+    compact_p.add_argument("--security-lake-account", help="the accountId= partition (12 digits)")
+    compact_p.add_argument(
+        "--security-lake-source", default="auditcol", help="custom source names: PREFIX-<short class name>"
+    )
     compact_p.set_defaults(func=cmd_compact)
 
     verify_p = sub.add_parser(

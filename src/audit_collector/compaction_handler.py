@@ -30,6 +30,7 @@ from .compaction import COMPACTED, compacted_prefix, day_closed, new_run_id, sou
 from .descriptor import Descriptor
 from .emf import metric_line
 from .errors import AuditCollectorError, ConfigError
+from .ocsf import views as ocsf_views
 
 BEHIND_METRIC = "CompactionDaysBehind"
 
@@ -252,9 +253,23 @@ def compact_all(compactor: AthenaCompactor, names: list[str] | None = None) -> d
             reports.append(compactor.compact(descriptor))
     emit_behind(max((r["behind"] for r in reports), default=0), compactor.now())
     failed = [f"{r['provider']} {f}" for r in reports for f in r["failed"]]
+    failed += replace_ocsf_views(compactor)
     if failed:
         raise CompactionFailed("compaction failed for " + "; ".join(failed))
     return {"providers": reports, "compacted_prefix": f"{compactor.target.prefix}{COMPACTED}/"}
+
+
+def replace_ocsf_views(compactor: AthenaCompactor) -> list[str]:
+    """The ``ocsf_<class>`` views over the ``T_all`` views (``ocsf/views.py``), replaced on every run so
+    that a changed mapping reaches Athena with the code that carries it. Returns what failed."""
+    statements = ocsf_views.create_views()
+    queries = [compactor.start(statement) for statement in statements]
+    states = compactor.wait(queries)
+    return [
+        f"view {statement.split()[4]}: query {query}"
+        for statement, query in zip(statements, queries, strict=True)
+        if states[query] != "SUCCEEDED"
+    ]
 
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -119,6 +120,9 @@ class Descriptor:
     # The drift watch (``drift.py``): the API's names of actions and types, from the API or from
     # archived events (the second argument yields yesterday's).
     vocabulary: Callable[[ClientSettings, Callable[[], Any]], Any] | None = None
+    # The provider's OCSF mapping (data: ``providers/<name>/ocsf.json``, read by ``audit_collector.ocsf``).
+    # None: its events have no OCSF form.
+    ocsf_mapping: Path | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):

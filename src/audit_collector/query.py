@@ -40,6 +40,9 @@ def connect(archive_root: str | Path, prefix: str = "") -> Any:
     from .compaction import define_views  # {table}_lines, {table}_compacted, {table}_all (compaction.py)
 
     define_views(con, archive_root, prefix)
+    from .ocsf.views import define_local  # ocsf_<class>, over the T_all views (ocsf/views.py)
+
+    define_local(con)
     return con
 
 

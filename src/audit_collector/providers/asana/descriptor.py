@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from ...descriptor import ClientSettings, Column, Descriptor, Option
@@ -87,6 +88,7 @@ DESCRIPTOR = Descriptor(
     emulator="asana",
     compacted_columns=COMPACTED_COLUMNS,
     compacted_sort=("event_type", "event_time", "gid"),
+    ocsf_mapping=Path(__file__).with_name("ocsf.json"),
     questions=(
         (
             "Who downloaded or exported the most from Asana?",

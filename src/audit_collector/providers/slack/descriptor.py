@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from ...descriptor import ClientSettings, Column, Descriptor
@@ -66,6 +67,7 @@ DESCRIPTOR = Descriptor(
     emulator="slack",
     compacted_columns=COMPACTED_COLUMNS,
     compacted_sort=("action", "event_time", "id"),
+    ocsf_mapping=Path(__file__).with_name("ocsf.json"),
     questions=(
         (
             "Who failed to log in to Slack most, and from where?",
