@@ -11,7 +11,7 @@ TOOL_PINS := aws-sam-cli==1.170.0 cfn-lint==1.58.0 checkov==3.2.459
 PY313_BIN := $(shell pyenv root 2>/dev/null)/versions/3.13.0/bin
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: demo test unit check-template lint format bench clean
+.PHONY: demo test unit crash-points check-template lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,11 @@ demo: $(STAMP)
 test: lint check-template unit
 
 unit: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
+
+## crash-points: every crash point of every scripted run (make test runs a sample).
+crash-points: $(STAMP)
+	CRASH_POINTS=all $(PY) -m pytest -q -p no:logging -s tests/test_crash_points.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
