@@ -25,6 +25,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -84,6 +85,16 @@ def manifest_key(prefix: str, provider: str, dt: str, window: str, revision: int
 
 def is_manifest_key(key: str) -> bool:
     return f"{MANIFEST_FOLDER}/" in key and key.endswith(".json") and "/dt=" in key
+
+
+# The drift watch's dated objects (drift.py), the only keys under _meta/ a writer accepts:
+# {prefix}_meta/{provider}/vocabulary/YYYY-MM-DD.json and .../drift/YYYY-MM-DD.json.
+META_FOLDER = "_meta"
+_META_KEY = re.compile(rf"(?:^|/){META_FOLDER}/[a-z0-9_]+/(?:vocabulary|drift)/\d{{4}}-\d{{2}}-\d{{2}}\.json$")
+
+
+def is_meta_key(key: str) -> bool:
+    return _META_KEY.search(key) is not None
 
 
 def is_data_key(key: str, prefix: str, provider: str) -> bool:
@@ -214,7 +225,8 @@ class ArchiveWriter:
         """Write one object, replacing version ``replaces`` (None: the key must not exist yet).
         Raises ``WriteRefused`` if the object is not what the caller saw, ``ArchiveError`` if the
         write failed; in both cases nothing was checkpointed."""
-        if not (key.endswith(".jsonl.gz") or is_manifest_key(key) or is_head_key(key)) or _unsafe(key):
+        allowed = key.endswith(".jsonl.gz") or is_manifest_key(key) or is_head_key(key) or is_meta_key(key)
+        if not allowed or _unsafe(key):
             raise ArchiveError(f"refusing to write an object under a malformed key: {key!r}")
         try:
             self._put(key, body, replaces)

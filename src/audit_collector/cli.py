@@ -91,6 +91,10 @@ def resolve_token(args: argparse.Namespace, descriptor: Descriptor) -> str:
     return token
 
 
+def token_present(descriptor: Descriptor) -> bool:
+    return bool(os.environ.get(descriptor.token_env, "").strip())
+
+
 def provider_options(args: argparse.Namespace, descriptor: Descriptor) -> dict[str, str]:
     """The provider's own options, from their flags (which default to their environment variables)."""
     options = {o.name: getattr(args, o.name, None) for o in descriptor.options}
@@ -437,6 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
     keygen_p = sub.add_parser("keygen", help="a new Ed25519 signing key (PATH) and its public key (PATH.pub)")
     keygen_p.add_argument("path")
     keygen_p.set_defaults(func=cmd_keygen)
+
+    from .doctor import add_parser as add_doctor
+
+    add_doctor(sub, {o.env: os.environ.get(o.env) for d in providers.all_descriptors() for o in d.options})
 
     demo_p = sub.add_parser("demo", help="emulator -> collector -> local archive -> DuckDB, on loopback only")
     demo_p.add_argument("--archive", default="./demo-archive")

@@ -32,6 +32,9 @@ COMMON_VARIABLES: dict[str, str | None] = {
     # at this share of the provider's pace.
     "SWEEP_AFTER_SECONDS": "1800,86400",
     "SWEEP_SHARE": "0.25",
+    # What the stack asked of the archive bucket, for the preflight to compare with the bucket's own.
+    "ARCHIVE_OBJECT_LOCK_MODE": "NONE",
+    "ARCHIVE_KMS_KEY_ARN": "",
     # The KMS asymmetric key (ECC_NIST_P256) the chain's heads are signed with (empty: not signed).
     "SIGNING_KEY_ID": "",
 }
@@ -79,6 +82,8 @@ class Config:
     providers: dict[str, ProviderConfig]  # the enabled ones, in registry order
     sweep_after_seconds: tuple[float, ...] = ()
     sweep_share: float = 0.25
+    object_lock_mode: str = "NONE"
+    kms_key_arn: str = ""
     signing_key_id: str = ""
 
     @classmethod
@@ -106,6 +111,8 @@ class Config:
             providers=enabled,
             sweep_after_seconds=parse_sweep_after(get("SWEEP_AFTER_SECONDS"), "SWEEP_AFTER_SECONDS"),
             sweep_share=_number(get("SWEEP_SHARE"), "SWEEP_SHARE", 0.01, 1),
+            object_lock_mode=_choice(get("ARCHIVE_OBJECT_LOCK_MODE"), "ARCHIVE_OBJECT_LOCK_MODE", LOCK_MODES),
+            kms_key_arn=get("ARCHIVE_KMS_KEY_ARN") or "",
             signing_key_id=(get("SIGNING_KEY_ID") or "").strip(),
         )
 
@@ -166,6 +173,16 @@ def _provider_config(descriptor: Descriptor, get) -> ProviderConfig | None:
         calls_per_minute=_number(get(descriptor.pace_env), descriptor.pace_env, 1, descriptor.calls_per_minute),
         options=given,
     )
+
+
+LOCK_MODES = ("NONE", "GOVERNANCE", "COMPLIANCE")
+
+
+def _choice(raw: str | None, name: str, choices: tuple[str, ...]) -> str:
+    value = (raw or choices[0]).upper()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value
 
 
 def _number(raw: str | None, name: str, low: float, high: float, *, integer: bool = False) -> float:

@@ -115,6 +115,11 @@ class Descriptor:
     # How a compacted day is sorted: the event type first, so a question about one kind of event
     # reads only the row groups holding it; then time and id, so the order is total. Empty: time, id.
     compacted_sort: tuple[str, ...] = ()
+    # The preflight (``preflight.py``): one request with the token, a ``Check`` per thing to fix.
+    preflight: Callable[[ClientSettings, Mapping[str, str]], list[Any]] | None = None
+    # The drift watch (``drift.py``): the API's names of actions and types, from the API or from
+    # archived events (the second argument yields yesterday's).
+    vocabulary: Callable[[ClientSettings, Callable[[], Any]], Any] | None = None
     # The provider's OCSF mapping (data: ``providers/<name>/ocsf.json``, read by ``audit_collector.ocsf``).
     # None: its events have no OCSF form.
     ocsf_mapping: Path | None = None

@@ -39,6 +39,8 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     """Collect every provider the payload names; raise if any of them failed."""
     config = Config.from_env(os.environ)
     invocation = parse_invocation(event, config.enabled_providers)
+    if invocation.check:
+        return check_all(invocation.providers, config)
     return collect_all(
         invocation.providers,
         config,
@@ -70,9 +72,10 @@ def collect_all(
         logger.append_keys(provider=provider)
         try:
             enabled = config.providers[provider]
+            token = load_token(enabled.secret_id)
             result = collect_provider(
                 providers.get(provider),
-                token=load_token(enabled.secret_id),
+                token=token,
                 base_url=enabled.base_url,
                 options=enabled.options,
                 store=store,
@@ -93,9 +96,43 @@ def collect_all(
             logger.remove_keys(["provider"])
         _report(result)
         results.append(result.as_dict())
+        if result.status != "lease_held":
+            _watch_drift(provider, config, token, archive, clock)
     if failures:
         raise CollectionFailed("; ".join(failures))
     return {"results": results}
+
+
+def check_all(names: tuple[str, ...], config: Config, *, clock: Clock | None = None) -> dict[str, Any]:
+    """The preflight of a ``{"check": true}`` invoke: each provider's token and API, then the
+    state table and the bucket. One log line per check; nothing written, no lease, no checkpoint."""
+    from .preflight import Check, report, storage_checks
+    from .wiring import check_provider
+
+    clock = clock or SystemClock()
+    checks: list[Check] = []
+    for name in names:
+        enabled = config.providers[name]
+        try:
+            token = load_token(enabled.secret_id)
+        except AuditCollectorError as exc:
+            checks.append(Check(name, "secret", False, str(exc)))
+            continue
+        checks += check_provider(
+            providers.get(name),
+            token=token,
+            clock=clock,
+            timeout=config.http_timeout_seconds,
+            base_url=enabled.base_url,
+            options=enabled.options,
+        )
+    store, archive = aws_adapters(config.state_table_name, config.archive_bucket_name)
+    checks += storage_checks(
+        store, archive, config.archive_prefix, object_lock_mode=config.object_lock_mode, kms_key_arn=config.kms_key_arn
+    )
+    for check in checks:
+        (logger.info if check.ok else logger.warning)(check.line(), extra={"check": check.as_dict()})
+    return report(checks)
 
 
 @functools.cache
@@ -110,6 +147,25 @@ def aws_adapters(table_name: str, bucket_name: str) -> tuple[DynamoDBStore, S3Ar
 def signer_for(key_id: str) -> KmsSigner | None:
     """The chain's signer (one KMS client for the container's life); None when signing is off."""
     return KmsSigner(key_id) if key_id else None
+
+
+def _watch_drift(provider: str, config: Config, token: str, archive: S3Archive, clock: Clock) -> None:
+    """Once a day per provider (drift.py). A failure here costs no event: it is logged, and the next
+    run tries again."""
+    from .wiring import watch_drift
+
+    try:
+        watch_drift(
+            providers.get(provider),
+            archive=archive,
+            prefix=config.archive_prefix,
+            token=token,
+            clock=clock,
+            timeout=config.http_timeout_seconds,
+            base_url=config.providers[provider].base_url,
+        )
+    except Exception as exc:
+        logger.warning(f"{provider}: drift watch failed, retried next run: {type(exc).__name__}: {exc}")
 
 
 def _report(result: RunResult) -> None:

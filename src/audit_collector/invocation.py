@@ -4,7 +4,9 @@ Accepted:
 - ``{"provider": "<name>"}``, a registered provider (what each schedule passes);
 - an EventBridge scheduled event with no provider (every enabled provider runs);
 - ``{"provider": ..., "backfill": {"start": "2026-10-01T00:00:00Z", "end": "2026-10-08T00:00:00Z"}}``
-  (UTC, start inclusive, end exclusive).
+  (UTC, start inclusive, end exclusive);
+- ``{"check": true}`` (every enabled provider) or ``{"provider": ..., "check": true}``: the preflight,
+  which writes nothing (``preflight.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ SCHEDULED_EVENT_KEYS = {"version", "id", "detail-type", "source", "account", "ti
 class Invocation:
     providers: tuple[str, ...]
     backfill: BackfillRequest | None = None
+    check: bool = False
 
 
 def parse_invocation(event: Any, enabled: tuple[str, ...], *, now: float | None = None) -> Invocation:
@@ -34,15 +37,26 @@ def parse_invocation(event: Any, enabled: tuple[str, ...], *, now: float | None 
         raise ConfigError(
             f'the invoke payload must be a JSON object such as {{"provider": "<name>"}}, got {type(event).__name__}'
         )
+    check = event.get("check", False)
+    if not isinstance(check, bool):
+        raise ConfigError(f'"check" must be true or false, got {check!r}')
+    if check and "backfill" in event:
+        raise ConfigError('"check" takes no backfill: the preflight writes nothing')
+    if check and "provider" not in event:
+        unknown = sorted(set(event) - {"check"})
+        if unknown:
+            raise ConfigError(f"unknown field(s) in the check payload: {', '.join(unknown)}")
+        return Invocation(enabled, check=True)
     if "provider" not in event:
         if event.get("detail-type") == "Scheduled Event" and set(event) <= SCHEDULED_EVENT_KEYS:
             return Invocation(enabled)
         examples = " or ".join(f'{{"provider": "{name}"}}' for name in enabled or providers.names())
         raise ConfigError(f"the invoke payload names no provider: send {examples} (got keys {sorted(event)})")
-    unknown = sorted(set(event) - {"provider", "backfill"})
+    unknown = sorted(set(event) - {"provider", "backfill", "check"})
     if unknown:
         raise ConfigError(
-            f"unknown field(s) in the invoke payload: {', '.join(unknown)}; expected 'provider' (and 'backfill')"
+            f"unknown field(s) in the invoke payload: {', '.join(unknown)}; expected 'provider' (and 'backfill' "
+            "or 'check')"
         )
     descriptor = providers.get(event["provider"])
     if descriptor.name not in enabled:
@@ -54,7 +68,7 @@ def parse_invocation(event: Any, enabled: tuple[str, ...], *, now: float | None 
         backfill = parse_backfill(
             descriptor, event["backfill"], now=datetime.now(UTC).timestamp() if now is None else now
         )
-    return Invocation((descriptor.name,), backfill)
+    return Invocation((descriptor.name,), backfill, check=check)
 
 
 def parse_time(value: Any, name: str) -> datetime:

@@ -122,3 +122,56 @@ def collect_provider(
         progress=progress,
         signer=signer,
     )
+
+
+def check_provider(
+    descriptor: Descriptor,
+    *,
+    token: str,
+    clock: Clock,
+    timeout: float = 30,
+    base_url: str | None = None,
+    options: Mapping[str, str] | None = None,
+) -> list:
+    """The provider's preflight (``preflight.py``) over a client that makes one request: no
+    retries (a 429 is the answer, not something to wait out), no pacer. Writes nothing."""
+    from .preflight import Check
+
+    if descriptor.preflight is None:
+        return [Check(descriptor.name, "preflight", True, "this provider has no preflight checks")]
+    client = ClientSettings(
+        token=token,
+        base_url=base_url or descriptor.default_base_url,
+        timeout=timeout,
+        clock=clock,
+        pacer=None,
+        retry_handlers=list,
+    )
+    return descriptor.preflight(client, dict(options or {}))
+
+
+def watch_drift(
+    descriptor: Descriptor,
+    *,
+    archive: ArchiveWriter,
+    prefix: str,
+    token: str,
+    clock: Clock,
+    timeout: float = 30,
+    base_url: str | None = None,
+):
+    """The drift watch (``drift.py``) for one provider, at most once a UTC day; None when the
+    provider has no vocabulary."""
+    from .drift import watch
+
+    if descriptor.vocabulary is None:
+        return None
+    client = ClientSettings(
+        token=token,
+        base_url=base_url or descriptor.default_base_url,
+        timeout=timeout,
+        clock=clock,
+        pacer=None,
+        retry_handlers=lambda: all_builtin_retry_handlers(max_retry_count=2),
+    )
+    return watch(descriptor.name, lambda events: descriptor.vocabulary(client, events), archive, prefix, clock.time())

@@ -10,6 +10,8 @@ from typing import Any
 from ...descriptor import ClientSettings, Column, Descriptor, Option
 from .client import DEFAULT_BASE_URL, MAX_LIMIT, AsanaAuditLogClient
 from .compaction import COLUMNS as COMPACTED_COLUMNS
+from .drift import vocabulary
+from .preflight import preflight
 from .source import AsanaSource, AsanaWindow
 
 WORKSPACE = Option(
@@ -78,6 +80,8 @@ DESCRIPTOR = Descriptor(
             "user_agent:string,oauth_app_name:string,rule_name:string,on_behalf_of_user_id:string>",
         ),
     ),
+    preflight=preflight,
+    vocabulary=vocabulary,
     window_type=AsanaWindow,
     build_source=_build_source,
     options=(WORKSPACE,),

@@ -10,6 +10,8 @@ from typing import Any
 from ...descriptor import ClientSettings, Column, Descriptor
 from .client import DEFAULT_BASE_URL, MAX_LIMIT, AuditLogsClient
 from .compaction import COLUMNS as COMPACTED_COLUMNS
+from .drift import vocabulary
+from .preflight import preflight
 from .source import SlackSource, SlackWindow
 
 
@@ -58,6 +60,8 @@ DESCRIPTOR = Descriptor(
         ),
         Column("details", "JSON", "string"),
     ),
+    preflight=preflight,
+    vocabulary=vocabulary,
     window_type=SlackWindow,
     build_source=_build_source,
     emulator="slack",
