@@ -33,7 +33,7 @@ demo: $(STAMP)
 test: lint check-template unit
 
 unit: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2
 
 ## crash-points: every crash point of every scripted run (make test runs a sample).
 crash-points: $(STAMP)
@@ -45,9 +45,9 @@ lint: $(STAMP)
 
 ## check-template: cfn-lint, sam validate --lint, checkov and sam build, all offline.
 check-template: $(TOOLS_STAMP)
-	$(TOOLS)/bin/cfn-lint template.yaml
+	$(TOOLS)/bin/cfn-lint template.yaml siem-consumer.yaml
 	AWS_DEFAULT_REGION=us-east-1 $(TOOLS)/bin/sam validate --lint
-	$(TOOLS)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
+	$(TOOLS)/bin/checkov -f template.yaml -f siem-consumer.yaml --framework cloudformation --compact --quiet --skip-download
 	@if [ -x "$(PY313_BIN)/python3.13" ]; then \
 		PATH="$(PY313_BIN):$$PATH" $(TOOLS)/bin/sam build --build-dir .aws-sam/build >/dev/null && \
 		echo "sam build: ok ($$(du -sh .aws-sam/build/CollectorFunction | cut -f1) unzipped)"; \

@@ -121,7 +121,9 @@ def simulate(provider: str, settle: int, sweep: bool, org) -> dict:
         }
 
 
-def freshness(provider: str, settle: int, schedule: int, org, hours: int = 14) -> dict:
+def freshness(
+    provider: str, settle: int, schedule: int, org, ages: tuple[float, ...] = (1800, 86400), hours: int = 14
+) -> dict:
     """Seconds from each event's own time to the end of the run that archived it."""
     rng = random.Random(7)
     clock = FakeClock(NOW)
@@ -134,9 +136,7 @@ def freshness(provider: str, settle: int, schedule: int, org, hours: int = 14) -
             events = asana_events(org, NOW * 1000, (NOW + 12 * 3600) * 1000, EVENTS, seed=3)
         for event in events:
             getattr(emu, provider).add([event], lag=lateness(rng))
-        settings = Settings(
-            settle_seconds=settle, initial_lookback_days=1 / 24, paced=False, sweep_after_seconds=(1800, 86400)
-        )
+        settings = Settings(settle_seconds=settle, initial_lookback_days=1 / 24, paced=False, sweep_after_seconds=ages)
         store, archive = FileStore(Path(folder) / "state.json"), LocalArchive(Path(folder) / "archive")
         seen: set[str] = set()
         delays: list[float] = []
@@ -160,10 +160,12 @@ def freshness(provider: str, settle: int, schedule: int, org, hours: int = 14) -
 
 def main() -> None:
     org = make_org(seed=7, users=300)
+    configs = [(30, 300, (1800, 86400)), (30, 60, (1800, 86400)), (120, 300, (1800, 86400)), (30, 300, (600, 86400))]
     for provider in ("slack", "asana"):
-        for schedule in (300, 60):
-            out = freshness(provider, 30, schedule, org)
-            label = f"{provider} settle 30s, every {schedule // 60} min"
+        for settle, schedule, ages in configs:
+            out = freshness(provider, settle, schedule, org, ages)
+            passes = "/".join(str(int(a)) for a in ages)
+            label = f"{provider} settle {settle}s, every {schedule // 60} min, passes at {passes}s"
             figure(f"{label}: event -> archived p50", f"{out['p50']:.0f}", "s")
             figure(f"{label}: event -> archived p95", f"{out['p95']:.0f}", "s")
             figure(f"{label}: event -> archived p99", f"{out['p99']:.0f}", "s")

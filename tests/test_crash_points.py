@@ -219,14 +219,15 @@ def test_a_crash_at_any_write_leaves_an_archive_that_verifies_clean(kind, moto_e
             if FULL:
                 points = range(1, total + 1)
             else:  # a sample that still reaches every kind of write: the first, the last, a stride between
-                stride = 3 if mode == "after" else 8
+                stride = 4 if mode == "after" else 12
                 points = sorted({1, total, *range(1 + MODES.index(mode), total + 1, stride)})
             for k in points:
                 clock.now = start
                 world = World(f"{kind}-{mode}-{k}", emu, tmp_path)
                 world.copy_from(base)
                 code = world.in_child(provider, clock, Writes(k, mode), **extra)
-                assert code == (CRASHED if mode != "failed" else 1), (mode, k, code)
+                # A failed write fails the run, but for the lease's release, whose failure it shrugs off.
+                assert code == CRASHED if mode != "failed" else code in (0, 1), (mode, k, code)
                 clock.advance(1000)  # past the dead run's lease
                 for _ in range(3):  # the next scheduled runs drain
                     clock.advance(300)

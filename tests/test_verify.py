@@ -100,9 +100,11 @@ _IDS = st.lists(
 @given(_IDS, st.randoms())
 def test_an_id_digest_is_the_sum_of_each_ids_sha256_whatever_the_order(ids, rng):
     """The digest a manifest records is what anyone recomputes by hand from the ids (verify, an
-    auditor's script): the sum, modulo 2**256, of the SHA-256 of each id's text (JSON for non-strings)."""
+    auditor's script): the sum, modulo 2**256, of the SHA-256 of each id's text (for a non-string,
+    its JSON behind a NUL-framed tag, so that 123 and "123" are two ids)."""
     by_hand = sum(
-        int(hashlib.sha256((i if isinstance(i, str) else json.dumps(i)).encode()).hexdigest(), 16) for i in ids
+        int(hashlib.sha256((i if isinstance(i, str) else "\x00json\x00" + json.dumps(i)).encode()).hexdigest(), 16)
+        for i in ids
     ) % (1 << 256)
     shuffled = list(ids)
     rng.shuffle(shuffled)
