@@ -458,3 +458,56 @@ def test_an_id_and_its_text_are_two_ids_in_a_digest():
         assert manifests.ids_digest([value, json.dumps(value)]) != manifests.ids_digest([value, value])
 
     check()
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_forged_manifest_beside_a_signed_place_cannot_bring_events(provider, org, tmp_path):
+    """A manifest that copies a signed manifest's place and lists an object of made-up events loses
+    the place to the signed one, but is not waved through as superseded: Athena would read it."""
+    import gzip
+    import hashlib
+    import json
+
+    from audit_collector import manifest as manifests
+
+    with World(provider, org, tmp_path) as world:
+        world.history(NOW - DAY, NOW + DAY, 200)
+        world.schedule(3, step=900)
+        folder = tmp_path / "a"
+        documents = {
+            k: json.loads((folder / k).read_text()) for k in LocalArchive(folder).keys(f"_manifests/{provider}/")
+        }
+        key = max((k for k, d in documents.items() if d["events"]), key=lambda k: documents[k]["seq"])
+        document = documents[key]
+        source = next(o for o in document["objects"] if o["events"])
+        event = json.loads(gzip.decompress((folder / source["key"]).read_bytes()).splitlines()[0])
+        field = providers.get(provider).id_field
+        event[field] = "forged-" + str(event[field])
+        body = gzip.compress(json.dumps(event).encode() + b"\n", mtime=0)
+        planted = source["key"].rsplit("/", 1)[0] + "/forged-p00000.jsonl.gz"
+        (folder / planted).write_bytes(body)
+        entry = {
+            "key": planted,
+            "bytes": len(body),
+            "events": 1,
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "ids_digest": manifests.digest_hex(manifests.ids_digest([event[field]])),
+        }
+        forged = {**document, "window_id": "forged", "objects": [entry], "events": 1, "ids_digest": entry["ids_digest"]}
+        (folder / key.replace(key.rsplit("/", 1)[1], "forged.json")).write_bytes(manifests.encode(forged))
+        checkpoint = {provider: world.store.read(provider)["checkpoint"]}
+        for kwargs in ({"checker": world.public_key}, {"checkpoints": checkpoint}):
+            kinds = [kind for kind, _, _ in world.findings(**kwargs)]
+            assert "chain" in kinds, kwargs
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_an_object_named_for_another_time_is_extra_in_a_verify_from_yesterday(provider, org, tmp_path):
+    with World(provider, org, tmp_path) as world:
+        world.history(NOW - DAY, NOW + DAY, 200)
+        world.schedule(3, step=900)
+        day_dir = sorted((tmp_path / "a" / provider).glob("dt=*"))[-1]
+        source = sorted(day_dir.glob("*.jsonl.gz"))[0]
+        (day_dir / "0-1-p00000.jsonl.gz").write_bytes(source.read_bytes())
+        found = world.findings(checker=world.public_key, start=world.clock.now - DAY)
+        assert ("extra", f"{provider}/{day_dir.name}/0-1-p00000.jsonl.gz") in [(k, key) for k, key, _ in found]

@@ -159,6 +159,8 @@ class _Verifier:
     def run(self, checker: Checker | None = None) -> ProviderReport:
         signed = read_heads(self, checker)
         named = {link[0] for link in signed.links.values()}
+        for name in ("chain", "pending"):  # the checkpoint's head and the manifest being written
+            named.add(((self.checkpoint or {}).get(name) or {}).get("key"))
         found = [m for m in self._read_manifests(named) if m[1] is not None]
         found.sort(key=lambda m: (m[1]["seq"], m[0]))
         superseded = check_chain(self, found, signed, checker_given=checker is not None)
@@ -173,7 +175,18 @@ class _Verifier:
         self.report.manifests = len(in_range)
         lost = [m for m in found if m[0] in superseded and self._overlaps(m[1]["range_start"], m[1]["range_end"])]
         listed = self._check_objects(in_range + lost)
-        listed |= {o["key"] for m in found for o in m[1]["objects"]}  # listed by a window just outside the range
+        chained = {o["key"] for m in found if m[0] not in superseded for o in m[1]["objects"]}
+        for key, document, _ in lost:  # a manifest outside the chain may not bring events of its own
+            own = [o["key"] for o in document["objects"] if o["events"] and o["key"] not in chained]
+            if own:
+                self.report.add(
+                    "chain",
+                    key,
+                    f"it is outside the chain, yet lists {len(own)} object(s) no manifest of the chain lists "
+                    f"(e.g. {own[0]}): Athena reads their events",
+                    self._span(document["range_start"], document["range_end"]),
+                )
+        listed |= chained  # listed by a window just outside the range
         self._check_extra(listed)
         self._check_gaps(in_range)
         return self.report
@@ -323,8 +336,10 @@ class _Verifier:
             window = key.rpartition("/")[2].partition(".")[0].rpartition("-p")[0]
             if window in writing:
                 continue
-            if (self.start is not None or self.end is not None) and not self.key_in_range(key):
-                continue
+            limited = self.start is not None or self.end is not None
+            if limited and not self.key_in_range(key) and _name_fits_date(key, window, self.unit):
+                continue  # a window out of the range asked (a name that fits its dt)
+
             self.report.add("extra", key, "in the archive (Athena reads it), in no manifest")
 
     # ------------------------------------------------------------------ gaps
@@ -358,6 +373,16 @@ class _Verifier:
         pending = [[r[0], r[1] if r[1] is not None else 1 << 62] for r in owned]
         for start, end in subtract([[first, last]], covered + pending):
             report.add("gap", None, "no manifest covers this range", self._span(start, end))
+
+
+def _name_fits_date(key: str, window: str, unit: int) -> bool:
+    """Whether an object's ``dt`` lies within the dates its window's name spans (a name that says
+    another time than its folder is not the collector's)."""
+    bounds = name_bounds(window)
+    dt = key.split("/dt=", 1)[1][:10] if "/dt=" in key else None
+    if bounds is None or dt is None:
+        return True
+    return iso(bounds[0] / unit)[:10] <= dt <= iso(bounds[1] / unit)[:10]
 
 
 def _altered(entry: dict[str, Any], size: int, sha: str) -> str:

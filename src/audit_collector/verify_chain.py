@@ -141,7 +141,8 @@ def _check_links(verifier: Any, chosen: dict[int, Found]) -> None:
     seqs = sorted(chosen)
     if not seqs:
         return
-    if verifier.start is None:
+    whole = verifier.start is None and verifier.end is None  # a range reads only the places it needs
+    if whole:
         if seqs[0] != 1:
             key, document, _ = chosen[seqs[0]]
             report.add(
@@ -156,7 +157,7 @@ def _check_links(verifier: Any, chosen: dict[int, Found]) -> None:
         b_key, b_doc, b_sha = chosen[before]
         a_key, a_doc, _ = chosen[after]
         if after != before + 1:
-            if verifier.start is None:  # from a date on, places outside the range are not read
+            if whole:
                 missing = f"{before + 1}" if after == before + 2 else f"{before + 1} to {after - 1}"
                 report.add(
                     "chain",

@@ -138,8 +138,11 @@ def enqueue(
         break
     queue.append({"job": job, "start": start, "end": end, "first": closed, "closed": closed, "ages": due})
     dropped = 0
-    while len(queue) > QUEUE_LIMIT:
-        oldest = min(range(len(queue)), key=lambda i: queue[i]["end"] / unit + queue[i]["ages"][-1])
+    while len(queue) > QUEUE_LIMIT:  # never an entry whose pass is under way: its parts must be committed
+        idle = [i for i in range(len(queue)) if "pass" not in queue[i]]
+        if not idle:
+            break
+        oldest = min(idle, key=lambda i: queue[i]["end"] / unit + queue[i]["ages"][-1])
         dropped += len(queue.pop(oldest)["ages"])
     return queue, dropped
 
@@ -216,7 +219,7 @@ def _give_up_expired(run: Run, queue: list[dict[str, Any]], now: float, report: 
     oldest = descriptor.to_units(now - keeps * 86400)
     kept = []
     for entry in queue:
-        if entry["start"] < oldest:
+        if entry["start"] < oldest and "pass" not in entry:  # a pass under way ends (and commits) first
             report.given_up += len(entry["ages"])
             log.error(
                 "late-event sweep: %s..%s is older than the API keeps events; %d passes given up",
@@ -281,7 +284,11 @@ def _turn(
                 exc,
                 extra={"provider": run.descriptor.name},
             )
-            _save_entry(run, entry, None, drop_ages_to=age)
+            if job.parts:  # what it found so far is archived: commit it, so no part is left outside the chain
+                _save_entry(run, entry, {**state, "job": job.to_dict()})
+                _finish(run, entry, state, job, age, report)
+            else:
+                _save_entry(run, entry, None, drop_ages_to=age)
             return "done"
         log.warning("late-event sweep: pass %s failed (%s); it goes on next turn", name, exc)
         _save_entry(run, entry, {**state, "job": job.to_dict()})
