@@ -30,7 +30,8 @@ from audit_collector.state import FileStore
 from audit_collector.wiring import collect_provider
 
 NOW = int(datetime(2026, 11, 20, tzinfo=UTC).timestamp())
-HOURS = 36  # collected; events happen over the first 12 hours so the day-later pass covers them
+HOURS = 37  # collected; events happen over the first 12 hours, so the day-later passes (due up to
+# ten minutes after a day past the last window, where consecutive windows share a pass) fall inside
 EVENTS = 3000
 SCHEDULE = 300
 
