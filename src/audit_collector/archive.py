@@ -103,6 +103,11 @@ def is_data_key(key: str, prefix: str, provider: str) -> bool:
     return rest is not None and rest.startswith(f"{provider}/dt=") and rest.count("/") == 2 and not rest.endswith("/")
 
 
+def object_window(key: str) -> str:
+    """The window (or late-event pass) an object belongs to, by its name: the stem before ``-p``."""
+    return key.rpartition("/")[2].partition(".")[0].rpartition("-p")[0]
+
+
 def name_bounds(name: str) -> tuple[int, int] | None:
     """``start-end`` at the front of a window's (or a sweep pass's) name, where it has one."""
     start, _, rest = name.partition("-")

@@ -38,7 +38,8 @@ from typing import Any
 import msgspec
 
 from . import manifest as manifests
-from .archive import MANIFEST_FOLDER, ArchiveWriter, is_data_key, is_manifest_key, name_bounds
+from .archive import MANIFEST_FOLDER, ArchiveWriter, is_data_key, is_manifest_key, name_bounds, object_window
+from .collector.commit import pass_id
 from .collector.jobs import jobs_of, merge, subtract
 from .dates import iso
 from .descriptor import Descriptor
@@ -184,7 +185,7 @@ class _Verifier:
                     key,
                     f"it is outside the chain, yet lists {len(own)} object(s) no manifest of the chain lists "
                     f"(e.g. {own[0]}): Athena reads their events",
-                    self._span(document["range_start"], document["range_end"]),
+                    self.span(document["range_start"], document["range_end"]),
                 )
         listed |= chained  # listed by a window just outside the range
         self._check_extra(listed)
@@ -193,8 +194,6 @@ class _Verifier:
 
     def span(self, start: int, end: int) -> tuple[float, float]:
         return start / self.unit, end / self.unit
-
-    _span = span
 
     def _overlaps(self, start: int, end: int) -> bool:
         return (self.end is None or start < self.end) and (self.start is None or end > self.start)
@@ -205,8 +204,7 @@ class _Verifier:
     def key_in_range(self, key: str) -> bool:
         """Whether a manifest's (or an object's) window, by its name, may overlap the range asked
         (a name without bounds may: it is read)."""
-        name = key.rpartition("/")[2].partition(".")[0]
-        bounds = name_bounds(name.rpartition("-p")[0] if not key.endswith(".json") else name)
+        bounds = name_bounds(key.rpartition("/")[2].partition(".")[0] if key.endswith(".json") else object_window(key))
         if bounds is None or (self.start is None and self.end is None):
             return True
         return (self.end is None or bounds[0] < self.end) and (self.start is None or bounds[1] >= self.start)
@@ -243,7 +241,7 @@ class _Verifier:
                 continue
             totals = _totals_problem(document)
             if totals:
-                self.report.add("altered", key, totals, self._span(document["range_start"], document["range_end"]))
+                self.report.add("altered", key, totals, self.span(document["range_start"], document["range_end"]))
             out.append((key, document, sha))
         return out
 
@@ -256,7 +254,7 @@ class _Verifier:
         seen_ids: dict[Any, str] = {}
         tick = self.progress(sum(len(m[1]["objects"]) for m in in_range)) if self.progress else None
         for manifest_key, document, _ in in_range:
-            span = self._span(document["range_start"], document["range_end"])
+            span = self.span(document["range_start"], document["range_end"])
             for entry in document["objects"]:
                 key = entry["key"]
                 listed.add(key)
@@ -328,12 +326,12 @@ class _Verifier:
                 writing.add(self.descriptor.window_type.from_dict(job.window).id)
         for entry in (self.checkpoint or {}).get("sweep_queue") or []:
             if "pass" in entry:
-                writing.add(f"{entry['start']}-{entry['end']}-s{int(entry['pass']['age'])}")
+                writing.add(pass_id(entry, entry["pass"]["age"]))
         name = self.descriptor.name
         for key in self.archive.keys(f"{self.prefix}{name}/dt="):
             if key in listed or not is_data_key(key, self.prefix, name) or not self._date_in_range(key):
                 continue
-            window = key.rpartition("/")[2].partition(".")[0].rpartition("-p")[0]
+            window = object_window(key)
             if window in writing:
                 continue
             limited = self.start is not None or self.end is not None
@@ -372,7 +370,7 @@ class _Verifier:
             owned = [r for job in jobs_of(self.checkpoint or {}).values() for r in job.still_owned()]
         pending = [[r[0], r[1] if r[1] is not None else 1 << 62] for r in owned]
         for start, end in subtract([[first, last]], covered + pending):
-            report.add("gap", None, "no manifest covers this range", self._span(start, end))
+            report.add("gap", None, "no manifest covers this range", self.span(start, end))
 
 
 def _name_fits_date(key: str, window: str, unit: int) -> bool:

@@ -138,8 +138,8 @@ def sign_head(run: Run) -> None:
     if not chain:
         return  # nothing committed yet: nothing to stand for
     document = run.document
-    jobs = jobs_of(document).values()
-    live = jobs_of(document).get(LIVE)
+    by_id = jobs_of(document)
+    jobs, live = by_id.values(), by_id.get(LIVE)
     writing = [run.descriptor.window_type.from_dict(job.window).id for job in jobs if job.window is not None]
     writing += [pass_id(entry, entry["pass"]["age"]) for entry in document.get("sweep_queue") or [] if "pass" in entry]
     now = run.clock.time()

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import manifest as manifests
-from ..archive import ObjectBuffer, decode_object, manifest_key, name_bounds, object_key
+from ..archive import ObjectBuffer, decode_object, manifest_key, name_bounds, object_key, object_window
 from ..dates import utc_date
 from ..errors import ApiError, BudgetExhausted
 from .commit import commit_manifest, commit_pending, pass_id, tidy
@@ -302,7 +302,7 @@ def _archived_ids(run: Run, start: int, end: int, own: str) -> set[Any]:
     day, last = start / unit, (end - 1) / unit
     while utc_date(day) <= utc_date(last):
         for key in run.archive.keys(f"{run.prefix}{run.descriptor.name}/dt={utc_date(day)}/"):
-            window = key.rpartition("/")[2].partition(".")[0].rpartition("-p")[0]
+            window = object_window(key)
             bounds = name_bounds(window)
             if window == own or (bounds is not None and (bounds[0] >= end or bounds[1] < start)):
                 continue
