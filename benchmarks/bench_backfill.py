@@ -28,7 +28,7 @@ def run(provider: str, org) -> dict:
     import boto3
     from moto import mock_aws
 
-    from audit_collector import handler
+    from audit_collector.aws import handler
 
     now = time.time()
     end = now - now % DAY - DAY  # whole UTC days, as a backfill is usually asked for

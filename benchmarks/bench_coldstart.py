@@ -12,7 +12,7 @@ import zipfile
 
 from common import ROOT, figure
 
-IMPORT = "import time; t = time.perf_counter(); import audit_collector.handler; print(time.perf_counter() - t)"
+IMPORT = "import time; t = time.perf_counter(); import audit_collector.aws.handler; print(time.perf_counter() - t)"
 
 
 def main() -> None:

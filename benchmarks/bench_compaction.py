@@ -30,12 +30,13 @@ from pathlib import Path
 import msgspec
 from common import FIGURES, figure
 
-from audit_collector import compaction_sql as sql
 from audit_collector import providers
-from audit_collector.archive import _gzip
-from audit_collector.compaction import CURRENT, compact_local
+from audit_collector.compaction import sql
+from audit_collector.compaction.local import compact_local
+from audit_collector.compaction.rules import CURRENT
 from audit_collector.emulator import asana_events, make_org, slack_events
 from audit_collector.query import connect
+from audit_collector.storage.archive import _gzip
 
 FIRST_DAY = datetime(2025, 11, 1, tzinfo=UTC)
 POOL_DAYS = 7

@@ -24,7 +24,7 @@ TRIALS = 3
 
 CHILD = """
 import json, os, time
-from audit_collector import handler
+from audit_collector.aws import handler
 class Context:
     aws_request_id, function_name, memory_limit_in_mb = "bench", "bench", 512
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from tests.parquet_pages import pages
 
 from audit_collector import ocsf, providers
-from audit_collector.compaction import local_digest
+from audit_collector.compaction.local import local_digest
 from audit_collector.emulator import data
 from audit_collector.ocsf import validate
 from audit_collector.ocsf.classes import CLASSES

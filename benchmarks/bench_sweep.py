@@ -22,11 +22,11 @@ from pathlib import Path
 from common import figure
 
 from audit_collector import providers
-from audit_collector.archive import LocalArchive, decode_object
 from audit_collector.collector import Budget, Settings
 from audit_collector.emulator import Emulator, asana_events, make_org, slack_events
 from audit_collector.http_retry import Clock
-from audit_collector.state import FileStore
+from audit_collector.storage.archive import LocalArchive, decode_object
+from audit_collector.storage.state import FileStore
 from audit_collector.wiring import collect_provider
 
 NOW = int(datetime(2026, 11, 20, tzinfo=UTC).timestamp())

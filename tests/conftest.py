@@ -23,7 +23,7 @@ os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "audit-collector")
 def fresh_aws_adapters():
     """Each test gets its own Lambda container: AWS clients cached by one (under one moto mock)
     never serve another."""
-    from audit_collector import handler
+    from audit_collector.aws import handler
 
     handler.aws_adapters.cache_clear()
     handler.signer_for.cache_clear()

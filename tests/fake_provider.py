@@ -24,11 +24,11 @@ import msgspec
 
 from audit_collector.collector import WindowContext
 from audit_collector.collector.jobs import Job
-from audit_collector.descriptor import ClientSettings, Column, Descriptor, Option
+from audit_collector.collector.provider import ClientSettings, Column, Descriptor, Option
 from audit_collector.errors import ApiBodyError, ApiError, BudgetExhausted
+from audit_collector.http.transport import ApiTransport, describe_body
 from audit_collector.http_retry import HttpRequest
 from audit_collector.json_text import Events, PageReader
-from audit_collector.transport import ApiTransport, describe_body
 
 MAX_LIMIT = 100
 

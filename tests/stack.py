@@ -450,8 +450,8 @@ class Deployment:
         """The function's handler, with its role's credentials and its environment, nothing else."""
         from aws_lambda_powertools.utilities import parameters
 
-        from audit_collector import handler
-        from audit_collector.config import environment_variables
+        from audit_collector.aws import handler
+        from audit_collector.aws.config import environment_variables
 
         function = self.stack.functions[logical]
         saved = dict(os.environ)

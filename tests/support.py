@@ -16,12 +16,12 @@ import boto3
 import yaml
 
 from audit_collector import providers
-from audit_collector.archive import ArchiveWriter, decode_object
 from audit_collector.collector import BackfillRequest, Budget, Settings
 from audit_collector.emulator import Emulator
 from audit_collector.emulator.stores import served_text
 from audit_collector.http_retry import Clock
-from audit_collector.state import CheckpointStore
+from audit_collector.storage.archive import ArchiveWriter, decode_object
+from audit_collector.storage.state import CheckpointStore
 from audit_collector.wiring import collect_provider
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from audit_collector.archive import EMPTY_GZIP, LocalArchive, ObjectBuffer, S3Archive, decode_object, object_key
 from audit_collector.errors import ArchiveError
 from audit_collector.json_text import PageReader, encode_line, parse_json
+from audit_collector.storage.archive import EMPTY_GZIP, LocalArchive, ObjectBuffer, S3Archive, decode_object, object_key
 
 AWKWARD = {
     "big": 123456789012345678901234567890,  # beyond 64 bits

@@ -21,9 +21,10 @@ from hypothesis import strategies as st
 
 from audit_collector import http_retry
 from audit_collector.asana import AsanaApiError, AsanaAuditLogClient, AsanaBodyError, AsyncAsanaAuditLogClient
-from audit_collector.async_transport import AsyncApiTransport
 from audit_collector.emulator import Emulator, FaultPlan
 from audit_collector.errors import ConfigError
+from audit_collector.http.async_transport import AsyncApiTransport
+from audit_collector.http.transport import ApiTransport
 from audit_collector.http_retry import (
     AsyncClock,
     AsyncConnectionErrorRetryHandler,
@@ -48,7 +49,6 @@ from audit_collector.slack import (
     Entry,
     LogsResponse,
 )
-from audit_collector.transport import ApiTransport
 
 from .support import FakeClock
 from .test_emulator import T0, asana_event, entry
@@ -400,7 +400,7 @@ def test_token_never_appears_in_logs_repr_or_errors(emulator, caplog):
 def test_the_sync_modules_import_without_aiohttp():
     code = (
         "import sys; sys.modules['aiohttp'] = None\n"
-        "import audit_collector.slack, audit_collector.asana, audit_collector.http_retry, audit_collector.handler\n"
+        "import audit_collector.slack, audit_collector.asana, audit_collector.http.retry, audit_collector.aws.handler\n"
         "from audit_collector.http_retry import AsyncRetryHandler\n"
         "try:\n    from audit_collector.slack import AsyncAuditLogsClient\nexcept ImportError:\n    print('lazy')\n"
     )

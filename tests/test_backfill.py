@@ -10,14 +10,14 @@ from datetime import UTC, datetime
 import pytest
 
 from audit_collector import providers
-from audit_collector.archive import LocalArchive
+from audit_collector.aws.invocation import parse_backfill, parse_invocation
 from audit_collector.collector import BackfillRequest, Settings
 from audit_collector.collector.jobs import Job, subtract
 from audit_collector.emulator import Emulator, asana_events
 from audit_collector.errors import ConfigError
 from audit_collector.http_retry import RequestPacer
-from audit_collector.invocation import parse_backfill, parse_invocation
-from audit_collector.state import FileStore
+from audit_collector.storage.archive import LocalArchive
+from audit_collector.storage.state import FileStore
 
 from .support import FakeClock, SlowClock, add_history, assert_exactly_once, run_once
 

@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from audit_collector.archive import LocalArchive
 from audit_collector.collector import Settings
 from audit_collector.emulator import Emulator
 from audit_collector.errors import ApiError
-from audit_collector.state import FileStore
+from audit_collector.storage.archive import LocalArchive
+from audit_collector.storage.state import FileStore
 
 from .support import FakeClock, archived, live_watermark, run_once, written
 

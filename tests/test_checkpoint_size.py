@@ -14,13 +14,13 @@ from hypothesis import settings as examples
 from hypothesis import strategies as st
 
 from audit_collector import providers
-from audit_collector.archive import LocalArchive
 from audit_collector.collector import BackfillRequest, Settings, summarize_backfills
 from audit_collector.collector import loop as collector_loop
 from audit_collector.collector.backfill import FINISHED_KEPT, compact, plan_backfill
 from audit_collector.collector.jobs import LIVE, Job, jobs_of, merge, subtract, taken_by_others
 from audit_collector.emulator import Emulator
-from audit_collector.state import FileStore
+from audit_collector.storage.archive import LocalArchive
+from audit_collector.storage.state import FileStore
 
 from .support import FakeClock, add_history, assert_exactly_once, run_once
 

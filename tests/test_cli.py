@@ -16,8 +16,8 @@ import pytest
 from moto import mock_aws
 
 from audit_collector import cli
-from audit_collector.archive import LocalArchive, S3Archive
 from audit_collector.emulator import Emulator, asana_events, slack_events
+from audit_collector.storage.archive import LocalArchive, S3Archive
 
 from .support import BUCKET, ROOT, TABLE, assert_exactly_once, create_aws_resources
 

@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from audit_collector.archive import LocalArchive
 from audit_collector.collector import Settings
 from audit_collector.emulator import Emulator
 from audit_collector.errors import ClockSkew
-from audit_collector.state import FileStore
+from audit_collector.storage.archive import LocalArchive
+from audit_collector.storage.state import FileStore
 
 from .support import FakeClock, assert_exactly_once, run_once, written
 

@@ -17,13 +17,13 @@ from hypothesis import settings as examples
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from audit_collector.archive import LocalArchive, S3Archive, decode_object
 from audit_collector.asana import EventKey, iso_ms
 from audit_collector.collector import Settings
 from audit_collector.emulator import Emulator, FaultPlan, asana_events, slack_events
 from audit_collector.errors import ApiBodyError
 from audit_collector.providers.asana.source import _one_plain_day, _place
-from audit_collector.state import DynamoDBStore, FileStore
+from audit_collector.storage.archive import LocalArchive, S3Archive, decode_object
+from audit_collector.storage.state import DynamoDBStore, FileStore
 
 from .support import (
     BUCKET,

@@ -18,15 +18,16 @@ import sqlglot
 from hypothesis import given
 from hypothesis import strategies as st
 
-from audit_collector import compaction_sql as sql
 from audit_collector import providers
-from audit_collector.archive import LocalArchive, _gzip
 from audit_collector.cli import main
 from audit_collector.collector import Settings
-from audit_collector.compaction import CURRENT, compact_local, day_closed, read_markers
+from audit_collector.compaction import sql
+from audit_collector.compaction.local import compact_local, read_markers
+from audit_collector.compaction.rules import CURRENT, day_closed
 from audit_collector.emulator import Emulator, asana_events, make_org, slack_events
 from audit_collector.query import connect
-from audit_collector.state import FileStore
+from audit_collector.storage.archive import LocalArchive, _gzip
+from audit_collector.storage.state import FileStore
 
 from .support import Crash, FakeClock, add_history, run_once
 

@@ -13,10 +13,16 @@ import pytest
 import sqlglot
 from moto import mock_aws
 
-from audit_collector import compaction_sql as sql
 from audit_collector import providers
-from audit_collector.archive import _gzip
-from audit_collector.compaction_handler import AthenaCompactor, CompactionFailed, Target, compact_all, lambda_handler
+from audit_collector.aws.compaction_handler import (
+    AthenaCompactor,
+    CompactionFailed,
+    Target,
+    compact_all,
+    lambda_handler,
+)
+from audit_collector.compaction import sql
+from audit_collector.storage.archive import _gzip
 
 from .support import BUCKET, TABLE, Crash, create_state_table, load_template
 
@@ -406,7 +412,7 @@ def test_the_compaction_role_reads_raw_writes_only_the_compacted_prefix():
             assert all("workgroup/${AthenaWorkGroup}" in t["Sub"] for t in targets)
     assert writes == ["${ArchiveBucket.Arn}/${ArchivePrefix}_compacted/*", "${AthenaResultsBucket.Arn}/results/*"]
     function = resources["CompactionFunction"]["Properties"]
-    assert function["Handler"] == "audit_collector.compaction_handler.lambda_handler"
+    assert function["Handler"] == "audit_collector.aws.compaction_handler.lambda_handler"
     assert function["CodeUri"] == resources["CollectorFunction"]["Properties"]["CodeUri"]
     assert resources["CompactionSchedule"]["Properties"]["Target"]["Arn"] == {"GetAtt": "CompactionFunction.Arn"}
     for alarm in ("CompactionErrorsAlarm", "CompactionBehindAlarm"):

@@ -14,13 +14,13 @@ from datetime import UTC, datetime
 import pytest
 
 from audit_collector import providers
-from audit_collector.archive import LocalArchive
 from audit_collector.collector import BackfillRequest, Settings
 from audit_collector.collector.sweep import QUEUE_LIMIT, TURN_PAGES, enqueue
 from audit_collector.emulator import Emulator, FaultPlan
-from audit_collector.signing import Ed25519Signer, PublicKeyChecker, generate_key
-from audit_collector.state import FileStore
-from audit_collector.verify import verify_archive
+from audit_collector.evidence.signing import Ed25519Signer, PublicKeyChecker, generate_key
+from audit_collector.storage.archive import LocalArchive
+from audit_collector.storage.state import FileStore
+from audit_collector.verify.check import verify_archive
 
 from .support import (
     Crash,
@@ -307,7 +307,7 @@ def test_a_daily_verify_from_yesterday_is_clean_over_multi_day_windows(provider,
 def test_any_object_under_a_dt_folder_is_seen(provider, name, org, tmp_path):
     """Athena reads every object under a dt= folder: verify reports a planted one, whatever its
     name, and compaction's digest of the day changes."""
-    from audit_collector.compaction import local_digest, raw_objects
+    from audit_collector.compaction.local import local_digest, raw_objects
 
     with World(provider, org, tmp_path) as world:
         world.history(NOW - DAY, NOW - 600, 100)
@@ -339,7 +339,7 @@ def test_the_bucket_and_the_public_key_alone_catch_a_deleted_newest_window_and_a
     import hashlib
     import json
 
-    from audit_collector import manifest as manifests
+    from audit_collector.evidence import manifest as manifests
 
     rng = random.Random(seed)
     with World(provider, org, tmp_path) as world:
@@ -392,7 +392,7 @@ def test_the_bucket_and_the_public_key_alone_catch_a_deleted_newest_window_and_a
 
         # The forger also replaces the signed heads with heads of their own key (without Object
         # Lock they can): consistent without the public key, caught with it.
-        from audit_collector import heads as signed_heads
+        from audit_collector.evidence import heads as signed_heads
 
         other = tmp_path / "other.pem"
         generate_key(other)
@@ -450,7 +450,7 @@ def test_an_id_and_its_text_are_two_ids_in_a_digest():
     from hypothesis import given
     from hypothesis import strategies as st
 
-    from audit_collector import manifest as manifests
+    from audit_collector.evidence import manifest as manifests
 
     @given(st.integers() | st.floats(allow_nan=False) | st.booleans())
     def check(value):
@@ -468,7 +468,7 @@ def test_a_forged_manifest_beside_a_signed_place_cannot_bring_events(provider, o
     import hashlib
     import json
 
-    from audit_collector import manifest as manifests
+    from audit_collector.evidence import manifest as manifests
 
     with World(provider, org, tmp_path) as world:
         world.history(NOW - DAY, NOW + DAY, 200)

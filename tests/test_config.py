@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from audit_collector import providers
-from audit_collector.config import COMMON_VARIABLES, Config, environment_variables, provider_variables
+from audit_collector.aws.config import COMMON_VARIABLES, Config, environment_variables, provider_variables
 from audit_collector.errors import ConfigError
 
 from .fake_provider import DESCRIPTOR as FAKE

@@ -30,12 +30,12 @@ import pytest
 from botocore.exceptions import ClientError
 
 from audit_collector import providers
-from audit_collector.archive import S3Archive
 from audit_collector.collector import BackfillRequest, Settings
 from audit_collector.emulator import Emulator
-from audit_collector.signing import Ed25519Signer, PublicKeyChecker, generate_key
-from audit_collector.state import DynamoDBStore
-from audit_collector.verify import verify_archive
+from audit_collector.evidence.signing import Ed25519Signer, PublicKeyChecker, generate_key
+from audit_collector.storage.archive import S3Archive
+from audit_collector.storage.state import DynamoDBStore
+from audit_collector.verify.check import verify_archive
 
 from .support import FakeClock, add_history, add_late, assert_exactly_once, create_state_table, event_time, run_once
 

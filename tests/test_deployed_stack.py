@@ -20,9 +20,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from audit_collector import handler
-from audit_collector.archive import S3Archive
+from audit_collector.aws import handler
 from audit_collector.emulator import Emulator, asana_events, slack_events
+from audit_collector.storage.archive import S3Archive
 
 from .iam_ledger import Ledger, recording
 from .stack import REGION, Deployment, Stack, deploy
@@ -64,7 +64,7 @@ PARTLY_BY_A_SERVICE = {
 @contextlib.contextmanager
 def crash_after_a_manifest(monkeypatch):
     """The process dies at the first checkpoint save that follows a manifest's write."""
-    from audit_collector.state import DynamoDBStore
+    from audit_collector.storage.state import DynamoDBStore
 
     real_put, real_save, written = S3Archive._put, DynamoDBStore._save, []
 

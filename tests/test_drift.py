@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 import pytest
 
 from audit_collector import providers
-from audit_collector.archive import LocalArchive, ObjectBuffer, object_key
 from audit_collector.emulator import Emulator, asana_events
 from audit_collector.emulator import server as emulator_server
 from audit_collector.errors import ArchiveError
+from audit_collector.storage.archive import LocalArchive, ObjectBuffer, object_key
 from audit_collector.wiring import watch_drift
 
 from .support import FakeClock
@@ -60,7 +60,7 @@ def test_slack_drift_is_found_once_a_day_and_reported_under_meta(tmp_path, monke
 
         monkeypatch.setattr(emulator_server, "_static", drifted)
         clock.advance(86400)
-        with caplog.at_level(logging.WARNING, logger="audit_collector.drift"):
+        with caplog.at_level(logging.WARNING, logger="audit_collector.checks.drift"):
             third = slack_watch(emu, archive, clock)
     assert third.status == "drift" and third.previous == "audit/_meta/slack/vocabulary/2026-11-21.json"
     assert third.added == {"actions": ["user_passkey_added"], "schemas": ["workspace.region"]}

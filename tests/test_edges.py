@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from audit_collector.archive import LocalArchive
 from audit_collector.asana import iso_ms
 from audit_collector.collector import Settings
 from audit_collector.emulator import Emulator
 from audit_collector.errors import ApiError
-from audit_collector.state import FileStore
+from audit_collector.storage.archive import LocalArchive
+from audit_collector.storage.state import FileStore
 
 from .support import (
     Crash,

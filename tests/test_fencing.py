@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from audit_collector.archive import EMPTY_GZIP, LocalArchive
 from audit_collector.collector import Settings
 from audit_collector.emulator import Emulator
 from audit_collector.errors import LeaseLost
-from audit_collector.state import FileStore
+from audit_collector.storage.archive import EMPTY_GZIP, LocalArchive
+from audit_collector.storage.state import FileStore
 
 from .support import FakeClock, Gate, GatedArchive, GatedStore, assert_exactly_once, run_once
 

@@ -14,14 +14,14 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
-from audit_collector import handler
-from audit_collector.archive import S3Archive
-from audit_collector.config import Config, environment_variables
+from audit_collector.aws import handler
+from audit_collector.aws.config import Config, environment_variables
+from audit_collector.aws.tokens import TokenError, parse_secret_value
 from audit_collector.emulator import Emulator, asana_events, slack_events
 from audit_collector.errors import ConfigError
 from audit_collector.http_retry import SystemClock
-from audit_collector.state import DynamoDBStore
-from audit_collector.tokens import TokenError, parse_secret_value
+from audit_collector.storage.archive import S3Archive
+from audit_collector.storage.state import DynamoDBStore
 
 from .support import BUCKET, TABLE, FakeContext, assert_exactly_once, create_aws_resources
 
@@ -307,7 +307,7 @@ def test_one_failing_provider_does_not_stop_the_other(aws, emu, org):
 
 
 def test_a_rotated_secret_is_read_again_after_the_cache_expires(aws):
-    from audit_collector.tokens import SECRET_MAX_AGE_SECONDS, load_token
+    from audit_collector.aws.tokens import SECRET_MAX_AGE_SECONDS, load_token
 
     assert load_token("audit/slack") == SLACK_TOKEN
     aws.put_secret_value(SecretId="audit/slack", SecretString="xoxp-rotated")

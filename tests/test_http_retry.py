@@ -13,6 +13,7 @@ import requests
 import responses
 
 from audit_collector.collector.gc import gc_paused
+from audit_collector.http.transport import translate_transport_error
 from audit_collector.http_retry import (
     BackoffRetryIntervalCalculator,
     ConnectionErrorRetryHandler,
@@ -32,7 +33,6 @@ from audit_collector.http_retry import (
     default_retry_handlers,
 )
 from audit_collector.slack import AuditLogsApiError, AuditLogsClient
-from audit_collector.transport import translate_transport_error
 
 BASE = "https://slack.test/audit/v1/"
 REQUEST = HttpRequest(method="GET", url=BASE + "logs")

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audit_collector import providers
+from audit_collector.aws.invocation import parse_backfill, parse_invocation
 from audit_collector.errors import ConfigError
-from audit_collector.invocation import parse_backfill, parse_invocation
 
 from .fake_provider import DESCRIPTOR as FAKE
 

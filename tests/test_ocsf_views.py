@@ -11,8 +11,8 @@ import pytest
 import sqlglot
 
 from audit_collector import ocsf, providers
-from audit_collector.compaction import compact_local
-from audit_collector.compaction_handler import compact_all
+from audit_collector.aws.compaction_handler import compact_all
+from audit_collector.compaction.local import compact_local
 from audit_collector.ocsf import views
 from audit_collector.ocsf.classes import CLASSES
 from audit_collector.query import connect

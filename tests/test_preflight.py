@@ -13,14 +13,14 @@ import responses
 from moto import mock_aws
 
 from audit_collector import providers
-from audit_collector.archive import S3Archive
+from audit_collector.checks.preflight import storage_checks
 from audit_collector.cli import main
 from audit_collector.emulator import Emulator
 from audit_collector.http_retry import SystemClock
-from audit_collector.preflight import storage_checks
 from audit_collector.providers.asana.preflight import STATUS_MESSAGES
 from audit_collector.providers.slack.preflight import ERROR_MESSAGES
-from audit_collector.state import DynamoDBStore
+from audit_collector.storage.archive import S3Archive
+from audit_collector.storage.state import DynamoDBStore
 from audit_collector.wiring import check_provider
 
 from .support import BUCKET, TABLE, create_aws_resources
@@ -185,8 +185,8 @@ def test_storage_checks_say_whether_the_table_and_bucket_belong_together(aws):
 
 
 def test_a_check_payload_is_parsed_before_anything_runs():
+    from audit_collector.aws.invocation import parse_invocation
     from audit_collector.errors import ConfigError
-    from audit_collector.invocation import parse_invocation
 
     enabled = ("slack", "asana")
     assert parse_invocation({"check": True}, enabled).providers == enabled

@@ -14,13 +14,13 @@ import duckdb
 import pytest
 
 from audit_collector import ocsf, providers
-from audit_collector.archive import LocalArchive
 from audit_collector.cli import main
-from audit_collector.compaction import day_closed
+from audit_collector.compaction.rules import day_closed
 from audit_collector.errors import ArchiveError, ConfigError
 from audit_collector.ocsf import lake, validate
 from audit_collector.ocsf.classes import CLASSES
 from audit_collector.ocsf.lake import LakeTarget, export_local, schema
+from audit_collector.storage.archive import LocalArchive
 
 from .parquet_pages import pages
 from .support import Crash

@@ -75,7 +75,7 @@ def announced(org):
     now = float(int(time.time()))
     clock = FakeClock(start=now)
     with pytest.MonkeyPatch.context() as monkeypatch, mock_aws():
-        from audit_collector import handler
+        from audit_collector.aws import handler
 
         monkeypatch.setattr(handler, "SystemClock", lambda: clock)
         with Emulator(
@@ -133,7 +133,7 @@ def announced(org):
 
 
 def s3_archive(s3, bucket):
-    from audit_collector.archive import S3Archive
+    from audit_collector.storage.archive import S3Archive
 
     return S3Archive(bucket, client=s3)
 

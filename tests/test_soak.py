@@ -19,11 +19,11 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from audit_collector.archive import S3Archive
 from audit_collector.collector import Settings
 from audit_collector.emulator import Emulator, FaultPlan, asana_events, slack_events
 from audit_collector.emulator.stores import served_text
-from audit_collector.state import DynamoDBStore
+from audit_collector.storage.archive import S3Archive
+from audit_collector.storage.state import DynamoDBStore
 
 from .support import (
     BUCKET,

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from audit_collector.errors import LeaseLost
-from audit_collector.state import DynamoDBStore, FileStore, Lease, LeaseHeld
+from audit_collector.storage.state import DynamoDBStore, FileStore, Lease, LeaseHeld
 
 from .support import TABLE, create_state_table
 

@@ -10,11 +10,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from audit_collector import cli, handler
-from audit_collector.archive import LocalArchive, S3Archive
+from audit_collector import cli
+from audit_collector.aws import handler
 from audit_collector.emulator import Emulator, slack_events
 from audit_collector.errors import StateStoreMismatch
-from audit_collector.state import DynamoDBStore, FileStore
+from audit_collector.storage.archive import LocalArchive, S3Archive
+from audit_collector.storage.state import DynamoDBStore, FileStore
 from audit_collector.wiring import check_state_store
 
 from .support import BUCKET, TABLE, FakeContext, assert_exactly_once, create_aws_resources

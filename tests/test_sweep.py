@@ -12,12 +12,12 @@ import pytest
 from moto import mock_aws
 
 from audit_collector import providers
-from audit_collector.archive import LocalArchive, S3Archive
 from audit_collector.collector import Settings
 from audit_collector.collector.sweep import lateness_bucket
 from audit_collector.emulator import Emulator
-from audit_collector.state import DynamoDBStore, FileStore
-from audit_collector.verify import verify_archive
+from audit_collector.storage.archive import LocalArchive, S3Archive
+from audit_collector.storage.state import DynamoDBStore, FileStore
+from audit_collector.verify.check import verify_archive
 
 from .support import (
     TABLE,
@@ -178,7 +178,7 @@ def test_lateness_buckets():
 
 
 def test_sweep_settings_from_the_environment_and_the_cli():
-    from audit_collector.config import Config, parse_sweep_after
+    from audit_collector.aws.config import Config, parse_sweep_after
     from audit_collector.errors import ConfigError
 
     assert parse_sweep_after("1800,86400", "X") == (1800.0, 86400.0)

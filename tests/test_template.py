@@ -11,12 +11,12 @@ import duckdb
 import pytest
 
 from audit_collector import providers
-from audit_collector.archive import LocalArchive
-from audit_collector.config import environment_variables
+from audit_collector.aws.config import environment_variables
+from audit_collector.aws.invocation import parse_invocation
 from audit_collector.emulator import Emulator
 from audit_collector.errors import ConfigError
-from audit_collector.invocation import parse_invocation
-from audit_collector.state import FileStore
+from audit_collector.storage.archive import LocalArchive
+from audit_collector.storage.state import FileStore
 
 from .support import ROOT, FakeClock, load_template, run_once
 
@@ -41,13 +41,13 @@ def test_no_module_reads_the_environment_behind_configs_back():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv"):
                 readers.add(path.relative_to(ROOT / "src" / "audit_collector").as_posix())
-    assert readers == {"handler.py", "cli.py"}
+    assert readers == {"aws/handler.py", "cli.py"}
 
 
 def test_the_function_matches_the_contract():
     props = RESOURCES["CollectorFunction"]["Properties"]
     assert props["CodeUri"] == "src/"
-    assert props["Handler"] == "audit_collector.handler.lambda_handler"
+    assert props["Handler"] == "audit_collector.aws.handler.lambda_handler"
     assert props["Runtime"] == "python3.13" and props["Architectures"] == ["arm64"]
     assert props["Timeout"] == 900
 
@@ -294,5 +294,5 @@ def test_the_manifests_table_and_the_verification_cover_every_provider():
         "${ArchiveBucket.Arn}/${ArchivePrefix}_chain/*",  # the signed heads
     ]
     assert not any("s3:PutObject" in str(s.get("Action")) for s in verify)  # read-only
-    assert RESOURCES["VerifyFunction"]["Properties"]["Handler"] == "audit_collector.verify_handler.lambda_handler"
+    assert RESOURCES["VerifyFunction"]["Properties"]["Handler"] == "audit_collector.aws.verify_handler.lambda_handler"
     assert RESOURCES["VerifyFindingsAlarm"]["Properties"]["MetricName"] == "VerifyFindings"

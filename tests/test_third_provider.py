@@ -18,12 +18,13 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
-from audit_collector import cli, handler, providers
-from audit_collector.archive import ArchiveWriter, LocalArchive, S3Archive
+from audit_collector import cli, providers
+from audit_collector.aws import handler
 from audit_collector.collector import BackfillRequest, Budget, Settings
 from audit_collector.collector.jobs import subtract
 from audit_collector.errors import ConfigError
-from audit_collector.state import DynamoDBStore, FileStore
+from audit_collector.storage.archive import ArchiveWriter, LocalArchive, S3Archive
+from audit_collector.storage.state import DynamoDBStore, FileStore
 from audit_collector.wiring import collect_provider
 
 from .fake_audit_api import FakeAuditApi, make_events

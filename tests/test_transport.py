@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from requests.adapters import HTTPAdapter
 
-from audit_collector.transport import OriginAdapter
+from audit_collector.http.transport import OriginAdapter
 
 _SEGMENT = st.text("abcxyz0129-._~%:@!$&'()*+,;=", max_size=8)
 _URLS = st.builds(

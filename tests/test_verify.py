@@ -14,12 +14,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from audit_collector import cli, manifest, providers
-from audit_collector.archive import EMPTY_GZIP, LocalArchive, S3Archive, _gzip, decode_object
+from audit_collector import cli, providers
 from audit_collector.collector import BackfillRequest, Settings
 from audit_collector.emulator import Emulator
-from audit_collector.state import DynamoDBStore, FileStore
-from audit_collector.verify import verify_archive
+from audit_collector.evidence import manifest
+from audit_collector.storage.archive import EMPTY_GZIP, LocalArchive, S3Archive, _gzip, decode_object
+from audit_collector.storage.state import DynamoDBStore, FileStore
+from audit_collector.verify.check import verify_archive
 
 from .support import (
     BUCKET,
@@ -423,7 +424,7 @@ def test_object_lock_buckets_work_end_to_end(mode, provider, emu, org, clock):
 
 
 def test_the_scheduled_verification_publishes_findings_as_a_metric(emu, org, clock, capsys):
-    from audit_collector import verify_handler
+    from audit_collector.aws import verify_handler
     from audit_collector.errors import ConfigError
 
     with mock_aws():

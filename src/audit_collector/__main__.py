@@ -1,5 +1,5 @@
 """``python -m audit_collector`` runs the CLI."""
 
-from .cli import main
+from audit_collector.cli import main
 
 raise SystemExit(main())

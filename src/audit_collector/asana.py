@@ -7,11 +7,17 @@ The code lives in ``providers/asana/``; this module only re-exports it.
 
 from typing import TYPE_CHECKING
 
-from .providers.asana.client import DEFAULT_BASE_URL, MAX_LIMIT, AsanaAuditLogClient, format_datetime, iso_ms
-from .providers.asana.models import AsanaApiError, AsanaBodyError, AuditLogEventsPage, EventKey
+from audit_collector.providers.asana.client import (
+    DEFAULT_BASE_URL,
+    MAX_LIMIT,
+    AsanaAuditLogClient,
+    format_datetime,
+    iso_ms,
+)
+from audit_collector.providers.asana.models import AsanaApiError, AsanaBodyError, AuditLogEventsPage, EventKey
 
 if TYPE_CHECKING:
-    from .providers.asana.async_client import AsyncAsanaAuditLogClient
+    from audit_collector.providers.asana.async_client import AsyncAsanaAuditLogClient
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -30,7 +36,7 @@ __all__ = [
 def __getattr__(name: str) -> object:
     """``AsyncAsanaAuditLogClient`` on first use: only the async path imports aiohttp."""
     if name == "AsyncAsanaAuditLogClient":
-        from .providers.asana.async_client import AsyncAsanaAuditLogClient
+        from audit_collector.providers.asana.async_client import AsyncAsanaAuditLogClient
 
         return AsyncAsanaAuditLogClient
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

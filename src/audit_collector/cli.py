@@ -12,20 +12,20 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__, providers
-from .archive import ArchiveWriter, LocalArchive, S3Archive, normalize_prefix
-from .collector import BackfillRequest, Budget, RunResult, Settings
-from .config import parse_sweep_after
-from .console import CountBar, ProgressBar, print_result, print_status, print_verify, write_rows
-from .descriptor import Descriptor
-from .errors import AuditCollectorError, ConfigError
-from .http_retry import SystemClock
-from .signing import Checker, Ed25519Signer, KmsSigner, PublicKeyChecker, Signer, generate_key
-from .state import CheckpointStore, DynamoDBStore, FileStore
-from .wiring import collect_provider
+from audit_collector import __version__, providers
+from audit_collector.aws.config import parse_sweep_after
+from audit_collector.collector import BackfillRequest, Budget, RunResult, Settings
+from audit_collector.collector.provider import Descriptor
+from audit_collector.console import CountBar, ProgressBar, print_result, print_status, print_verify, write_rows
+from audit_collector.errors import AuditCollectorError, ConfigError
+from audit_collector.evidence.signing import Checker, Ed25519Signer, KmsSigner, PublicKeyChecker, Signer, generate_key
+from audit_collector.http.clock import SystemClock
+from audit_collector.storage.archive import ArchiveWriter, LocalArchive, S3Archive, normalize_prefix
+from audit_collector.storage.state import CheckpointStore, DynamoDBStore, FileStore
+from audit_collector.wiring import collect_provider
 
 if TYPE_CHECKING:
-    from .ocsf.lake import LakeTarget
+    from audit_collector.ocsf.lake import LakeTarget
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 
@@ -81,7 +81,7 @@ def open_checker(public_key: str | None, kms_key: str | None) -> Checker | None:
 def resolve_token(args: argparse.Namespace, descriptor: Descriptor) -> str:
     """From --secret-id (Secrets Manager), --token-env NAME, or the provider's ``{NAME}_TOKEN``."""
     if args.secret_id:
-        from .tokens import load_token
+        from audit_collector.aws.tokens import load_token
 
         return load_token(args.secret_id)
     name = args.token_env or descriptor.token_env
@@ -166,7 +166,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from .invocation import parse_backfill
+    from audit_collector.aws.invocation import parse_backfill
 
     descriptor = providers.get(args.provider)
     request = parse_backfill(descriptor, {"start": args.start, "end": args.end}, now=time.time())
@@ -204,7 +204,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_query(args: argparse.Namespace) -> int:
     if args.archive.startswith("s3://"):
         raise ConfigError("query reads a local archive; for S3 use Athena (the same table and column names)")
-    from .query import run_query
+    from audit_collector.query import run_query
 
     names, rows = run_query(args.archive, args.sql)
     write_rows(names, rows, args.format)
@@ -214,7 +214,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 def cmd_compact(args: argparse.Namespace) -> int:
     if args.archive.startswith("s3://"):
         raise ConfigError("compact works on a local archive; in AWS the scheduled compaction function does it")
-    from .compaction import compact_local
+    from audit_collector.compaction.local import compact_local
 
     lake = _lake_target(args)  # checked before anything is written
     store = open_state(args.state, args.archive)
@@ -228,7 +228,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
                 f"{len(report.open_days)} still open; compacted up to {report.watermark or 'no day yet'}"
             )
             if lake is not None:  # Security Lake's custom sources (ocsf/lake.py), by the same closed days
-                from .ocsf.lake import export_local
+                from audit_collector.ocsf.lake import export_local
 
                 written = export_local(args.archive, descriptor, checkpoint, lake, grace_seconds=args.grace_seconds)
                 print(
@@ -244,7 +244,7 @@ def _lake_target(args: argparse.Namespace) -> LakeTarget | None:
         return None
     if not (args.security_lake_region and args.security_lake_account):
         raise ConfigError("--security-lake needs --security-lake-region and --security-lake-account")
-    from .ocsf.lake import LakeTarget
+    from audit_collector.ocsf.lake import LakeTarget
 
     return LakeTarget(
         Path(args.security_lake), args.security_lake_region, args.security_lake_account, args.security_lake_source
@@ -267,7 +267,8 @@ def parse_instant(text: str, flag: str) -> float:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import Report, verify_archive
+    from audit_collector.verify.check import verify_archive
+    from audit_collector.verify.report import Report
 
     archive, prefix = open_archive(args.archive)
     if not args.archive.startswith("s3://") and not Path(args.archive).is_dir():
@@ -314,7 +315,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import demo
+    from audit_collector.demo import demo
 
     return demo(
         archive_dir=Path(args.archive), days=args.days, users=args.users, seed=args.seed, fault_rate=args.fault_rate
@@ -442,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     keygen_p.add_argument("path")
     keygen_p.set_defaults(func=cmd_keygen)
 
-    from .doctor import add_parser as add_doctor
+    from audit_collector.doctor import add_parser as add_doctor
 
     add_doctor(sub, {o.env: os.environ.get(o.env) for d in providers.all_descriptors() for o in d.options})
 

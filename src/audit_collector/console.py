@@ -11,10 +11,10 @@ import sys
 import time
 from typing import Any
 
-from .collector import Progress, RunResult, summarize_backfills
-from .collector.jobs import LIVE, archived_ranges, jobs_of, merge
-from .dates import iso
-from .descriptor import Descriptor
+from audit_collector.collector import Progress, RunResult, summarize_backfills
+from audit_collector.collector.jobs import LIVE, archived_ranges, jobs_of, merge
+from audit_collector.collector.provider import Descriptor
+from audit_collector.dates import iso
 
 
 def print_result(result: RunResult) -> None:

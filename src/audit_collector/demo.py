@@ -14,19 +14,19 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import providers
-from .archive import LocalArchive, decode_object
-from .collector import Budget, Settings
-from .console import ProgressBar, print_result, print_verify, write_rows
-from .dates import iso
-from .descriptor import Descriptor
-from .emulator import EmulatedApi, Emulator, FaultPlan, make_org
-from .errors import ConfigError
-from .http_retry import SystemClock
-from .invocation import parse_backfill
-from .signing import Ed25519Signer, generate_key
-from .state import FileStore
-from .wiring import collect_provider
+from audit_collector import providers
+from audit_collector.aws.invocation import parse_backfill
+from audit_collector.collector import Budget, Settings
+from audit_collector.collector.provider import Descriptor
+from audit_collector.console import ProgressBar, print_result, print_verify, write_rows
+from audit_collector.dates import iso
+from audit_collector.emulator import EmulatedApi, Emulator, FaultPlan, make_org
+from audit_collector.errors import ConfigError
+from audit_collector.evidence.signing import Ed25519Signer, generate_key
+from audit_collector.http.clock import SystemClock
+from audit_collector.storage.archive import LocalArchive, decode_object
+from audit_collector.storage.state import FileStore
+from audit_collector.wiring import collect_provider
 
 MARKER = ".audit-collector-demo"
 
@@ -120,8 +120,8 @@ def demo_signer(archive_dir: Path) -> tuple[Ed25519Signer, Path]:
 
 def compact(archive_dir: Path, store: FileStore, descriptors: list[Descriptor]) -> None:
     """Closed days into Parquet, as the scheduled compaction does with Athena (``audit-collector compact``)."""
-    from .compaction import compact_local
-    from .compaction_sql import all_view
+    from audit_collector.compaction.local import compact_local
+    from audit_collector.compaction.sql import all_view
 
     for descriptor in descriptors:
         report = compact_local(archive_dir, descriptor, store.read(descriptor.name).get("checkpoint", {}))
@@ -138,8 +138,8 @@ def prove(
 ) -> bool:
     """What an auditor runs: every object against its window's manifest, the chain, the gaps; once
     with the state store, once from the archive and the public key alone."""
-    from .signing import PublicKeyChecker
-    from .verify import verify_archive
+    from audit_collector.evidence.signing import PublicKeyChecker
+    from audit_collector.verify.check import verify_archive
 
     print(f"\nProving the archive (audit-collector verify --archive {archive_dir}):")
     checkpoints = {d.name: store.read(d.name).get("checkpoint", {}) for d in descriptors}
@@ -153,7 +153,7 @@ def prove(
 
 def ask(archive_dir: Path, descriptors: list[Descriptor]) -> None:
     """Each provider's investigation questions, answered from the local archive."""
-    from .query import run_query
+    from audit_collector.query import run_query
 
     for descriptor in descriptors:
         for question, sql in descriptor.questions:

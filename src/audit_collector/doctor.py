@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import providers
+from audit_collector import providers
 
 
 def add_parser(sub: argparse._SubParsersAction, option_defaults: dict[str, str | None]) -> None:
@@ -37,11 +37,11 @@ def add_parser(sub: argparse._SubParsersAction, option_defaults: dict[str, str |
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .cli import EXIT_FAILED, EXIT_OK, open_archive, open_state, resolve_token, token_present
-    from .errors import AuditCollectorError, ConfigError
-    from .http_retry import SystemClock
-    from .preflight import Check, storage_checks
-    from .wiring import check_provider
+    from audit_collector.checks.preflight import Check, storage_checks
+    from audit_collector.cli import EXIT_FAILED, EXIT_OK, open_archive, open_state, resolve_token, token_present
+    from audit_collector.errors import AuditCollectorError, ConfigError
+    from audit_collector.http.clock import SystemClock
+    from audit_collector.wiring import check_provider
 
     names = args.provider or [d.name for d in providers.all_descriptors() if token_present(d)]
     if not names and not args.archive:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import providers
-from .archive import MANIFEST_FOLDER
+from audit_collector import providers
+from audit_collector.storage.archive import MANIFEST_FOLDER
 
 
 def connect(archive_root: str | Path, prefix: str = "") -> Any:
@@ -37,10 +37,10 @@ def connect(archive_root: str | Path, prefix: str = "") -> Any:
             select = ", ".join(f'CAST(NULL AS {kind}) AS "{name}"' for name, kind in columns.items())
             con.execute(f"CREATE VIEW {table} AS SELECT {select}, CAST(NULL AS VARCHAR) AS dt WHERE false")
     define_manifests(con, archive_root, prefix)
-    from .compaction import define_views  # {table}_lines, {table}_compacted, {table}_all (compaction.py)
+    from audit_collector.compaction.local import define_views
 
     define_views(con, archive_root, prefix)
-    from .ocsf.views import define_local  # ocsf_<class>, over the T_all views (ocsf/views.py)
+    from audit_collector.ocsf.views import define_local  # ocsf_<class>, over the T_all views (ocsf/views.py)
 
     define_local(con)
     return con

@@ -7,8 +7,8 @@ The code lives in ``providers/slack/``; this module only re-exports it.
 
 from typing import TYPE_CHECKING
 
-from .providers.slack.client import DEFAULT_BASE_URL, MAX_ACTIONS, MAX_LIMIT, AuditLogsClient
-from .providers.slack.details import (
+from audit_collector.providers.slack.client import DEFAULT_BASE_URL, MAX_ACTIONS, MAX_LIMIT, AuditLogsClient
+from audit_collector.providers.slack.details import (
     ConversationPref,
     Details,
     FeatureEnablement,
@@ -20,7 +20,7 @@ from .providers.slack.details import (
     RetentionPolicy,
     SharedWith,
 )
-from .providers.slack.models import (
+from audit_collector.providers.slack.models import (
     ActionsResponse,
     AuditLogsApiError,
     AuditLogsBodyError,
@@ -31,10 +31,10 @@ from .providers.slack.models import (
     ResponseMetadata,
     SchemasResponse,
 )
-from .providers.slack.objects import Actor, App, Context, Entity, Location, NamedObject, User
+from audit_collector.providers.slack.objects import Actor, App, Context, Entity, Location, NamedObject, User
 
 if TYPE_CHECKING:
-    from .providers.slack.async_client import AsyncAuditLogsClient
+    from audit_collector.providers.slack.async_client import AsyncAuditLogsClient
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -74,7 +74,7 @@ __all__ = [
 def __getattr__(name: str) -> object:
     """``AsyncAuditLogsClient`` on first use: only the async path imports aiohttp."""
     if name == "AsyncAuditLogsClient":
-        from .providers.slack.async_client import AsyncAuditLogsClient
+        from audit_collector.providers.slack.async_client import AsyncAuditLogsClient
 
         return AsyncAuditLogsClient
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

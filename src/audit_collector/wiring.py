@@ -8,13 +8,23 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from .archive import ArchiveWriter, marker_key
-from .collector import BackfillRequest, Budget, BudgetedClock, ProgressCallback, RunResult, Settings, Source, collect
-from .descriptor import ClientSettings, Descriptor
-from .errors import ConfigError, StateStoreMismatch
-from .http_retry import Clock, RequestPacer, all_builtin_retry_handlers
-from .signing import Signer
-from .state import CheckpointStore
+from audit_collector.collector import (
+    BackfillRequest,
+    Budget,
+    BudgetedClock,
+    ProgressCallback,
+    RunResult,
+    Settings,
+    Source,
+    collect,
+)
+from audit_collector.collector.provider import ClientSettings, Descriptor
+from audit_collector.errors import ConfigError, StateStoreMismatch
+from audit_collector.evidence.signing import Signer
+from audit_collector.http.clock import Clock, RequestPacer
+from audit_collector.http.retry import all_builtin_retry_handlers
+from audit_collector.storage.archive import ArchiveWriter, marker_key
+from audit_collector.storage.state import CheckpointStore
 
 # Transient faults get several tries before a run gives up and leaves its checkpoint for the next.
 MAX_RETRIES = 5
@@ -135,7 +145,7 @@ def check_provider(
 ) -> list:
     """The provider's preflight (``preflight.py``) over a client that makes one request: no
     retries (a 429 is the answer, not something to wait out), no pacer. Writes nothing."""
-    from .preflight import Check
+    from audit_collector.checks.preflight import Check
 
     if descriptor.preflight is None:
         return [Check(descriptor.name, "preflight", True, "this provider has no preflight checks")]
@@ -162,7 +172,7 @@ def watch_drift(
 ):
     """The drift watch (``drift.py``) for one provider, at most once a UTC day; None when the
     provider has no vocabulary."""
-    from .drift import watch
+    from audit_collector.checks.drift import watch
 
     if descriptor.vocabulary is None:
         return None

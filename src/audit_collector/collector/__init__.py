@@ -3,10 +3,10 @@
 Imports no boto3, no requests and no provider: adapters and sources come in.
 """
 
-from .backfill import BackfillRequest, summarize_backfills
-from .loop import Progress, ProgressCallback, RunResult, WindowContext, collect
-from .settings import Budget, BudgetedClock, Settings
-from .source import Source, Window
+from audit_collector.collector.backfill import BackfillRequest, summarize_backfills
+from audit_collector.collector.loop import Progress, ProgressCallback, RunResult, WindowContext, collect
+from audit_collector.collector.settings import Budget, BudgetedClock, Settings
+from audit_collector.collector.source import Source, Window
 
 __all__ = [
     "BackfillRequest",

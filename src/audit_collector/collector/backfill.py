@@ -5,11 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..dates import iso
-from .jobs import LIVE, Job, Range, archived_ranges, backfill_id, covered, jobs_of, merge, subtract, taken_by_others
+from audit_collector.collector.jobs import (
+    LIVE,
+    Job,
+    Range,
+    archived_ranges,
+    backfill_id,
+    covered,
+    jobs_of,
+    merge,
+    subtract,
+    taken_by_others,
+)
+from audit_collector.dates import iso
 
 if TYPE_CHECKING:
-    from ..descriptor import Descriptor
+    from audit_collector.collector.provider import Descriptor
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .. import heads, manifest
-from ..archive import manifest_key, object_key
-from ..dates import utc_date
-from ..errors import WriteRefused
-from .jobs import LIVE, Job, jobs_of
+from audit_collector.collector.jobs import LIVE, Job, jobs_of
+from audit_collector.dates import utc_date
+from audit_collector.errors import WriteRefused
+from audit_collector.evidence import heads, manifest
+from audit_collector.storage.archive import manifest_key, object_key
 
 if TYPE_CHECKING:
-    from .loop import Run
+    from audit_collector.collector.loop import Run
 
 UNSIGNED_LIMIT = 64  # manifests a checkpoint lists before the head is signed mid-run
 
@@ -56,8 +56,8 @@ def commit_pending(run: Run) -> None:
     pending = run.document.get("pending")
     if not pending:
         return
-    from .sweep import commit as commit_pass
-    from .sweep import enqueue
+    from audit_collector.collector.sweep import commit as commit_pass
+    from audit_collector.collector.sweep import enqueue
 
     with run.chain_lock:
         if pending["kind"] == "sweep":

@@ -21,14 +21,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .. import manifest
-from ..archive import EMPTY_GZIP, ArchiveWriter, ObjectBuffer, object_key
-from ..errors import ClockSkew, WriteRefused
-from ..http_retry import Clock
-from ..signing import Signer
-from ..state import CheckpointStore, Lease, LeaseHeld
-from . import commit
-from .backfill import (
+from audit_collector.collector import commit
+from audit_collector.collector.backfill import (
     BackfillRequest,
     backfill_jobs,
     compact,
@@ -36,12 +30,18 @@ from .backfill import (
     plan_backfill,
     summarize_backfills,
 )
-from .gc import gc_paused
-from .jobs import LIVE, Job, backfill_id, jobs_of, subtract, taken_by_others
-from .result import Progress, ProgressCallback, RunResult
-from .settings import Budget, Settings
-from .source import Source, Window
-from .sweep import sweep, sweep_due
+from audit_collector.collector.gc import gc_paused
+from audit_collector.collector.jobs import LIVE, Job, backfill_id, jobs_of, subtract, taken_by_others
+from audit_collector.collector.result import Progress, ProgressCallback, RunResult
+from audit_collector.collector.settings import Budget, Settings
+from audit_collector.collector.source import Source, Window
+from audit_collector.collector.sweep import sweep, sweep_due
+from audit_collector.errors import ClockSkew, WriteRefused
+from audit_collector.evidence import manifest
+from audit_collector.evidence.signing import Signer
+from audit_collector.http.clock import Clock
+from audit_collector.storage.archive import EMPTY_GZIP, ArchiveWriter, ObjectBuffer, object_key
+from audit_collector.storage.state import CheckpointStore, Lease, LeaseHeld
 
 __all__ = ["Progress", "ProgressCallback", "Run", "RunResult", "WindowContext", "collect"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..archive import DEFAULT_MAX_OBJECT_BYTES
-from ..descriptor import Descriptor
-from ..errors import BudgetExhausted, ConfigError
-from ..http_retry import Clock
+from audit_collector.collector.provider import Descriptor
+from audit_collector.errors import BudgetExhausted, ConfigError
+from audit_collector.http.clock import Clock
+from audit_collector.storage.archive import DEFAULT_MAX_OBJECT_BYTES
 
 
 @dataclass(frozen=True)

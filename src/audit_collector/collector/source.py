@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ..descriptor import Descriptor
-    from .jobs import Job
-    from .loop import WindowContext
+    from audit_collector.collector.jobs import Job
+    from audit_collector.collector.loop import WindowContext
+    from audit_collector.collector.provider import Descriptor
 
 
 class Window(Protocol):

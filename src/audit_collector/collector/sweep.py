@@ -39,18 +39,25 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .. import manifest as manifests
-from ..archive import ObjectBuffer, decode_object, manifest_key, name_bounds, object_key, object_window
-from ..dates import utc_date
-from ..errors import ApiError, BudgetExhausted
-from .commit import commit_manifest, commit_pending, pass_id, tidy
-from .jobs import Job
-from .settings import Budget
+from audit_collector.collector.commit import commit_manifest, commit_pending, pass_id, tidy
+from audit_collector.collector.jobs import Job
+from audit_collector.collector.settings import Budget
+from audit_collector.dates import utc_date
+from audit_collector.errors import ApiError, BudgetExhausted
+from audit_collector.evidence import manifest as manifests
+from audit_collector.storage.archive import (
+    ObjectBuffer,
+    decode_object,
+    manifest_key,
+    name_bounds,
+    object_key,
+    object_window,
+)
 
 if TYPE_CHECKING:
-    from ..json_text import Line
-    from .loop import Run
-    from .source import Window
+    from audit_collector.collector.loop import Run
+    from audit_collector.collector.source import Window
+    from audit_collector.json_text import Line
 
 log = logging.getLogger(__name__)
 

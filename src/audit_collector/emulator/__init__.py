@@ -1,8 +1,8 @@
 """A local stand-in for the Slack and Asana audit log APIs (tests, the demo and benchmarks)."""
 
-from .data import Org, asana_events, make_org, slack_events
-from .faults import FAULTS, FaultPlan, TokenBucket
-from .server import EmulatedApi, Emulator
+from audit_collector.emulator.data import Org, asana_events, make_org, slack_events
+from audit_collector.emulator.faults import FAULTS, FaultPlan, TokenBucket
+from audit_collector.emulator.server import EmulatedApi, Emulator
 
 __all__ = [
     "FAULTS",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from .data import asana_events, iso_ms, make_org, slack_events
-from .faults import FAULTS, FaultPlan
-from .server import Emulator
+from audit_collector.emulator.data import asana_events, iso_ms, make_org, slack_events
+from audit_collector.emulator.faults import FAULTS, FaultPlan
+from audit_collector.emulator.server import Emulator
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..asana import iso_ms
+from audit_collector.asana import iso_ms
 
 SLACK_ACTIONS: dict[str, list[str]] = {
     "user": [

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .data import Org, asana_events, slack_events
-from .faults import FaultPlan, TokenBucket
-from .stores import AsanaLog, BadRequest, SlackLog
+from audit_collector.emulator.data import Org, asana_events, slack_events
+from audit_collector.emulator.faults import FaultPlan, TokenBucket
+from audit_collector.emulator.stores import AsanaLog, BadRequest, SlackLog
 
 ASANA_PATH = re.compile(r"^/api/1\.0/workspaces/([^/]+)/audit_log_events$")
 SLACK_STATIC = ("schemas", "actions")

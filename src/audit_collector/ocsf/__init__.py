@@ -9,9 +9,9 @@ Parquet (``lake``).
 
 from __future__ import annotations
 
-from ..descriptor import Descriptor
-from .classes import CLASSES, VERSION, OcsfClass
-from .mapping import MappingError, OcsfMapping, mapping_for
+from audit_collector.collector.provider import Descriptor
+from audit_collector.ocsf.classes import CLASSES, VERSION, OcsfClass
+from audit_collector.ocsf.mapping import MappingError, OcsfMapping, mapping_for
 
 
 def mapping(descriptor: Descriptor) -> OcsfMapping | None:

@@ -27,13 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..compaction import day_closed, local_digest, raw_objects
-from ..descriptor import Descriptor
-from ..errors import ArchiveError, ConfigError
-from ..files import atomic_write
-from . import mapping
-from .classes import CLASSES, OcsfClass
-from .views import OBJECT_COLUMNS
+from audit_collector.collector.provider import Descriptor
+from audit_collector.compaction.local import local_digest, raw_objects
+from audit_collector.compaction.rules import day_closed
+from audit_collector.errors import ArchiveError, ConfigError
+from audit_collector.ocsf import mapping
+from audit_collector.ocsf.classes import CLASSES, OcsfClass
+from audit_collector.ocsf.views import OBJECT_COLUMNS
+from audit_collector.storage.files import atomic_write
 
 EXT = "ext"
 STATE = "_audit_collector"  # markers and files being written: outside ext/, where the crawler looks

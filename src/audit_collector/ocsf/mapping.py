@@ -28,7 +28,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .classes import CLASSES, PROFILES, SEVERITIES, STATUSES, VERSION, OcsfClass
+from audit_collector.ocsf.classes import CLASSES, PROFILES, SEVERITIES, STATUSES, VERSION, OcsfClass
 
 MAPPING_FILE = "ocsf.json"
 OBJECT_KINDS = ("user", "group", "web_resources", "entity")  # filled from a named template of the file

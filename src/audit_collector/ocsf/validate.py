@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from .classes import VERSION, by_uid
+from audit_collector.ocsf.classes import VERSION, by_uid
 
 
 @cache

@@ -19,13 +19,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .. import compaction_sql as sql
-from .. import providers
-from ..compaction_sql import EVENT
-from ..descriptor import Descriptor
-from . import mapping
-from .classes import CLASSES, SEVERITIES, STATUSES, VERSION, OcsfClass
-from .mapping import OcsfMapping, Rule, Source
+from audit_collector import providers
+from audit_collector.collector.provider import Descriptor
+from audit_collector.compaction import sql
+from audit_collector.compaction.sql import EVENT
+from audit_collector.ocsf import mapping
+from audit_collector.ocsf.classes import CLASSES, SEVERITIES, STATUSES, VERSION, OcsfClass
+from audit_collector.ocsf.mapping import OcsfMapping, Rule, Source
 
 OBJECT_COLUMNS = {  # class object -> its attributes as view columns
     "user": ("uid", "name", "email_addr"),

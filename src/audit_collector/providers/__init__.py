@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import entry_points
 
-from ..descriptor import Descriptor
-from ..errors import ConfigError
+from audit_collector.collector.provider import Descriptor
+from audit_collector.errors import ConfigError
 
 BUILTIN = ("audit_collector.providers.slack", "audit_collector.providers.asana")
 ENTRY_POINT_GROUP = "audit_collector.providers"

@@ -1,5 +1,5 @@
 """Asana's audit log API: its client, its collection strategy and its descriptor."""
 
-from .descriptor import DESCRIPTOR
+from audit_collector.providers.asana.descriptor import DESCRIPTOR
 
 __all__ = ["DESCRIPTOR"]

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ...async_transport import AsyncApiTransport, mirrors
-from .client import DEFAULT_BASE_URL, AsanaAuditLogClient, events_request, to_page
-from .models import AuditLogEventsPage
+from audit_collector.http.async_transport import AsyncApiTransport, mirrors
+from audit_collector.providers.asana.client import DEFAULT_BASE_URL, AsanaAuditLogClient, events_request, to_page
+from audit_collector.providers.asana.models import AuditLogEventsPage
 
 
 class AsyncAsanaAuditLogClient(AsyncApiTransport):

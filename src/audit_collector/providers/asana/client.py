@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from ...errors import ConfigError
-from ...http_retry import HttpRequest, HttpResponse
-from ...json_text import parse_json
-from ...transport import ApiTransport, describe_body
-from ...transport_base import TransportBase, all_filters
-from .models import _EVENTS_PAGE, AsanaApiError, AsanaBodyError, AuditLogEventsPage
+from audit_collector.errors import ConfigError
+from audit_collector.http.base import TransportBase, all_filters
+from audit_collector.http.messages import HttpRequest, HttpResponse
+from audit_collector.http.transport import ApiTransport, describe_body
+from audit_collector.json_text import parse_json
+from audit_collector.providers.asana.models import _EVENTS_PAGE, AsanaApiError, AsanaBodyError, AuditLogEventsPage
 
 DEFAULT_BASE_URL = "https://app.asana.com/api/1.0/"
 MAX_LIMIT = 100

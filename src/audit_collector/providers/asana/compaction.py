@@ -6,8 +6,8 @@ event type and is kept as JSON text.
 
 from __future__ import annotations
 
-from ...compaction_sql import scalar
-from ...descriptor import Extracted
+from audit_collector.collector.provider import Extracted
+from audit_collector.compaction.sql import scalar
 
 COLUMNS = (
     Extracted(

@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ...descriptor import ClientSettings, Column, Descriptor, Option
-from .client import DEFAULT_BASE_URL, MAX_LIMIT, AsanaAuditLogClient
-from .compaction import COLUMNS as COMPACTED_COLUMNS
-from .drift import vocabulary
-from .preflight import preflight
-from .source import AsanaSource, AsanaWindow
+from audit_collector.collector.provider import ClientSettings, Column, Descriptor, Option
+from audit_collector.providers.asana.client import DEFAULT_BASE_URL, MAX_LIMIT, AsanaAuditLogClient
+from audit_collector.providers.asana.compaction import COLUMNS as COMPACTED_COLUMNS
+from audit_collector.providers.asana.drift import vocabulary
+from audit_collector.providers.asana.preflight import preflight
+from audit_collector.providers.asana.source import AsanaSource, AsanaWindow
 
 WORKSPACE = Option(
     name="workspace_gid",

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ...descriptor import ClientSettings
-from ...drift import Vocabulary
+from audit_collector.checks.drift import Vocabulary
+from audit_collector.collector.provider import ClientSettings
 
 
 def vocabulary(client: ClientSettings, events: Callable[[], Iterable[dict[str, Any]]]) -> Vocabulary:

@@ -8,9 +8,9 @@ from typing import Any
 
 import msgspec
 
-from ...errors import ApiBodyError, ApiError
-from ...http_retry import HttpResponse
-from ...json_text import Events, PageReader, parse_json
+from audit_collector.errors import ApiBodyError, ApiError
+from audit_collector.http.messages import HttpResponse
+from audit_collector.json_text import Events, PageReader, parse_json
 
 
 class AsanaApiError(ApiError):

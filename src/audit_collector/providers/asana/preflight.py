@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ...descriptor import ClientSettings
-from ...preflight import Check, clock_check
-from .client import AsanaAuditLogClient
-from .models import AsanaApiError
+from audit_collector.checks.preflight import Check, clock_check
+from audit_collector.collector.provider import ClientSettings
+from audit_collector.providers.asana.client import AsanaAuditLogClient
+from audit_collector.providers.asana.models import AsanaApiError
 
 STATUS_MESSAGES = {
     400: "Asana refused the request: ASANA_WORKSPACE_GID must be the domain's numeric gid",

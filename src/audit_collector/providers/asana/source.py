@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ...collector import Source, WindowContext
-from ...collector.jobs import Job
-from ...descriptor import Descriptor
-from ...errors import ApiBodyError, BudgetExhausted
-from ...json_text import Events, Line
-from .client import AsanaAuditLogClient, iso_ms
-from .models import AsanaApiError, EventKey
+from audit_collector.collector import Source, WindowContext
+from audit_collector.collector.jobs import Job
+from audit_collector.collector.provider import Descriptor
+from audit_collector.errors import ApiBodyError, BudgetExhausted
+from audit_collector.json_text import Events, Line
+from audit_collector.providers.asana.client import AsanaAuditLogClient, iso_ms
+from audit_collector.providers.asana.models import AsanaApiError, EventKey
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Slack Enterprise Grid's Audit Logs API: its client, its collection strategy and its descriptor."""
 
-from .descriptor import DESCRIPTOR
+from audit_collector.providers.slack.descriptor import DESCRIPTOR
 
 __all__ = ["DESCRIPTOR"]

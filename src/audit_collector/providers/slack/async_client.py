@@ -13,9 +13,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from ...async_transport import AsyncApiTransport, mirrors
-from .client import DEFAULT_BASE_URL, AuditLogsClient, _to_response, api_request, checked_logs, logs_query
-from .models import AuditLogsResponse
+from audit_collector.http.async_transport import AsyncApiTransport, mirrors
+from audit_collector.providers.slack.client import (
+    DEFAULT_BASE_URL,
+    AuditLogsClient,
+    _to_response,
+    api_request,
+    checked_logs,
+    logs_query,
+)
+from audit_collector.providers.slack.models import AuditLogsResponse
 
 
 class AsyncAuditLogsClient(AsyncApiTransport):

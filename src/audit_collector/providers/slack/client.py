@@ -13,12 +13,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urljoin
 
-from ...errors import ConfigError
-from ...http_retry import HttpRequest, HttpResponse
-from ...json_text import Events, parse_json
-from ...transport import ApiTransport, describe_body
-from ...transport_base import TransportBase, all_filters
-from .models import (
+from audit_collector.errors import ConfigError
+from audit_collector.http.base import TransportBase, all_filters
+from audit_collector.http.messages import HttpRequest, HttpResponse
+from audit_collector.http.transport import ApiTransport, describe_body
+from audit_collector.json_text import Events, parse_json
+from audit_collector.providers.slack.models import (
     _LOGS_PAGE,
     AuditLogsApiError,
     AuditLogsBodyError,

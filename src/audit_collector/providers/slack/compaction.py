@@ -6,8 +6,8 @@ Everything else stays in ``event`` (the archived JSON text, byte for byte), and 
 
 from __future__ import annotations
 
-from ...compaction_sql import scalar
-from ...descriptor import Extracted
+from audit_collector.collector.provider import Extracted
+from audit_collector.compaction.sql import scalar
 
 # Slack names the entity's object after its type ({"type": "channel", "channel": {"id": ...}}).
 ENTITY_TYPES = (

@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ...descriptor import ClientSettings, Column, Descriptor
-from .client import DEFAULT_BASE_URL, MAX_LIMIT, AuditLogsClient
-from .compaction import COLUMNS as COMPACTED_COLUMNS
-from .drift import vocabulary
-from .preflight import preflight
-from .source import SlackSource, SlackWindow
+from audit_collector.collector.provider import ClientSettings, Column, Descriptor
+from audit_collector.providers.slack.client import DEFAULT_BASE_URL, MAX_LIMIT, AuditLogsClient
+from audit_collector.providers.slack.compaction import COLUMNS as COMPACTED_COLUMNS
+from audit_collector.providers.slack.drift import vocabulary
+from audit_collector.providers.slack.preflight import preflight
+from audit_collector.providers.slack.source import SlackSource, SlackWindow
 
 
 def _build_source(client: ClientSettings, options: Mapping[str, str]) -> SlackSource:

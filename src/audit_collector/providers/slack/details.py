@@ -15,9 +15,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from ..._models import Model
-from ...json_text import parse_json
-from .objects import User
+from audit_collector.json_text import parse_json
+from audit_collector.providers.slack.objects import User
+from audit_collector.typed import Model
 
 
 def json_list(value: Any) -> Any:

@@ -12,11 +12,11 @@ from typing import Any
 
 import msgspec
 
-from ..._models import Model
-from ...errors import ApiBodyError, ApiError
-from ...json_text import Events, PageReader, parse_json
-from .details import Details
-from .objects import Actor, Context, Entity
+from audit_collector.errors import ApiBodyError, ApiError
+from audit_collector.json_text import Events, PageReader, parse_json
+from audit_collector.providers.slack.details import Details
+from audit_collector.providers.slack.objects import Actor, Context, Entity
+from audit_collector.typed import Model
 
 # --------------------------------------------------------------------------- typed models
 

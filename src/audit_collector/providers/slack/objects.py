@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from ..._models import Model
+from audit_collector.typed import Model
 
 
 @dataclasses.dataclass

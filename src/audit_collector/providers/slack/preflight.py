@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ...descriptor import ClientSettings
-from ...preflight import Check, clock_check
-from .client import AuditLogsClient
-from .models import AuditLogsApiError
+from audit_collector.checks.preflight import Check, clock_check
+from audit_collector.collector.provider import ClientSettings
+from audit_collector.providers.slack.client import AuditLogsClient
+from audit_collector.providers.slack.models import AuditLogsApiError
 
 # Every code the API documents, and the Web API's scope error: what each means for a deployment.
 ERROR_MESSAGES = {

@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ...collector import Source, WindowContext
-from ...collector.jobs import Job
-from ...dates import end_of_utc_day, utc_date
-from ...descriptor import Descriptor
-from ...errors import ApiBodyError, BudgetExhausted
-from .client import AuditLogsClient
-from .models import AuditLogsApiError, EntryKey
+from audit_collector.collector import Source, WindowContext
+from audit_collector.collector.jobs import Job
+from audit_collector.collector.provider import Descriptor
+from audit_collector.dates import end_of_utc_day, utc_date
+from audit_collector.errors import ApiBodyError, BudgetExhausted
+from audit_collector.providers.slack.client import AuditLogsClient
+from audit_collector.providers.slack.models import AuditLogsApiError, EntryKey
 
 
 @dataclass(frozen=True)

@@ -13,17 +13,17 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from . import providers
-from .archive import S3Archive
-from .collector import BackfillRequest, Budget, RunResult
-from .config import Config
-from .errors import AuditCollectorError
-from .http_retry import Clock, SystemClock
-from .invocation import parse_invocation
-from .signing import KmsSigner
-from .state import DynamoDBStore
-from .tokens import load_token
-from .wiring import collect_provider
+from audit_collector import providers
+from audit_collector.aws.config import Config
+from audit_collector.aws.invocation import parse_invocation
+from audit_collector.aws.tokens import load_token
+from audit_collector.collector import BackfillRequest, Budget, RunResult
+from audit_collector.errors import AuditCollectorError
+from audit_collector.evidence.signing import KmsSigner
+from audit_collector.http.clock import Clock, SystemClock
+from audit_collector.storage.archive import S3Archive
+from audit_collector.storage.state import DynamoDBStore
+from audit_collector.wiring import collect_provider
 
 logger = Logger(service="audit-collector")
 metrics = Metrics(namespace="AuditCollector", service="audit-collector")
@@ -106,8 +106,8 @@ def collect_all(
 def check_all(names: tuple[str, ...], config: Config, *, clock: Clock | None = None) -> dict[str, Any]:
     """The preflight of a ``{"check": true}`` invoke: each provider's token and API, then the
     state table and the bucket. One log line per check; nothing written, no lease, no checkpoint."""
-    from .preflight import Check, report, storage_checks
-    from .wiring import check_provider
+    from audit_collector.checks.preflight import Check, report, storage_checks
+    from audit_collector.wiring import check_provider
 
     clock = clock or SystemClock()
     checks: list[Check] = []
@@ -152,7 +152,7 @@ def signer_for(key_id: str) -> KmsSigner | None:
 def _watch_drift(provider: str, config: Config, token: str, archive: S3Archive, clock: Clock) -> None:
     """Once a day per provider (drift.py). A failure here costs no event: it is logged, and the next
     run tries again."""
-    from .wiring import watch_drift
+    from audit_collector.wiring import watch_drift
 
     try:
         watch_drift(

@@ -13,8 +13,10 @@ from ssl import SSLContext
 from typing import Any
 from urllib.parse import urlencode
 
-from . import __version__
-from .http_retry import HttpRequest, HttpResponse, RequestPacer, RetryHandler, RetryQuestion, RetryState, TimeSource
+from audit_collector import __version__
+from audit_collector.http.clock import RequestPacer, TimeSource
+from audit_collector.http.messages import HttpRequest, HttpResponse
+from audit_collector.http.retry import RetryHandler, RetryQuestion, RetryState
 
 REDACTED = "Bearer [redacted]"
 

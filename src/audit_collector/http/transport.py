@@ -13,20 +13,18 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from .http_retry import (
-    Clock,
+from audit_collector.http.base import REDACTED, Attempts, TransportBase, describe_body, query_string, redact_headers
+from audit_collector.http.clock import Clock, SystemClock
+from audit_collector.http.messages import (
     ConnectTimeoutError,
     HttpRequest,
     HttpResponse,
     ReadTimeoutError,
-    RetryHandler,
     ServerDisconnectedError,
-    SystemClock,
     TransportError,
     TruncatedBodyError,
-    default_retry_handlers,
 )
-from .transport_base import REDACTED, Attempts, TransportBase, describe_body, query_string, redact_headers
+from audit_collector.http.retry import RetryHandler, default_retry_handlers
 
 __all__ = ["REDACTED", "ApiTransport", "describe_body", "redact_headers", "translate_transport_error"]
 

@@ -15,18 +15,18 @@ from typing import Any, Self, TypeVar
 
 import aiohttp
 
-from .async_retry import AsyncClock, SystemAsyncClock, ask_async, async_default_retry_handlers
-from .http_retry import (
+from audit_collector.http.async_retry import AsyncClock, SystemAsyncClock, ask_async, async_default_retry_handlers
+from audit_collector.http.base import Attempts, TransportBase
+from audit_collector.http.messages import (
     ConnectTimeoutError,
     HttpRequest,
     HttpResponse,
     ReadTimeoutError,
-    RetryHandler,
     ServerDisconnectedError,
     TransportError,
     TruncatedBodyError,
 )
-from .transport_base import Attempts, TransportBase
+from audit_collector.http.retry import RetryHandler
 
 F = TypeVar("F", bound=Callable[..., Any])
 

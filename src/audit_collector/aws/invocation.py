@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from . import providers
-from .collector import BackfillRequest
-from .descriptor import Descriptor
-from .errors import ConfigError
+from audit_collector import providers
+from audit_collector.collector import BackfillRequest
+from audit_collector.collector.provider import Descriptor
+from audit_collector.errors import ConfigError
 
 SCHEDULED_EVENT_KEYS = {"version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"}
 

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import AuditCollectorError, LeaseLost
-from .files import atomic_write
+from audit_collector.errors import AuditCollectorError, LeaseLost
+from audit_collector.storage.files import atomic_write
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

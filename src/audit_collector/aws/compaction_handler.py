@@ -24,13 +24,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import compaction_sql as sql
-from . import providers
-from .compaction import COMPACTED, compacted_prefix, day_closed, new_run_id, source_digest, watermark
-from .descriptor import Descriptor
-from .emf import metric_line
-from .errors import AuditCollectorError, ConfigError
-from .ocsf import views as ocsf_views
+from audit_collector import providers
+from audit_collector.collector.provider import Descriptor
+from audit_collector.compaction import sql
+from audit_collector.compaction.rules import (
+    COMPACTED,
+    compacted_prefix,
+    day_closed,
+    new_run_id,
+    source_digest,
+    watermark,
+)
+from audit_collector.emf import metric_line
+from audit_collector.errors import AuditCollectorError, ConfigError
+from audit_collector.ocsf import views as ocsf_views
 
 BEHIND_METRIC = "CompactionDaysBehind"
 
@@ -276,7 +283,7 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     """The schedule's entry point: compact every compacted provider (or those ``event["providers"]`` names)."""
     import boto3
 
-    from .state import DynamoDBStore
+    from audit_collector.storage.state import DynamoDBStore
 
     target = Target.from_event(event)
     compactor = AthenaCompactor(

@@ -32,10 +32,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ArchiveError, WriteRefused
-from .files import atomic_write
-from .heads import is_head_key
-from .json_text import Line
+from audit_collector.errors import ArchiveError, WriteRefused
+from audit_collector.evidence.heads import is_head_key
+from audit_collector.json_text import Line
+from audit_collector.storage.files import atomic_write
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

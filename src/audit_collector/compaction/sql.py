@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 
-from .descriptor import Descriptor
+from audit_collector.collector.provider import Descriptor
 
 EVENT = "event"  # the column holding the archived JSON text
 NO_DAY = "0000-00-00"  # the watermark before any day is compacted: every day is read raw

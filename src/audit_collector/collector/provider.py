@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .collector.source import Source, Window
-    from .http_retry import Clock, RequestPacer, RetryHandler
+    from audit_collector.collector.source import Source, Window
+    from audit_collector.http.clock import Clock, RequestPacer
+    from audit_collector.http.retry import RetryHandler
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
 

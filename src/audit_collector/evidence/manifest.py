@@ -34,9 +34,9 @@ from typing import Any
 
 import msgspec
 
-from . import __version__
-from .dates import iso
-from .json_text import Line
+from audit_collector import __version__
+from audit_collector.dates import iso
+from audit_collector.json_text import Line
 
 FORMAT = 1
 _MOD = 1 << 256

@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from . import providers
-from .archive import normalize_prefix
-from .collector import Settings
-from .descriptor import Descriptor
-from .errors import ConfigError
+from audit_collector import providers
+from audit_collector.collector import Settings
+from audit_collector.collector.provider import Descriptor
+from audit_collector.errors import ConfigError
+from audit_collector.storage.archive import normalize_prefix
 
 # The variables every deployment reads, with their defaults (None: required, or optional without one).
 COMMON_VARIABLES: dict[str, str | None] = {

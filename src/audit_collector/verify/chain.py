@@ -21,8 +21,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import heads as signed_heads
-from .signing import Checker
+from audit_collector.evidence import heads as signed_heads
+from audit_collector.evidence.signing import Checker
 
 Found = tuple[str, dict[str, Any], str]  # (key, manifest, SHA-256 of its bytes)
 

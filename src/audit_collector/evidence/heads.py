@@ -25,9 +25,9 @@ import hashlib
 import json
 from typing import Any
 
-from . import __version__
-from .dates import iso, utc_date
-from .signing import Checker, Signer, decode_signature, encode_signature
+from audit_collector import __version__
+from audit_collector.dates import iso, utc_date
+from audit_collector.evidence.signing import Checker, Signer, decode_signature, encode_signature
 
 FORMAT = 1
 CHAIN_FOLDER = "_chain"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from .errors import ConfigError
+from audit_collector.errors import ConfigError
 
 SECRET_MAX_AGE_SECONDS = 300
 

@@ -3,7 +3,7 @@
 Each async built-in is its sync twin's decision with an awaited wait: the class adds nothing but the
 ``AsyncRetryHandler`` mix-in, so which errors are retried and how long to wait stay in ``http_retry``.
 A subclass may override the sync ``_can_retry`` only (as the SDK's sync example does) or the
-async ``_can_retry_async`` (as its async one does). Import these from ``audit_collector.http_retry``.
+async ``_can_retry_async`` (as its async one does). Import these from ``audit_collector.http.retry``.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Unpack
 
-from .http_retry import (
+from audit_collector.http.clock import TimeSource
+from audit_collector.http.retry import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
     RetryHandler,
     RetryQuestion,
     ServerErrorRetryHandler,
-    TimeSource,
     builtin_set,
 )
 

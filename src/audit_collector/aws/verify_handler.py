@@ -16,13 +16,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import providers
-from .archive import ArchiveWriter, normalize_prefix
-from .emf import metric_line
-from .errors import ConfigError
-from .signing import Checker, KmsChecker
-from .state import CheckpointStore
-from .verify import Report, verify_archive
+from audit_collector import providers
+from audit_collector.emf import metric_line
+from audit_collector.errors import ConfigError
+from audit_collector.evidence.signing import Checker, KmsChecker
+from audit_collector.storage.archive import ArchiveWriter, normalize_prefix
+from audit_collector.storage.state import CheckpointStore
+from audit_collector.verify.check import verify_archive
+from audit_collector.verify.report import Report
 
 FINDINGS_METRIC = "VerifyFindings"
 
@@ -95,8 +96,8 @@ def emit(report: Report, now: float) -> None:
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     """The schedule's entry point. Returns the report; findings do not fail the invocation (the
     alarm on the metric reports them), errors reading the archive do."""
-    from .archive import S3Archive
-    from .state import DynamoDBStore
+    from audit_collector.storage.archive import S3Archive
+    from audit_collector.storage.state import DynamoDBStore
 
     target = Target.from_event(event)
     now = time.time()

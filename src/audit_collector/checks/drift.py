@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .archive import META_FOLDER, ArchiveWriter, decode_object
-from .dates import utc_date
-from .emf import metric_line
+from audit_collector.dates import utc_date
+from audit_collector.emf import metric_line
+from audit_collector.storage.archive import META_FOLDER, ArchiveWriter, decode_object
 
 log = logging.getLogger(__name__)
 

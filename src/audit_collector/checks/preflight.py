@@ -65,8 +65,8 @@ def storage_checks(
     """The state table and the archive: reachable, paired, and the bucket configured as deployed.
     ``object_lock_mode`` (NONE, GOVERNANCE, COMPLIANCE) and ``kms_key_arn`` ("" for SSE-S3): what the
     deployment asked for; None: not known, the bucket's settings are only reported."""
-    from .archive import marker_key
-    from .wiring import STATE_STORE_MARKER
+    from audit_collector.storage.archive import marker_key
+    from audit_collector.wiring import STATE_STORE_MARKER
 
     checks = []
     mine = store.describe()

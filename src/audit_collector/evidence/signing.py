@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import ConfigError
+from audit_collector.errors import ConfigError
 
 ED25519 = "ED25519"
 ECDSA_SHA_256 = "ECDSA_SHA_256"
