@@ -15,7 +15,7 @@ import pytest
 
 from audit_collector import providers
 from audit_collector.collector import BackfillRequest, Settings
-from audit_collector.collector.sweep import QUEUE_LIMIT, TURN_PAGES, enqueue
+from audit_collector.collector.queue import QUEUE_LIMIT, TURN_PAGES, enqueue
 from audit_collector.emulator import Emulator, FaultPlan
 from audit_collector.evidence.signing import Ed25519Signer, PublicKeyChecker, generate_key
 from audit_collector.storage.archive import LocalArchive

@@ -53,7 +53,7 @@ def test_a_provider_alone_is_enabled_with_its_own_defaults(name, fakeaudit):
     enabled = config.providers[name]
     assert enabled.secret_id == f"audit/{name}" and enabled.base_url == descriptor.default_base_url
     assert enabled.options == {o.name: f"{o.name}-value" for o in descriptor.options if o.required}
-    settings = config.settings(name).for_provider(descriptor)
+    settings = descriptor.fill(config.settings(name))
     assert settings.calls_per_minute == descriptor.calls_per_minute  # its own pace, nobody else's
     assert settings.page_limit == descriptor.largest_page and settings.pacing_burst == descriptor.pacing_burst
     assert settings.backfill_slices == descriptor.backfill_concurrency

@@ -13,7 +13,7 @@ from moto import mock_aws
 
 from audit_collector import providers
 from audit_collector.collector import Settings
-from audit_collector.collector.sweep import lateness_bucket
+from audit_collector.collector.result import lateness_bucket
 from audit_collector.emulator import Emulator
 from audit_collector.storage.archive import LocalArchive, S3Archive
 from audit_collector.storage.state import DynamoDBStore, FileStore

@@ -41,7 +41,7 @@ def build_source(
     user_agent_suffix: str | None = None,
 ) -> Source:
     """The provider's strategy over clients that retry every transient fault and share one pacer."""
-    settings = settings.for_provider(descriptor)
+    settings = descriptor.fill(settings)
     options = dict(options or {})
     missing = [o for o in descriptor.options if o.required and not options.get(o.name)]
     if missing:

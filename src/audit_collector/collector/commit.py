@@ -17,13 +17,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from audit_collector.collector.jobs import LIVE, Job, jobs_of
+from audit_collector.collector.queue import enqueue, pass_id, without
 from audit_collector.dates import utc_date
 from audit_collector.errors import WriteRefused
 from audit_collector.evidence import heads, manifest
 from audit_collector.storage.archive import manifest_key, object_key
 
 if TYPE_CHECKING:
-    from audit_collector.collector.loop import Run
+    from audit_collector.collector.run import Run
 
 UNSIGNED_LIMIT = 64  # manifests a checkpoint lists before the head is signed mid-run
 
@@ -56,9 +57,6 @@ def commit_pending(run: Run) -> None:
     pending = run.document.get("pending")
     if not pending:
         return
-    from audit_collector.collector.sweep import commit as commit_pass
-    from audit_collector.collector.sweep import enqueue
-
     with run.chain_lock:
         if pending["kind"] == "sweep":
             commit_pass(run, pending)
@@ -93,6 +91,28 @@ def commit_pending(run: Run) -> None:
             run.sweep_given_up += dropped
             fields["sweep_queue"] = queue
         commit_manifest(run, pending, document, job, **fields)
+
+
+def commit_pass(run: Run, pending: dict[str, Any]) -> None:
+    """Write a finished pass's manifest (named in ``pending``) and the checkpoint that commits it."""
+    job_id, start, end = pending["entry"]
+    queue = list(run.document.get("sweep_queue") or [])
+    entry = next(e for e in queue if (e["job"], e["start"], e["end"]) == (job_id, start, end))
+    state = entry["pass"]
+    job = Job.from_dict(pass_id(entry, pending["age"]), state["job"])
+    document = manifest.build(
+        provider=run.descriptor.name,
+        job=job_id,
+        window=pass_id(entry, pending["age"]),
+        start=start,
+        end=end,
+        unit=run.descriptor.units_per_second,
+        parts=sorted(job.parts, key=lambda p: p["key"]),
+        chain=run.chain(),
+        written_at=run.clock.time(),
+        sweep={"after_seconds": pending["age"], "ages": [a for a in entry["ages"] if a <= pending["age"]]},
+    )
+    commit_manifest(run, pending, document, sweep_queue=without(queue, entry, pending["age"]))
 
 
 def commit_manifest(run: Run, pending: dict[str, Any], document: dict[str, Any], *jobs: Job, **fields: Any) -> None:
@@ -165,8 +185,3 @@ def sign_head(run: Run) -> None:
     run.writes = 0
     if unsigned:
         run.save_jobs(unsigned=None)
-
-
-def pass_id(entry: dict[str, Any], age: float) -> str:
-    """A late-event pass's name: its stretch and its age (the stem of its parts and its manifest)."""
-    return f"{entry['start']}-{entry['end']}-s{int(age)}"

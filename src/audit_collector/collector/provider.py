@@ -1,24 +1,32 @@
-"""What is true of one audit API, in one value: the only place the rest of the house learns it.
+"""What a provider plugs into the collector: its facts (``Descriptor``), its strategy (``Source``, over
+typed ``Window``s) and the one door to the archive and the checkpoint a source has (``WindowContext``).
 
-A provider package (``providers/<name>/``) builds one ``Descriptor``; the registry
-(``providers/__init__``) lists them. The collector, config, invocation, CLI, demo and query read
-every provider-specific fact from here, so a new source never inherits another one's pace,
-secret, time unit or page size by accident: a missing fact is a ``TypeError`` at import.
+The facts are the only place the rest of the house learns an API. A provider package
+(``providers/<name>/``) builds one ``Descriptor``; the registry (``providers/__init__``) lists them.
+The collector, config, invocation, CLI, demo and query read every provider-specific fact from here,
+so a new source never inherits another one's pace, secret, time unit or page size by accident: a
+missing fact is a ``TypeError`` at import.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+from audit_collector.collector.settings import Settings
+from audit_collector.errors import ConfigError
 
 if TYPE_CHECKING:
-    from audit_collector.collector.source import Source, Window
+    from audit_collector.collector.jobs import Job
+    from audit_collector.collector.settings import Budget
     from audit_collector.http.clock import Clock, RequestPacer
     from audit_collector.http.retry import RetryHandler
+    from audit_collector.storage.archive import ObjectBuffer
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
 
@@ -125,6 +133,19 @@ class Descriptor:
     # None: its events have no OCSF form.
     ocsf_mapping: Path | None = None
 
+    def fill(self, settings: Settings) -> Settings:
+        """``settings`` with every ``None`` filled in from this API's facts; refuses what the API would refuse."""
+        page_limit = settings.page_limit or self.largest_page
+        if not 1 <= page_limit <= self.largest_page:
+            raise ConfigError(f"the page limit for {self.name} must be from 1 to {self.largest_page}")
+        return dataclasses.replace(
+            settings,
+            page_limit=page_limit,
+            calls_per_minute=settings.calls_per_minute or self.calls_per_minute,
+            pacing_burst=settings.pacing_burst or self.pacing_burst,
+            backfill_slices=settings.backfill_slices or self.backfill_concurrency,
+        )
+
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):
             raise ValueError(f"provider name {self.name!r} must be lower case letters, digits and _")
@@ -189,3 +210,82 @@ class Descriptor:
     def event_date(self, event: Mapping[str, Any]) -> str:
         """The event's UTC date: its archive partition."""
         return datetime.fromtimestamp(self.event_seconds(event), UTC).strftime("%Y-%m-%d")
+
+
+class Window(Protocol):
+    """A stretch of one job that is collected as a unit and closes with one checkpoint."""
+
+    @property
+    def id(self) -> str:
+        """Deterministic: the stem of the window's object names."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The checkpoint's form (JSON)."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Window:
+        """Read back what ``to_dict`` gave."""
+
+    def archived_until(self) -> int | None:
+        """Everything of the window before this instant is archived (None: unknown until it closes)."""
+
+
+class Source(Protocol):
+    """One provider's ordering strategy, over one API client."""
+
+    descriptor: Descriptor
+
+    def plan(self, job: Job, start: int, end: int | None, horizon: int) -> Window | None:
+        """The window to collect next from ``start`` (up to ``end``, never past ``horizon``, the
+        settled present), or None when nothing is due yet."""
+
+    def collect(self, window: Window, ctx: WindowContext) -> bool:
+        """Collect ``window``: True when it closed, False when the budget stopped it (the
+        checkpoint then says where the next run picks up)."""
+
+    def fork(self) -> Source:
+        """Another source for a job collected at the same time (its own client, the same pacer)."""
+
+    def stats(self) -> dict[str, int]:
+        """The client's ``requests``, ``retries`` and ``rate_limited`` counters."""
+
+    def clock_skew(self) -> float | None:
+        """How many seconds this host's clock is ahead of the API's, from the last response's
+        ``Date`` (None before the first). Optional: a source without it is not checked."""
+
+
+class WindowContext(Protocol):
+    """What a source may do while it collects one window: read the settings and the budget, fill
+    buffers, write parts, save the window's progress, and close it. The collector hands a job's
+    windows one (``context.JobContext``) and the late-event sweep's passes another
+    (``sweep.SweepContext``); a source cannot tell them apart."""
+
+    job: Job
+    settings: Settings
+    budget: Budget
+    page_limit: int
+
+    @property
+    def saved(self) -> bool:
+        """Whether the checkpoint already holds the window open (a resumed window)."""
+
+    def new_buffer(self) -> ObjectBuffer:
+        """An empty part, sized by the settings."""
+
+    def key(self, dt: str, window: Window, part: int) -> str:
+        """The deterministic name of the window's ``part`` under the date ``dt``."""
+
+    def write(self, dt: str, window: Window, part: int, buffer: ObjectBuffer) -> None:
+        """The part's object; the window must have been saved first (``save``)."""
+
+    def blank(self, dt: str, window: Window, part: int) -> None:
+        """Overwrite a part a restarted window no longer fills with an empty object."""
+
+    def save(self, window: Window) -> None:
+        """The window's progress, so the next run resumes it where this one stopped."""
+
+    def close(self, watermark: int) -> None:
+        """The window is archived whole: its manifest, then the job moves past it."""
+
+    def page_fetched(self, events: int) -> None:
+        """Count a page (progress, metrics)."""

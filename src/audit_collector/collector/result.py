@@ -1,7 +1,9 @@
-"""What one run did (``RunResult``, as the handler returns it), and what a progress callback sees."""
+"""What one run did (``RunResult``, as the handler returns it; ``SweepReport``, the late-event sweep's
+part of it), and what a progress callback sees."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,3 +64,45 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
+
+
+# How late a late event was, at least: from its own time to when its window closed.
+LATENESS_BUCKETS = ((300, "under_5m"), (1800, "5m_30m"), (7200, "30m_2h"), (86400, "2h_24h"))
+
+
+@dataclass
+class SweepReport:
+    """What the sweep did in one run: the handler publishes ``given_up`` and ``overdue``, which the stack alarms on."""
+
+    passes: int = 0  # passes finished
+    calls: int = 0  # pages asked for
+    late_events: int = 0
+    given_up: int = 0  # passes that will never run (LateEventsUnchecked)
+    overdue: int = 0  # passes due for over an hour, still waiting (SweepOverdue)
+    waiting: int = 0  # passes due and not finished when the run ended
+    queued: int = 0  # queue entries after the run
+    lateness: Counter = field(default_factory=Counter)  # bucket -> events
+
+    @property
+    def complete(self) -> bool:
+        return self.waiting == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "passes": self.passes,
+            "calls": self.calls,
+            "late_events": self.late_events,
+            "given_up": self.given_up,
+            "overdue": self.overdue,
+            "waiting": self.waiting,
+            "queued": self.queued,
+            "lateness": dict(self.lateness),
+            "complete": self.complete,
+        }
+
+
+def lateness_bucket(seconds: float) -> str:
+    for limit, name in LATENESS_BUCKETS:
+        if seconds < limit:
+            return name
+    return "over_24h"

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
-from audit_collector.collector.provider import Descriptor
-from audit_collector.errors import BudgetExhausted, ConfigError
+from audit_collector.errors import BudgetExhausted
 from audit_collector.http.clock import Clock
 from audit_collector.storage.archive import DEFAULT_MAX_OBJECT_BYTES
 
@@ -14,7 +12,7 @@ from audit_collector.storage.archive import DEFAULT_MAX_OBJECT_BYTES
 @dataclass(frozen=True)
 class Settings:
     """Tunables of one provider's run, with the defaults the Lambda uses. ``None`` fields take the
-    provider's own value from its descriptor (``for_provider``)."""
+    provider's own value from its descriptor (``Descriptor.fill``)."""
 
     settle_seconds: int = 120
     initial_lookback_days: float = 7
@@ -33,19 +31,6 @@ class Settings:
     sweep_after_seconds: tuple[float, ...] = ()
     sweep_share: float = 0.25
     sweep_seconds: float = 120.0
-
-    def for_provider(self, descriptor: Descriptor) -> Settings:
-        """Every ``None`` filled in from the descriptor; refuses what the API would refuse."""
-        page_limit = self.page_limit or descriptor.largest_page
-        if not 1 <= page_limit <= descriptor.largest_page:
-            raise ConfigError(f"the page limit for {descriptor.name} must be from 1 to {descriptor.largest_page}")
-        return dataclasses.replace(
-            self,
-            page_limit=page_limit,
-            calls_per_minute=self.calls_per_minute or descriptor.calls_per_minute,
-            pacing_burst=self.pacing_burst or descriptor.pacing_burst,
-            backfill_slices=self.backfill_slices or descriptor.backfill_concurrency,
-        )
 
 
 class Budget:

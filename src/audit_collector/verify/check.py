@@ -36,9 +36,9 @@ from typing import Any
 
 import msgspec
 
-from audit_collector.collector.commit import pass_id
 from audit_collector.collector.jobs import jobs_of, merge, subtract
 from audit_collector.collector.provider import Descriptor
+from audit_collector.collector.queue import pass_id
 from audit_collector.dates import iso
 from audit_collector.evidence import manifest as manifests
 from audit_collector.evidence.signing import Checker
