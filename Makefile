@@ -40,6 +40,7 @@ crash-points: $(STAMP)
 	CRASH_POINTS=all $(PY) -m pytest -q -p no:logging -s tests/test_crash_points.py
 
 lint: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 

@@ -25,7 +25,8 @@ from audit_collector import providers
 from audit_collector.collector import Budget, Settings
 from audit_collector.emulator import Emulator, asana_events, make_org, slack_events
 from audit_collector.http_retry import Clock
-from audit_collector.storage.archive import LocalArchive, decode_object
+from audit_collector.storage.archive import decode_object
+from audit_collector.storage.local import LocalArchive
 from audit_collector.storage.state import FileStore
 from audit_collector.wiring import collect_provider
 

@@ -15,7 +15,10 @@ from moto import mock_aws
 
 from audit_collector.errors import ArchiveError
 from audit_collector.json_text import PageReader, encode_line, parse_json
-from audit_collector.storage.archive import EMPTY_GZIP, LocalArchive, ObjectBuffer, S3Archive, decode_object, object_key
+from audit_collector.storage.archive import EMPTY_GZIP, ObjectBuffer, decode_object
+from audit_collector.storage.keys import object_key
+from audit_collector.storage.local import LocalArchive
+from audit_collector.storage.s3 import S3Archive
 
 AWKWARD = {
     "big": 123456789012345678901234567890,  # beyond 64 bits

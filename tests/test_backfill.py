@@ -16,7 +16,7 @@ from audit_collector.collector.jobs import Job, subtract
 from audit_collector.emulator import Emulator, asana_events
 from audit_collector.errors import ConfigError
 from audit_collector.http_retry import RequestPacer
-from audit_collector.storage.archive import LocalArchive
+from audit_collector.storage.local import LocalArchive
 from audit_collector.storage.state import FileStore
 
 from .support import FakeClock, SlowClock, add_history, assert_exactly_once, run_once

@@ -13,7 +13,7 @@ import pytest
 from audit_collector.collector import Settings
 from audit_collector.emulator import Emulator
 from audit_collector.errors import ApiError
-from audit_collector.storage.archive import LocalArchive
+from audit_collector.storage.local import LocalArchive
 from audit_collector.storage.state import FileStore
 
 from .support import FakeClock, archived, live_watermark, run_once, written

@@ -19,7 +19,7 @@ from audit_collector.collector import loop as collector_loop
 from audit_collector.collector.backfill import FINISHED_KEPT, compact, plan_backfill
 from audit_collector.collector.jobs import LIVE, Job, jobs_of, merge, subtract, taken_by_others
 from audit_collector.emulator import Emulator
-from audit_collector.storage.archive import LocalArchive
+from audit_collector.storage.local import LocalArchive
 from audit_collector.storage.state import FileStore
 
 from .support import FakeClock, add_history, assert_exactly_once, run_once

@@ -17,7 +17,8 @@ from moto import mock_aws
 
 from audit_collector import cli
 from audit_collector.emulator import Emulator, asana_events, slack_events
-from audit_collector.storage.archive import LocalArchive, S3Archive
+from audit_collector.storage.local import LocalArchive
+from audit_collector.storage.s3 import S3Archive
 
 from .support import BUCKET, ROOT, TABLE, assert_exactly_once, create_aws_resources
 

@@ -22,7 +22,9 @@ from audit_collector.collector import Settings
 from audit_collector.emulator import Emulator, FaultPlan, asana_events, slack_events
 from audit_collector.errors import ApiBodyError
 from audit_collector.providers.asana.source import _one_plain_day, _place
-from audit_collector.storage.archive import LocalArchive, S3Archive, decode_object
+from audit_collector.storage.archive import decode_object
+from audit_collector.storage.local import LocalArchive
+from audit_collector.storage.s3 import S3Archive
 from audit_collector.storage.state import DynamoDBStore, FileStore
 
 from .support import (

@@ -26,7 +26,8 @@ from audit_collector.compaction.local import compact_local, read_markers
 from audit_collector.compaction.rules import CURRENT, day_closed
 from audit_collector.emulator import Emulator, asana_events, make_org, slack_events
 from audit_collector.query import connect
-from audit_collector.storage.archive import LocalArchive, _gzip
+from audit_collector.storage.archive import _gzip
+from audit_collector.storage.local import LocalArchive
 from audit_collector.storage.state import FileStore
 
 from .support import Crash, FakeClock, add_history, run_once

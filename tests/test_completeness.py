@@ -18,7 +18,7 @@ from audit_collector.collector import BackfillRequest, Settings
 from audit_collector.collector.queue import QUEUE_LIMIT, TURN_PAGES, enqueue
 from audit_collector.emulator import Emulator, FaultPlan
 from audit_collector.evidence.signing import Ed25519Signer, PublicKeyChecker, generate_key
-from audit_collector.storage.archive import LocalArchive
+from audit_collector.storage.local import LocalArchive
 from audit_collector.storage.state import FileStore
 from audit_collector.verify.check import verify_archive
 

@@ -33,7 +33,7 @@ from audit_collector import providers
 from audit_collector.collector import BackfillRequest, Settings
 from audit_collector.emulator import Emulator
 from audit_collector.evidence.signing import Ed25519Signer, PublicKeyChecker, generate_key
-from audit_collector.storage.archive import S3Archive
+from audit_collector.storage.s3 import S3Archive
 from audit_collector.storage.state import DynamoDBStore
 from audit_collector.verify.check import verify_archive
 

@@ -22,7 +22,7 @@ from moto import mock_aws
 
 from audit_collector.aws import handler
 from audit_collector.emulator import Emulator, asana_events, slack_events
-from audit_collector.storage.archive import S3Archive
+from audit_collector.storage.s3 import S3Archive
 
 from .iam_ledger import Ledger, recording
 from .stack import REGION, Deployment, Stack, deploy

@@ -13,7 +13,9 @@ from audit_collector import providers
 from audit_collector.emulator import Emulator, asana_events
 from audit_collector.emulator import server as emulator_server
 from audit_collector.errors import ArchiveError
-from audit_collector.storage.archive import LocalArchive, ObjectBuffer, object_key
+from audit_collector.storage.archive import ObjectBuffer
+from audit_collector.storage.keys import object_key
+from audit_collector.storage.local import LocalArchive
 from audit_collector.wiring import watch_drift
 
 from .support import FakeClock

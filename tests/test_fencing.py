@@ -18,7 +18,8 @@ import pytest
 from audit_collector.collector import Settings
 from audit_collector.emulator import Emulator
 from audit_collector.errors import LeaseLost
-from audit_collector.storage.archive import EMPTY_GZIP, LocalArchive
+from audit_collector.storage.archive import EMPTY_GZIP
+from audit_collector.storage.local import LocalArchive
 from audit_collector.storage.state import FileStore
 
 from .support import FakeClock, Gate, GatedArchive, GatedStore, assert_exactly_once, run_once

@@ -20,7 +20,7 @@ from audit_collector.aws.tokens import TokenError, parse_secret_value
 from audit_collector.emulator import Emulator, asana_events, slack_events
 from audit_collector.errors import ConfigError
 from audit_collector.http_retry import SystemClock
-from audit_collector.storage.archive import S3Archive
+from audit_collector.storage.s3 import S3Archive
 from audit_collector.storage.state import DynamoDBStore
 
 from .support import BUCKET, TABLE, FakeContext, assert_exactly_once, create_aws_resources

@@ -19,7 +19,7 @@ from audit_collector.emulator import Emulator
 from audit_collector.http_retry import SystemClock
 from audit_collector.providers.asana.preflight import STATUS_MESSAGES
 from audit_collector.providers.slack.preflight import ERROR_MESSAGES
-from audit_collector.storage.archive import S3Archive
+from audit_collector.storage.s3 import S3Archive
 from audit_collector.storage.state import DynamoDBStore
 from audit_collector.wiring import check_provider
 

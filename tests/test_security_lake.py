@@ -20,7 +20,7 @@ from audit_collector.errors import ArchiveError, ConfigError
 from audit_collector.ocsf import lake, validate
 from audit_collector.ocsf.classes import CLASSES
 from audit_collector.ocsf.lake import LakeTarget, export_local, schema
-from audit_collector.storage.archive import LocalArchive
+from audit_collector.storage.local import LocalArchive
 
 from .parquet_pages import pages
 from .support import Crash

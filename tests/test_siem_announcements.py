@@ -133,7 +133,7 @@ def announced(org):
 
 
 def s3_archive(s3, bucket):
-    from audit_collector.storage.archive import S3Archive
+    from audit_collector.storage.s3 import S3Archive
 
     return S3Archive(bucket, client=s3)
 

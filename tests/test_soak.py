@@ -22,7 +22,7 @@ from moto import mock_aws
 from audit_collector.collector import Settings
 from audit_collector.emulator import Emulator, FaultPlan, asana_events, slack_events
 from audit_collector.emulator.stores import served_text
-from audit_collector.storage.archive import S3Archive
+from audit_collector.storage.s3 import S3Archive
 from audit_collector.storage.state import DynamoDBStore
 
 from .support import (

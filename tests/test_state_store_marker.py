@@ -14,7 +14,8 @@ from audit_collector import cli
 from audit_collector.aws import handler
 from audit_collector.emulator import Emulator, slack_events
 from audit_collector.errors import StateStoreMismatch
-from audit_collector.storage.archive import LocalArchive, S3Archive
+from audit_collector.storage.local import LocalArchive
+from audit_collector.storage.s3 import S3Archive
 from audit_collector.storage.state import DynamoDBStore, FileStore
 from audit_collector.wiring import check_state_store
 

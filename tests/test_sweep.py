@@ -15,7 +15,8 @@ from audit_collector import providers
 from audit_collector.collector import Settings
 from audit_collector.collector.result import lateness_bucket
 from audit_collector.emulator import Emulator
-from audit_collector.storage.archive import LocalArchive, S3Archive
+from audit_collector.storage.local import LocalArchive
+from audit_collector.storage.s3 import S3Archive
 from audit_collector.storage.state import DynamoDBStore, FileStore
 from audit_collector.verify.check import verify_archive
 

@@ -15,7 +15,7 @@ from audit_collector.aws.config import environment_variables
 from audit_collector.aws.invocation import parse_invocation
 from audit_collector.emulator import Emulator
 from audit_collector.errors import ConfigError
-from audit_collector.storage.archive import LocalArchive
+from audit_collector.storage.local import LocalArchive
 from audit_collector.storage.state import FileStore
 
 from .support import ROOT, FakeClock, load_template, run_once

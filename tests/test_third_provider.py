@@ -23,7 +23,9 @@ from audit_collector.aws import handler
 from audit_collector.collector import BackfillRequest, Budget, Settings
 from audit_collector.collector.jobs import subtract
 from audit_collector.errors import ConfigError
-from audit_collector.storage.archive import ArchiveWriter, LocalArchive, S3Archive
+from audit_collector.storage.archive import ArchiveWriter
+from audit_collector.storage.local import LocalArchive
+from audit_collector.storage.s3 import S3Archive
 from audit_collector.storage.state import DynamoDBStore, FileStore
 from audit_collector.wiring import collect_provider
 

@@ -18,7 +18,9 @@ from audit_collector import cli, providers
 from audit_collector.collector import BackfillRequest, Settings
 from audit_collector.emulator import Emulator
 from audit_collector.evidence import manifest
-from audit_collector.storage.archive import EMPTY_GZIP, LocalArchive, S3Archive, _gzip, decode_object
+from audit_collector.storage.archive import EMPTY_GZIP, _gzip, decode_object
+from audit_collector.storage.local import LocalArchive
+from audit_collector.storage.s3 import S3Archive
 from audit_collector.storage.state import DynamoDBStore, FileStore
 from audit_collector.verify.check import verify_archive
 

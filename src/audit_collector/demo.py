@@ -24,7 +24,8 @@ from audit_collector.emulator import EmulatedApi, Emulator, FaultPlan, make_org
 from audit_collector.errors import ConfigError
 from audit_collector.evidence.signing import Ed25519Signer, generate_key
 from audit_collector.http.clock import SystemClock
-from audit_collector.storage.archive import LocalArchive, decode_object
+from audit_collector.storage.archive import decode_object
+from audit_collector.storage.local import LocalArchive
 from audit_collector.storage.state import FileStore
 from audit_collector.wiring import collect_provider
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from audit_collector import providers
-from audit_collector.storage.archive import MANIFEST_FOLDER
+from audit_collector.storage.keys import MANIFEST_FOLDER
 
 
 def connect(archive_root: str | Path, prefix: str = "") -> Any:

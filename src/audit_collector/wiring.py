@@ -23,7 +23,8 @@ from audit_collector.errors import ConfigError, StateStoreMismatch
 from audit_collector.evidence.signing import Signer
 from audit_collector.http.clock import Clock, RequestPacer
 from audit_collector.http.retry import all_builtin_retry_handlers
-from audit_collector.storage.archive import ArchiveWriter, marker_key
+from audit_collector.storage.archive import ArchiveWriter
+from audit_collector.storage.keys import STATE_STORE_MARKER, marker_key
 from audit_collector.storage.state import CheckpointStore
 
 # Transient faults get several tries before a run gives up and leaves its checkpoint for the next.
@@ -62,9 +63,6 @@ def build_source(
         user_agent_suffix=user_agent_suffix,
     )
     return descriptor.build_source(client, options)
-
-
-STATE_STORE_MARKER = "state-store.json"
 
 
 def check_state_store(archive: ArchiveWriter, prefix: str, store: CheckpointStore) -> str:

@@ -18,7 +18,7 @@ from audit_collector import providers
 from audit_collector.collector import Settings
 from audit_collector.collector.provider import Descriptor
 from audit_collector.errors import ConfigError
-from audit_collector.storage.archive import normalize_prefix
+from audit_collector.storage.keys import normalize_prefix
 
 # The variables every deployment reads, with their defaults (None: required, or optional without one).
 COMMON_VARIABLES: dict[str, str | None] = {

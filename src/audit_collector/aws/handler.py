@@ -21,7 +21,7 @@ from audit_collector.collector import BackfillRequest, Budget, RunResult
 from audit_collector.errors import AuditCollectorError
 from audit_collector.evidence.signing import KmsSigner
 from audit_collector.http.clock import Clock, SystemClock
-from audit_collector.storage.archive import S3Archive
+from audit_collector.storage.s3 import S3Archive
 from audit_collector.storage.state import DynamoDBStore
 from audit_collector.wiring import collect_provider
 

@@ -20,7 +20,8 @@ from audit_collector import providers
 from audit_collector.emf import metric_line
 from audit_collector.errors import ConfigError
 from audit_collector.evidence.signing import Checker, KmsChecker
-from audit_collector.storage.archive import ArchiveWriter, normalize_prefix
+from audit_collector.storage.archive import ArchiveWriter
+from audit_collector.storage.keys import normalize_prefix
 from audit_collector.storage.state import CheckpointStore
 from audit_collector.verify.check import verify_archive
 from audit_collector.verify.report import Report
@@ -96,7 +97,7 @@ def emit(report: Report, now: float) -> None:
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     """The schedule's entry point. Returns the report; findings do not fail the invocation (the
     alarm on the metric reports them), errors reading the archive do."""
-    from audit_collector.storage.archive import S3Archive
+    from audit_collector.storage.s3 import S3Archive
     from audit_collector.storage.state import DynamoDBStore
 
     target = Target.from_event(event)

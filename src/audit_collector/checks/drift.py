@@ -23,7 +23,8 @@ from typing import Any
 
 from audit_collector.dates import utc_date
 from audit_collector.emf import metric_line
-from audit_collector.storage.archive import META_FOLDER, ArchiveWriter, decode_object
+from audit_collector.storage.archive import ArchiveWriter, decode_object
+from audit_collector.storage.keys import META_FOLDER
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from audit_collector.storage.keys import STATE_STORE_MARKER, marker_key
+
 # The host may be this far from the API's clock before the check says so (the settle lag absorbs
 # less than this; a larger skew also breaks request signing with AWS).
 CLOCK_TOLERANCE_SECONDS = 30.0
@@ -65,13 +67,10 @@ def storage_checks(
     """The state table and the archive: reachable, paired, and the bucket configured as deployed.
     ``object_lock_mode`` (NONE, GOVERNANCE, COMPLIANCE) and ``kms_key_arn`` ("" for SSE-S3): what the
     deployment asked for; None: not known, the bucket's settings are only reported."""
-    from audit_collector.storage.archive import marker_key
-    from audit_collector.wiring import STATE_STORE_MARKER
-
     checks = []
     mine = store.describe()
     try:
-        store.read("slack")  # any provider's record: one GetItem
+        store.read("preflight")  # any record (none is called so): one GetItem
         checks.append(Check("storage", "state store", True, f"{mine} answers"))
     except Exception as exc:
         checks.append(Check("storage", "state store", False, f"cannot read {mine}: {_short(exc)}"))

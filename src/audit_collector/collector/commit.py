@@ -21,7 +21,7 @@ from audit_collector.collector.queue import enqueue, pass_id, without
 from audit_collector.dates import utc_date
 from audit_collector.errors import WriteRefused
 from audit_collector.evidence import heads, manifest
-from audit_collector.storage.archive import manifest_key, object_key
+from audit_collector.storage.keys import head_key, manifest_key, object_key
 
 if TYPE_CHECKING:
     from audit_collector.collector.run import Run
@@ -175,7 +175,7 @@ def sign_head(run: Run) -> None:
         signed_at=now,
     )
     body = heads.encode(heads.sign(payload, run.signer))
-    key = heads.head_key(run.prefix, run.descriptor.name, chain["count"], now)
+    key = head_key(run.prefix, run.descriptor.name, chain["count"], now)
     run.renew()
     try:
         run.archive.put(key, body, replaces=None)  # never replaced: a head, once written, stands

@@ -13,7 +13,8 @@ from audit_collector.collector.provider import Source, Window
 from audit_collector.collector.run import Run
 from audit_collector.collector.settings import Budget
 from audit_collector.evidence import manifest
-from audit_collector.storage.archive import ObjectBuffer, object_key
+from audit_collector.storage.archive import ObjectBuffer
+from audit_collector.storage.keys import object_key
 
 
 class JobContext:

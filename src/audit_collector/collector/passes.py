@@ -13,7 +13,8 @@ from audit_collector.collector.queue import pass_id, save_entry
 from audit_collector.collector.result import SweepReport, lateness_bucket
 from audit_collector.collector.settings import Budget
 from audit_collector.evidence import manifest as manifests
-from audit_collector.storage.archive import ObjectBuffer, object_key
+from audit_collector.storage.archive import ObjectBuffer
+from audit_collector.storage.keys import object_key
 
 if TYPE_CHECKING:
     from audit_collector.collector.provider import Window

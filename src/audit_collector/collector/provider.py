@@ -67,6 +67,11 @@ class Extracted:
     sql: str
 
 
+def scalar(path: str) -> str:
+    """For ``Extracted.sql``: a field of the archived event (``line``, its JSON text) as a string, in both engines."""
+    return f"json_extract_scalar(line, '$.{path}')"
+
+
 @dataclass(frozen=True)
 class ClientSettings:
     """How the wiring wants a provider's client built: every client of one run shares the pacer."""

@@ -52,7 +52,8 @@ from audit_collector.collector.result import SweepReport
 from audit_collector.collector.settings import Budget
 from audit_collector.dates import utc_date
 from audit_collector.errors import ApiError, BudgetExhausted
-from audit_collector.storage.archive import decode_object, manifest_key, name_bounds, object_window
+from audit_collector.storage.archive import decode_object
+from audit_collector.storage.keys import manifest_key, name_bounds, object_window
 
 if TYPE_CHECKING:
     from audit_collector.collector.run import Run

@@ -30,11 +30,6 @@ _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _LOCATION = re.compile(r"^[A-Za-z0-9:/._=+\-]+$")
 
 
-def scalar(path: str) -> str:
-    """A field of the archived event (``line``, its JSON text) as a string, in both engines."""
-    return f"json_extract_scalar(line, '$.{path}')"
-
-
 def lines_table(descriptor: Descriptor) -> str:
     return f"{descriptor.table}_lines"
 

@@ -26,32 +26,10 @@ import json
 from typing import Any
 
 from audit_collector import __version__
-from audit_collector.dates import iso, utc_date
+from audit_collector.dates import iso
 from audit_collector.evidence.signing import Checker, Signer, decode_signature, encode_signature
 
 FORMAT = 1
-CHAIN_FOLDER = "_chain"
-
-
-def head_key(prefix: str, provider: str, seq: int, signed_at: float) -> str:
-    return f"{prefix}{CHAIN_FOLDER}/{provider}/dt={utc_date(signed_at)}/{seq:012d}-{round(signed_at * 1000):013d}.json"
-
-
-def heads_folder(prefix: str, provider: str) -> str:
-    return f"{prefix}{CHAIN_FOLDER}/{provider}/"
-
-
-def is_head_key(key: str) -> bool:
-    parts = key.split("/")
-    if len(parts) < 4 or parts[-4] != CHAIN_FOLDER or not parts[-2].startswith("dt="):
-        return False
-    seq, _, millis = parts[-1].removesuffix(".json").partition("-")
-    return parts[-1].endswith(".json") and seq.isdigit() and millis.isdigit()
-
-
-def filed_on(key: str) -> str:
-    """The UTC date a head was signed on, from its key."""
-    return key.rsplit("/", 2)[1].removeprefix("dt=")
 
 
 def build(

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from audit_collector import providers
-from audit_collector.collector.provider import Descriptor
+from audit_collector.collector.provider import Descriptor, scalar
 from audit_collector.compaction import sql
 from audit_collector.compaction.sql import EVENT
 from audit_collector.ocsf import mapping
@@ -56,7 +56,7 @@ class _Provider:
         self.columns = {c.sql: c.name for c in descriptor.compacted_columns}
 
     def path(self, path: str) -> str:
-        return self.columns.get(sql.scalar(path)) or f"json_extract_scalar({EVENT}, '$.{path}')"
+        return self.columns.get(scalar(path)) or f"json_extract_scalar({EVENT}, '$.{path}')"
 
     def source(self, source: Source | None) -> str:
         if source is None:
@@ -67,7 +67,7 @@ class _Provider:
                 f"coalesce(json_extract_scalar(json_extract_scalar({EVENT}, '$.{path}'), '$[0]'), "
                 f"json_extract_scalar({EVENT}, '$.{path}[0]'))"
             )
-        parts = [sql.scalar(p) for p in source.paths]
+        parts = [scalar(p) for p in source.paths]
         whole = f"coalesce({', '.join(parts)})"
         if len(parts) > 1 and source.const is None and whole in self.columns:
             return self.columns[whole]  # a typed column computes exactly this (Slack's entity_id)

@@ -23,6 +23,7 @@ from typing import Any
 
 from audit_collector.evidence import heads as signed_heads
 from audit_collector.evidence.signing import Checker
+from audit_collector.storage.keys import filed_on, heads_folder, is_head_key
 
 Found = tuple[str, dict[str, Any], str]  # (key, manifest, SHA-256 of its bytes)
 
@@ -41,12 +42,12 @@ def read_heads(verifier: Any, checker: Checker | None) -> Heads:
     and the newest): each parsed and, with a checker, its signature checked."""
     out = Heads()
     report, archive, name = verifier.report, verifier.archive, verifier.descriptor.name
-    folder = signed_heads.heads_folder(verifier.prefix, name)
-    keys = sorted(k for k in archive.keys(folder) if signed_heads.is_head_key(k))
+    folder = heads_folder(verifier.prefix, name)
+    keys = sorted(k for k in archive.keys(folder) if is_head_key(k))
     newest = max(keys, key=lambda k: k.rpartition("/")[2], default=None)
     since = verifier.day_before_start()
     for key in keys:
-        if since is not None and signed_heads.filed_on(key) < since and key != newest:
+        if since is not None and filed_on(key) < since and key != newest:
             continue
         try:
             head = signed_heads.parse(archive.get(key), name)

@@ -42,14 +42,8 @@ from audit_collector.collector.queue import pass_id
 from audit_collector.dates import iso
 from audit_collector.evidence import manifest as manifests
 from audit_collector.evidence.signing import Checker
-from audit_collector.storage.archive import (
-    MANIFEST_FOLDER,
-    ArchiveWriter,
-    is_data_key,
-    is_manifest_key,
-    name_bounds,
-    object_window,
-)
+from audit_collector.storage.archive import ArchiveWriter
+from audit_collector.storage.keys import MANIFEST_FOLDER, is_data_key, is_manifest_key, name_bounds, object_window
 from audit_collector.verify.chain import Found, check_chain, read_heads
 from audit_collector.verify.report import ProviderReport, Report
 

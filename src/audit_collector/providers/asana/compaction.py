@@ -6,8 +6,7 @@ event type and is kept as JSON text.
 
 from __future__ import annotations
 
-from audit_collector.collector.provider import Extracted
-from audit_collector.compaction.sql import scalar
+from audit_collector.collector.provider import Extracted, scalar
 
 COLUMNS = (
     Extracted(

@@ -6,8 +6,7 @@ Everything else stays in ``event`` (the archived JSON text, byte for byte), and 
 
 from __future__ import annotations
 
-from audit_collector.collector.provider import Extracted
-from audit_collector.compaction.sql import scalar
+from audit_collector.collector.provider import Extracted, scalar
 
 # Slack names the entity's object after its type ({"type": "channel", "channel": {"id": ...}}).
 ENTITY_TYPES = (

@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction, option_defaults: dict[str, str |
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from audit_collector.checks.preflight import Check, storage_checks
-    from audit_collector.cli import EXIT_FAILED, EXIT_OK, open_archive, open_state, resolve_token, token_present
+    from audit_collector.cli.options import EXIT_FAILED, EXIT_OK, open_archive, open_state, resolve_token, token_present
     from audit_collector.errors import AuditCollectorError, ConfigError
     from audit_collector.http.clock import SystemClock
     from audit_collector.wiring import check_provider
