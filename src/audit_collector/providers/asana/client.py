@@ -16,7 +16,7 @@ from audit_collector.http.base import TransportBase, all_filters
 from audit_collector.http.messages import HttpRequest, HttpResponse
 from audit_collector.http.transport import ApiTransport, describe_body
 from audit_collector.json_text import parse_json
-from audit_collector.providers.asana.models import _EVENTS_PAGE, AsanaApiError, AsanaBodyError, AuditLogEventsPage
+from audit_collector.providers.asana.models import EVENTS_PAGE, AsanaApiError, AsanaBodyError, AuditLogEventsPage
 
 DEFAULT_BASE_URL = "https://app.asana.com/api/1.0/"
 MAX_LIMIT = 100
@@ -179,7 +179,7 @@ def _query(
 
 def to_page(http: HttpResponse) -> AuditLogEventsPage:
     try:
-        page = _EVENTS_PAGE.read(http.body)
+        page = EVENTS_PAGE.read(http.body)
     except ValueError:  # UnicodeDecodeError is one too
         raise AsanaBodyError(
             f"Asana answered HTTP {http.status_code} with a body that is not a JSON object "

@@ -40,7 +40,7 @@ class EventKey(msgspec.Struct):
     created_at: Any = None
 
 
-_EVENTS_PAGE = PageReader("data", EventKey, fields=("next_page", "errors"))
+EVENTS_PAGE = PageReader("data", EventKey, fields=("next_page", "errors"))
 
 
 @dataclasses.dataclass(frozen=True)

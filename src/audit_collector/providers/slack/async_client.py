@@ -17,10 +17,10 @@ from audit_collector.http.async_transport import AsyncApiTransport, mirrors
 from audit_collector.providers.slack.client import (
     DEFAULT_BASE_URL,
     AuditLogsClient,
-    _to_response,
     api_request,
     checked_logs,
     logs_query,
+    to_response,
 )
 from audit_collector.providers.slack.models import AuditLogsResponse
 
@@ -53,4 +53,4 @@ class AsyncAuditLogsClient(AsyncApiTransport):
 
     @mirrors(AuditLogsClient.api_call)
     async def api_call(self, *, path: str, **params: Any) -> AuditLogsResponse:
-        return _to_response(await self.send(api_request(self, path=path, **params)), path=path.strip("/"))
+        return to_response(await self.send(api_request(self, path=path, **params)), path=path.strip("/"))

@@ -19,7 +19,7 @@ from audit_collector.http.messages import HttpRequest, HttpResponse
 from audit_collector.http.transport import ApiTransport, describe_body
 from audit_collector.json_text import Events, parse_json
 from audit_collector.providers.slack.models import (
-    _LOGS_PAGE,
+    LOGS_PAGE,
     AuditLogsApiError,
     AuditLogsBodyError,
     AuditLogsResponse,
@@ -140,7 +140,7 @@ class AuditLogsClient(ApiTransport):
         request = api_request(
             self, http_verb=http_verb, path=path, query_params=query_params, body_params=body_params, headers=headers
         )
-        return _to_response(self.send(request), path=path.strip("/"))
+        return to_response(self.send(request), path=path.strip("/"))
 
 
 # --------------------------------------------------------------------------- shared with the async client
@@ -231,7 +231,7 @@ def _read_body(http: HttpResponse, path: str) -> tuple[dict[str, Any] | None, Ev
         return {}, None, {}
     try:
         if path == "logs":
-            page = _LOGS_PAGE.read(http.body)
+            page = LOGS_PAGE.read(http.body)
             return page.fields, page.events, page.body
         parsed = parse_json(http.body)
     except ValueError:  # UnicodeDecodeError is one too
@@ -239,7 +239,7 @@ def _read_body(http: HttpResponse, path: str) -> tuple[dict[str, Any] | None, Ev
     return (parsed, None, parsed) if isinstance(parsed, dict) else (None, None, None)
 
 
-def _to_response(http: HttpResponse, *, path: str) -> AuditLogsResponse:
+def to_response(http: HttpResponse, *, path: str) -> AuditLogsResponse:
     fields, events, parsed = _read_body(http, path)
     response_args = {"url": http.url, "status_code": http.status_code, "headers": dict(http.headers), "raw": http.body}
     if fields is None:

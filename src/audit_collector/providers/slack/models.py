@@ -72,7 +72,7 @@ class EntryKey(msgspec.Struct):
     date_create: Any = None
 
 
-_LOGS_PAGE = PageReader("entries", EntryKey, fields=("ok", "error", "response_metadata"))
+LOGS_PAGE = PageReader("entries", EntryKey, fields=("ok", "error", "response_metadata"))
 
 
 @dataclasses.dataclass(frozen=True)
