@@ -55,8 +55,9 @@ def demo(*, archive_dir: Path, days: float, users: int, seed: int, fault_rate: f
     # Live collection starts a day back; the days before are a backfill. Not paced: the emulator has
     # no org-wide limit to share (the Lambda paces each API just under its limit).
     settings = Settings(settle_seconds=60, initial_lookback_days=min(1.0, days), http_timeout=10, paced=False)
-    # Up to now: the backfill takes only what live collection does not own already (its first run
-    # started a day back from its own start, a moment after ``now``), so no second falls between.
+    # Up to now: the backfill takes only what live collection does not own already. Live collection
+    # looks back a day from its own start, a moment after ``now``: even a one-day demo backfills
+    # those seconds, or the first events served would be collected by neither.
     backfill_spec = {"start": iso(start), "end": iso(now)}
     started = time.monotonic()
     with Emulator(faults=plan) as emu:
@@ -73,16 +74,18 @@ def demo(*, archive_dir: Path, days: float, users: int, seed: int, fault_rate: f
         print("1. Live collection, as the schedule runs it (the last day):")
         for descriptor, api in demoed:
             print_result(_run(descriptor, api, archive, store, settings, signer=signer))
-        if days > 1:  # live collection covered the last day; the days before are a backfill
+        # Live collection covered its lookback (the last day, counted from when it started); what the
+        # emulator served before that is a backfill, up to where live collection starts, to the unit
+        # (an instant between the two would be collected by neither: verify reports it as a gap).
+        origins = {d.name: store.read(d.name)["checkpoint"]["jobs"]["live"]["ranges"][0][0] for d, _ in demoed}
+        before = [(d, api) for d, api in demoed if origins[d.name] / d.units_per_second > start]
+        if before:
             print(
                 f"\n2. Backfill of the days before ({backfill_spec['start']} .. {backfill_spec['end']}, "
                 "less what live collection owns):"
             )
-            for descriptor, api in demoed:
-                # Up to where live collection starts, to the unit: an instant between the two would
-                # be collected by neither (verify reports it as a gap).
-                live = store.read(descriptor.name)["checkpoint"]["jobs"]["live"]
-                origin = live["ranges"][0][0] / descriptor.units_per_second
+            for descriptor, api in before:
+                origin = origins[descriptor.name] / descriptor.units_per_second
                 spec = {**backfill_spec, "end": datetime.fromtimestamp(origin, UTC).isoformat().replace("+00:00", "Z")}
                 request = parse_backfill(descriptor, spec, now=time.time())
                 bar = ProgressBar(enabled=sys.stderr.isatty())
