@@ -98,7 +98,8 @@ class _Provider:
             branches.append((f"{self.code} IN ({', '.join(_literal(c) for c in codes)})", result))
         return "CASE " + " ".join(f"WHEN {c} THEN {r}" for c, r in branches) + " END"
 
-    def select(self, ocsf: OcsfClass, rules: list[Rule]) -> str:
+    def select(self, ocsf: OcsfClass, rules: list[Rule], source: str | None = None) -> str:
+        """The view's SELECT for one class; ``source`` replaces ``T_all`` (a subquery with its columns)."""
         m = self.mapping
 
         def pick(attr: str):
@@ -145,7 +146,7 @@ class _Provider:
         columns += [(EVENT, "raw_data"), ("dt", "dt")]
         body = ",\n       ".join(f"{expr} AS {name}" for expr, name in columns)
         codes = ", ".join(_literal(r.code) for r in rules)
-        return f"SELECT {body}\nFROM {sql.all_view(self.descriptor)}\nWHERE {self.code} IN ({codes})"
+        return f"SELECT {body}\nFROM {source or sql.all_view(self.descriptor)}\nWHERE {self.code} IN ({codes})"
 
 
 def _attr(rule: Rule, case: Any, attr: str) -> Any:
