@@ -8,6 +8,9 @@ output costs a day (CPU, bytes, objects).
    emulator list; Asana's event types) and of a generated day's events.
 3. A day of 10,000 events per provider written as Security Lake custom sources: CPU, Parquet bytes vs
    the day's raw gzip, objects, pages and row groups within Security Lake's limits.
+4. The same day through the compaction function's path in AWS (ocsf/athena_lake.py, against moto and
+   the DuckDB Athena of tests/athena_duck.py): Athena queries, the bytes they are billed for, and the
+   function's S3 requests and objects per day.
 """
 
 from __future__ import annotations
@@ -154,6 +157,78 @@ def lake_cost(name: str, events: list[dict], work: Path) -> None:
     )
 
 
+ATHENA_USD_PER_TB = 5.0
+ATHENA_MINIMUM = 10 * 10**6  # bytes billed at least, per query
+
+
+def athena_lake_cost(name: str, folder: Path) -> None:
+    """One closed day exported as the compaction function does it, every call counted."""
+    import boto3
+    from moto import mock_aws
+    from tests.athena_duck import DuckAthena
+
+    from audit_collector.aws.compaction_handler import AthenaCompactor, Target
+    from audit_collector.ocsf.athena_lake import AthenaLakeExporter, LakeDestination
+
+    descriptor = providers.get(name)
+    end = int(datetime.fromisoformat(DAY).replace(tzinfo=UTC).timestamp()) + 86400
+    ups = descriptor.units_per_second
+    live = {"ranges": [[(end - 2 * 86400) * ups, None]], "watermark": (end + 600) * ups, "window": None, "meta": {}}
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        for bucket in ("archive", "aws-security-data-lake-us-east-1-bench", "results"):
+            s3.create_bucket(Bucket=bucket)
+        paths = sorted(folder.glob("*.jsonl.gz"))
+        for path in paths:
+            s3.put_object(Bucket="archive", Key=f"{name}/dt={DAY}/{path.name}", Body=path.read_bytes())
+        raw_bytes = sum(p.stat().st_size for p in paths)
+        calls: Counter = Counter()
+        s3.meta.events.register("before-call.s3.*", lambda model, **_: calls.update([model.name]))
+        athena = DuckAthena(boto3.client("s3", region_name="us-east-1"), "archive", "")
+        queries: Counter = Counter()
+        start = athena.start_query_execution
+
+        def counted(**kwargs):
+            queries.update(["UNLOAD" if kwargs["QueryString"].startswith("UNLOAD") else "count"])
+            return start(**kwargs)
+
+        athena.start_query_execution = counted
+        compactor = AthenaCompactor(
+            Target("archive", "", "db", "wg", "table"),
+            athena=athena,
+            glue=None,
+            s3=s3,
+            store=None,
+            sleep=lambda _: None,
+        )
+        lake = LakeDestination(
+            "aws-security-data-lake-us-east-1-bench", "us-east-1", "123456789012", "auditcol", "s3://results/staging/"
+        )
+        report = AthenaLakeExporter(lake).export(
+            compactor, descriptor, compactor.raw_days(descriptor), {"jobs": {"live": live}}
+        )
+        objects = len(s3.list_objects_v2(Bucket=lake.bucket).get("Contents", []))
+    n = sum(queries.values())
+    billed = n * max(ATHENA_MINIMUM, raw_bytes)  # each query reads the whole raw day
+    figure(
+        f"{name} Security Lake in AWS: Athena queries a day",
+        n,
+        f"({queries['count']} count, {queries['UNLOAD']} UNLOAD)",
+    )
+    figure(
+        f"{name} Security Lake in AWS: Athena bytes billed a day",
+        f"{billed / 1e6:.0f}",
+        f"MB (raw day {raw_bytes / 1e6:.1f} MB, 10 MB minimum a query): "
+        f"${billed / 1e12 * ATHENA_USD_PER_TB * 365:.2f} a year",
+    )
+    figure(
+        f"{name} Security Lake in AWS: the function's S3 requests a day",
+        sum(calls.values()),
+        ", ".join(f"{k} {v}" for k, v in sorted(calls.items())),
+    )
+    figure(f"{name} Security Lake in AWS: objects a day", objects, f"(+1 marker; {report['written'][DAY]:,} events)")
+
+
 def main() -> int:
     org = data.make_org()
     listed = json.loads((ROOT / "tests" / "fixtures" / "ocsf" / "slack_actions.json").read_text())["actions"]
@@ -175,6 +250,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("slack", "asana"):
             lake_cost(name, days[name], Path(tmp))
+            athena_lake_cost(name, Path(tmp) / name / f"dt={DAY}")
     return 0
 
 

@@ -348,6 +348,7 @@ def test_the_handler_reads_its_target_from_the_schedule_input(aws, capsys):
     text = schedule["Input"]["Sub"]
     values = {"ArchiveBucket": BUCKET, "ArchivePrefix": PREFIX, "AuditDatabase": DATABASE}
     values |= {"AthenaWorkGroup": WORKGROUP, "StateTable": TABLE}
+    values |= {"SecurityLakeSourcePrefix": "", "SecurityLakeBucketSuffix": "", "AthenaResultsBucket": "r"}  # off
     payload = json.loads(re.sub(r"\$\{(\w+)\}", lambda m: values[m[1]], text))
     create_state_table(boto3.client("dynamodb", region_name="us-east-1"))
     ddb = boto3.client("dynamodb", region_name="us-east-1")
@@ -410,7 +411,12 @@ def test_the_compaction_role_reads_raw_writes_only_the_compacted_prefix():
             writes += [t["Sub"] for t in targets]
         if any(a.startswith("athena:") for a in actions):
             assert all("workgroup/${AthenaWorkGroup}" in t["Sub"] for t in targets)
-    assert writes == ["${ArchiveBucket.Arn}/${ArchivePrefix}_compacted/*", "${AthenaResultsBucket.Arn}/results/*"]
+    lake = "arn:${AWS::Partition}:s3:::aws-security-data-lake-${AWS::Region}-${SecurityLakeBucketSuffix}"
+    assert writes == [
+        "${ArchiveBucket.Arn}/${ArchivePrefix}_compacted/*",
+        "${AthenaResultsBucket.Arn}/results/*",
+        f"{lake}/ext/${{SecurityLakeSourcePrefix}}-*",  # only with the Security Lake option (test_athena_lake)
+    ]
     function = resources["CompactionFunction"]["Properties"]
     assert function["Handler"] == "audit_collector.aws.compaction_handler.lambda_handler"
     assert function["CodeUri"] == resources["CollectorFunction"]["Properties"]["CodeUri"]

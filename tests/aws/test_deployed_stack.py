@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -91,10 +92,18 @@ def iso(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def run_scenario(org, monkeypatch, *, edit: Callable[[dict], None] | None = None, full: bool = True):
+def run_scenario(
+    org,
+    monkeypatch,
+    *,
+    edit: Callable[[dict], None] | None = None,
+    full: bool = True,
+    parameters: dict[str, str] = PARAMETERS,
+):
     """Collection of both providers, a backfill, a late-event sweep, verify and compaction, each as
     its function in the deployed stack. Returns the ledger, what each function returned or raised,
-    and what the APIs served."""
+    and what the APIs served. With the Security Lake parameters, compaction's Athena runs its SQL
+    (tests/athena_duck.py) and writes the custom sources into a lake bucket made here."""
     now = float(int(time.time()))
     clock = FakeClock(start=now)
     monkeypatch.setattr(handler, "SystemClock", lambda: clock)
@@ -109,7 +118,11 @@ def run_scenario(org, monkeypatch, *, edit: Callable[[dict], None] | None = None
         secrets = boto3.client("secretsmanager", region_name=REGION)
         secrets.create_secret(Name=PARAMETERS["SlackTokenSecret"], SecretString=SLACK_TOKEN)
         secrets.create_secret(Name=PARAMETERS["AsanaTokenSecret"], SecretString=json.dumps({"token": ASANA_TOKEN}))
-        stack = deploy(PARAMETERS, edit=edit)
+        stack = deploy(parameters, edit=edit)
+        lake = bool(parameters.get("SecurityLakeSourcePrefix"))
+        if lake:  # the lake's bucket is Security Lake's, not the stack's
+            boto3.client("s3", region_name=REGION).create_bucket(Bucket=LAKE_BUCKET)
+            plant_stale_lake_files(stack, now)
         deployment = Deployment(stack, emu, clock)
         i = int(now)
         served = {
@@ -178,15 +191,57 @@ def run_scenario(org, monkeypatch, *, edit: Callable[[dict], None] | None = None
                 for payload in stack.functions["VerifyFunction"].payloads:
                     attempt("verify", "VerifyFunction", payload)
                     attempt("verify quick", "VerifyFunction", {**payload, "quick": True})
-                for payload in stack.functions["CompactionFunction"].payloads:
-                    attempt("compaction", "CompactionFunction", payload)
+                with athena_runs_its_sql(stack) if lake else contextlib.nullcontext():
+                    for payload in stack.functions["CompactionFunction"].payloads:
+                        attempt("compaction", "CompactionFunction", payload)
         archive = S3Archive(stack.name("ArchiveBucket"), client=boto3.client("s3", region_name=REGION))
+        if lake:
+            found = boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=LAKE_BUCKET).get("Contents", [])
+            outcomes["lake"] = sorted(item["Key"] for item in found)
         archived = {p: [k for k in archive.keys(f"{p}/")] for p in ("slack", "asana", "_meta")}
         if full:
             for provider, events in served.items():
                 assert_exactly_once(archive, provider, events)
     outcomes["calls"] = spans
     return stack, ledger, outcomes, archived
+
+
+LAKE_PARAMETERS = {**PARAMETERS, "SecurityLakeSourcePrefix": "auditcol", "SecurityLakeBucketSuffix": "0a1b2c3d4e5f"}
+LAKE_BUCKET = f"aws-security-data-lake-{REGION}-0a1b2c3d4e5f"
+STALE = "slack-9.parquet"  # planted in each class-day folder: the export deletes it (s3:DeleteObject)
+
+
+@contextlib.contextmanager
+def athena_runs_its_sql(stack: Stack):
+    """Compaction's Athena answered by DuckDB (tests/athena_duck.py), for one invocation: its UNLOADs
+    really write, under the compaction role's credentials (Athena runs as the caller)."""
+    from .athena_duck import BesideMoto, DuckAthena
+
+    real = boto3.client
+    (payload,) = stack.functions["CompactionFunction"].payloads
+
+    def client(service, *args, **kwargs):
+        made = real(service, *args, **kwargs)
+        if service != "athena":
+            return made
+        duck = DuckAthena(real("s3", region_name=REGION), payload["bucket"], payload.get("prefix", ""))
+        return BesideMoto(made, duck)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(boto3, "client", client)
+        yield
+
+
+def plant_stale_lake_files(stack: Stack, now: float) -> None:
+    """A file of an earlier run in folders the export will write (Athena once split a day in two),
+    for every day the scenario's events can fall on. Before IAM enforcement starts: not the code's."""
+    s3 = boto3.client("s3", region_name=REGION)
+    account = stack.resolver.pseudo["AWS::AccountId"]
+    for back in range(-1, 13):
+        day = datetime.fromtimestamp(now - back * 86400, UTC).strftime("%Y%m%d")
+        for short in ("authn", "webres"):
+            key = f"ext/auditcol-{short}/region={REGION}/accountId={account}/eventDay={day}/{STALE}"
+            s3.put_object(Bucket=LAKE_BUCKET, Key=key, Body=b"PAR1")
 
 
 def problems(stack: Stack, ledger: Ledger) -> list[str]:
@@ -305,3 +360,49 @@ def test_a_collector_role_without_read_on_the_data_prefixes_fails_the_suite(org,
     found = problems(stack, ledger)
     assert any("was denied s3:GetObject" in p and "/slack/" in p for p in found), found
     assert any(isinstance(out, Exception) for out in outcomes.values())
+
+
+@pytest.fixture(scope="module")
+def deployed_with_lake(org):
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield run_scenario(org, monkeypatch, parameters=LAKE_PARAMETERS, edit=without_the_crawler_role)
+
+
+def without_the_crawler_role(template: dict) -> None:
+    """No function runs as the crawlers' role (Glue assumes it; tests/test_security_lake.py checks it),
+    and its AWS managed policy is one the ledger cannot measure."""
+    del template["Resources"]["SecurityLakeCrawlerRole"]
+    template.get("Outputs", {}).pop("SecurityLakeCrawlerRoleArn", None)
+
+
+def test_with_security_lake_compaction_writes_the_custom_sources_under_its_own_role(deployed_with_lake):
+    """The role's lake statements against every call the export makes (and Athena's, as the caller):
+    nothing denied, nothing unused (DeleteObject: the planted file of an earlier run)."""
+    stack, ledger, outcomes, _ = deployed_with_lake
+    failed = {label: repr(out) for label, out in outcomes.items() if isinstance(out, Exception)}
+    assert not failed, failed
+    reports = {r["provider"]: r["security_lake"] for r in outcomes["compaction"]["providers"]}
+    assert all(r["written"] and not r["failed"] for r in reports.values()), reports
+    written = [k for k in outcomes["lake"] if not k.endswith(STALE)]
+    layout = rf"ext/auditcol-[a-z]+/region={REGION}/accountId=\d{{12}}/eventDay=\d{{8}}/(slack|asana)\.parquet"
+    assert written and all(re.fullmatch(layout, k) for k in written), written
+    closed = {
+        k.split("/eventDay=")[1].split("/")[0]
+        for k in written
+        if k.startswith(("ext/auditcol-authn/", "ext/auditcol-webres/")) and "/slack" in k
+    }
+    assert not [k for k in outcomes["lake"] if k.endswith(STALE) and k.split("/eventDay=")[1].split("/")[0] in closed]
+    found = problems(stack, ledger)
+    assert found == [], "\n".join(found)
+    lake_calls = [c for c in ledger.calls if any(LAKE_BUCKET in r for r in c.resources)]
+    assert {c.action for c in lake_calls} == {"s3:ListBucket", "s3:PutObject", "s3:DeleteObject"}
+    assert {c.role for c in lake_calls} == {stack.name("CompactionRole")}
+
+
+def test_without_security_lake_the_role_has_no_lake_statement_and_nothing_calls_the_lake(deployed):
+    stack, ledger, outcomes, _ = deployed
+    sids = {s.get("Sid") for s in stack.roles["CompactionRole"]}
+    assert not sids & {"WriteTheCustomSources", "ListTheCustomSources"}
+    assert not any("aws-security-data-lake" in r for c in ledger.calls for r in c.resources)
+    assert all("security_lake" not in r for r in outcomes["compaction"]["providers"])
+    assert all(not p["security_lake"]["source_prefix"] for p in stack.functions["CompactionFunction"].payloads)

@@ -94,8 +94,9 @@ class AthenaCompactor:
         poll_seconds: float = 2.0,
         query_timeout_seconds: float = 600,
         now: Callable[[], float] = time.time,
+        lake: Any = None,
     ) -> None:
-        self.target = target
+        self.target, self.lake = target, lake  # lake: ocsf.athena_lake.AthenaLakeExporter, or None
         self.athena, self.glue, self.s3, self.store = athena, glue, s3, store
         self.sleep, self.poll_seconds, self.query_timeout = sleep, poll_seconds, query_timeout_seconds
         self.now = now
@@ -237,6 +238,8 @@ class AthenaCompactor:
         if self.wait([view])[view] != "SUCCEEDED":
             failed.append(f"view {sql.all_view(descriptor)}: query {view}")
         behind = len([day for day in closed if published.get(day, {}).get("source") != raw[day][0]])
+        lake = self.lake.export(self, descriptor, raw, checkpoint) if self.lake is not None else None
+        failed += lake["failed"] if lake is not None else []
         return {
             "provider": descriptor.name,
             "compacted": done,
@@ -245,6 +248,7 @@ class AthenaCompactor:
             "behind": behind,
             # Of the days this run compacted (None: it compacted none, or could list none of them).
             "most_files_a_day": max((n for n in files.values() if n is not None), default=None),
+            **({"security_lake": lake} if lake is not None else {}),
         }
 
 
@@ -283,14 +287,17 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     """The schedule's entry point: compact every compacted provider (or those ``event["providers"]`` names)."""
     import boto3
 
+    from audit_collector.ocsf import athena_lake
     from audit_collector.storage.state import DynamoDBStore
 
     target = Target.from_event(event)
+    lake = athena_lake.from_event(event, deadline=time.time() + 600)  # None: the option is off
     compactor = AthenaCompactor(
         target,
         athena=boto3.client("athena"),
         glue=boto3.client("glue"),
         s3=boto3.client("s3"),
         store=DynamoDBStore(target.state_table),
+        lake=lake,
     )
     return compact_all(compactor, event.get("providers"))

@@ -48,7 +48,7 @@ def _literal(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-class _Provider:
+class ProviderView:
     """One provider's SQL pieces over its ``T_all`` view."""
 
     def __init__(self, descriptor: Descriptor, mapping: OcsfMapping) -> None:
@@ -98,7 +98,8 @@ class _Provider:
             branches.append((f"{self.code} IN ({', '.join(_literal(c) for c in codes)})", result))
         return "CASE " + " ".join(f"WHEN {c} THEN {r}" for c, r in branches) + " END"
 
-    def select(self, ocsf: OcsfClass, rules: list[Rule]) -> str:
+    def select(self, ocsf: OcsfClass, rules: list[Rule], source: str | None = None) -> str:
+        """The view's SELECT for one class; ``source`` replaces ``T_all`` (a subquery with its columns)."""
         m = self.mapping
 
         def pick(attr: str):
@@ -145,7 +146,7 @@ class _Provider:
         columns += [(EVENT, "raw_data"), ("dt", "dt")]
         body = ",\n       ".join(f"{expr} AS {name}" for expr, name in columns)
         codes = ", ".join(_literal(r.code) for r in rules)
-        return f"SELECT {body}\nFROM {sql.all_view(self.descriptor)}\nWHERE {self.code} IN ({codes})"
+        return f"SELECT {body}\nFROM {source or sql.all_view(self.descriptor)}\nWHERE {self.code} IN ({codes})"
 
 
 def _attr(rule: Rule, case: Any, attr: str) -> Any:
@@ -172,7 +173,7 @@ def create_views(descriptors: Iterable[Descriptor] | None = None) -> list[str]:
         for descriptor, m in mapped:
             rules = [r for r in m.rules.values() if r.ocsf is ocsf]
             if rules:
-                selects.append(_Provider(descriptor, m).select(ocsf, rules))
+                selects.append(ProviderView(descriptor, m).select(ocsf, rules))
         if selects:
             union = "\nUNION ALL\n".join(selects)
             statements.append(f"CREATE OR REPLACE VIEW {view_name(ocsf)} AS\n{union}")
