@@ -406,7 +406,7 @@ def test_the_compaction_role_reads_raw_writes_only_the_compacted_prefix():
             assert all("workgroup/${AthenaWorkGroup}" in t["Sub"] for t in targets)
     assert writes == ["${ArchiveBucket.Arn}/${ArchivePrefix}_compacted/*", "${AthenaResultsBucket.Arn}/results/*"]
     function = resources["CompactionFunction"]["Properties"]
-    assert function["Handler"] == "audit_collector.compaction_handler.lambda_handler"
+    assert function["Handler"] == "audit_collector.aws.compaction_handler.lambda_handler"
     assert function["CodeUri"] == resources["CollectorFunction"]["Properties"]["CodeUri"]
     assert resources["CompactionSchedule"]["Properties"]["Target"]["Arn"] == {"GetAtt": "CompactionFunction.Arn"}
     for alarm in ("CompactionErrorsAlarm", "CompactionBehindAlarm"):

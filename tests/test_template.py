@@ -47,7 +47,7 @@ def test_no_module_reads_the_environment_behind_configs_back():
 def test_the_function_matches_the_contract():
     props = RESOURCES["CollectorFunction"]["Properties"]
     assert props["CodeUri"] == "src/"
-    assert props["Handler"] == "audit_collector.handler.lambda_handler"
+    assert props["Handler"] == "audit_collector.aws.handler.lambda_handler"
     assert props["Runtime"] == "python3.13" and props["Architectures"] == ["arm64"]
     assert props["Timeout"] == 900
 
@@ -294,5 +294,5 @@ def test_the_manifests_table_and_the_verification_cover_every_provider():
         "${ArchiveBucket.Arn}/${ArchivePrefix}_chain/*",  # the signed heads
     ]
     assert not any("s3:PutObject" in str(s.get("Action")) for s in verify)  # read-only
-    assert RESOURCES["VerifyFunction"]["Properties"]["Handler"] == "audit_collector.verify_handler.lambda_handler"
+    assert RESOURCES["VerifyFunction"]["Properties"]["Handler"] == "audit_collector.aws.verify_handler.lambda_handler"
     assert RESOURCES["VerifyFindingsAlarm"]["Properties"]["MetricName"] == "VerifyFindings"
