@@ -11,7 +11,7 @@ TOOL_PINS := aws-sam-cli==1.170.0 cfn-lint==1.58.0 checkov==3.2.459
 PY313_BIN := $(shell pyenv root 2>/dev/null)/versions/3.13.0/bin
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: demo test unit crash-points check-template lint format bench clean
+.PHONY: demo test unit crash-points template check-template lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+
+## template: write template.yaml from src/audit_collector/aws/template_base.yaml and the providers' descriptors.
+template: $(STAMP)
+	$(VENV)/bin/audit-collector template --output template.yaml
 
 ## check-template: cfn-lint, sam validate --lint, checkov and sam build, all offline.
 check-template: $(TOOLS_STAMP)

@@ -81,8 +81,13 @@ def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
 _CfnLoader.add_multi_constructor("!", _tag)
 
 
+def parse_template(text: str) -> dict[str, Any]:
+    """CloudFormation YAML text as data, each short tag a {"Fn": value} mapping."""
+    return yaml.load(text, Loader=_CfnLoader)
+
+
 def load_template() -> dict[str, Any]:
-    return yaml.load((ROOT / "template.yaml").read_text(), Loader=_CfnLoader)
+    return parse_template((ROOT / "template.yaml").read_text())
 
 
 def create_state_table(client, name: str = TABLE) -> None:

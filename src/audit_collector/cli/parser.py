@@ -147,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     from audit_collector.cli.doctor import add_parser as add_doctor
 
     add_doctor(sub, {o.env: os.environ.get(o.env) for d in providers.all_descriptors() for o in d.options})
+    from audit_collector.aws.template import add_parser as add_template
+
+    add_template(sub)
 
     demo_p = sub.add_parser("demo", help="emulator -> collector -> local archive -> DuckDB, on loopback only")
     demo_p.add_argument("--archive", default="./demo-archive")

@@ -41,6 +41,7 @@ class Option:
     flag: str
     help: str
     required: bool = True
+    pattern: str = ""  # the template parameter's AllowedPattern (empty: any text)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Column:
     name: str
     duckdb: str
     athena: str
+    comment: str = ""  # the Glue column's comment, which Athena shows beside it
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,15 @@ class Extracted:
 def scalar(path: str) -> str:
     """For ``Extracted.sql``: a field of the archived event (``line``, its JSON text) as a string, in both engines."""
     return f"json_extract_scalar(line, '$.{path}')"
+
+
+@dataclass(frozen=True)
+class NamedQuery:
+    """A saved Athena query over the provider's table, deployed with the stack (``Query<Key><id>``)."""
+
+    id: str  # CamelCase: the template's logical id is f"Query{key}{id}"
+    name: str  # what the Athena console lists
+    sql: str
 
 
 @dataclass(frozen=True)
@@ -137,6 +148,11 @@ class Descriptor:
     # The provider's OCSF mapping (data: ``providers/<name>/ocsf.json``, read by ``audit_collector.ocsf``).
     # None: its events have no OCSF form.
     ocsf_mapping: Path | None = None
+    # For the template (``aws/template.py``): what the token secret holds (the parameter's description),
+    # what the API calls its events (the schedule's description), and saved Athena queries.
+    token_help: str = ""  # empty: "the <title> token"
+    events_noun: str = "audit logs"
+    athena_queries: tuple[NamedQuery, ...] = ()
 
     def fill(self, settings: Settings) -> Settings:
         """``settings`` with every ``None`` filled in from this API's facts; refuses what the API would refuse."""
@@ -198,6 +214,10 @@ class Descriptor:
     @property
     def secret_parameter(self) -> str:
         return f"{self.key}TokenSecret"
+
+    def option_parameter(self, option: Option) -> str:
+        """The template parameter an option's variable comes from: f"{key}WorkspaceGid"."""
+        return self.key + "".join(part.capitalize() for part in option.name.split("_"))
 
     def first_event_at(self, now: float) -> float:
         """The earliest instant (epoch seconds) the API can still return at ``now``."""

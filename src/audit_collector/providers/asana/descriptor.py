@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from audit_collector.collector.provider import ClientSettings, Column, Descriptor, Option
+from audit_collector.collector.provider import ClientSettings, Column, Descriptor, NamedQuery, Option
 from audit_collector.providers.asana.client import DEFAULT_BASE_URL, MAX_LIMIT, AsanaAuditLogClient
 from audit_collector.providers.asana.compaction import COLUMNS as COMPACTED_COLUMNS
 from audit_collector.providers.asana.drift import vocabulary
@@ -19,6 +19,7 @@ WORKSPACE = Option(
     env="ASANA_WORKSPACE_GID",
     flag="--workspace-gid",
     help="the Asana workspace (domain) gid whose audit log is collected",
+    pattern="^[0-9]*$",
 )
 
 
@@ -58,7 +59,7 @@ DESCRIPTOR = Descriptor(
     table="asana_audit_log_events",
     columns=(
         Column("gid", "VARCHAR", "string"),
-        Column("created_at", "VARCHAR", "string"),
+        Column("created_at", "VARCHAR", "string", "ISO 8601, UTC, milliseconds"),
         Column("event_type", "VARCHAR", "string"),
         Column("event_category", "VARCHAR", "string"),
         Column(
@@ -71,7 +72,7 @@ DESCRIPTOR = Descriptor(
             "STRUCT(resource_type VARCHAR, resource_subtype VARCHAR, gid VARCHAR, name VARCHAR, email VARCHAR)",
             "struct<resource_type:string,resource_subtype:string,gid:string,name:string,email:string>",
         ),
-        Column("details", "JSON", "string"),
+        Column("details", "JSON", "string", "JSON; depends on the event type"),
         Column(
             "context",
             "STRUCT(context_type VARCHAR, api_authentication_method VARCHAR, client_ip_address VARCHAR, "
@@ -89,6 +90,23 @@ DESCRIPTOR = Descriptor(
     compacted_columns=COMPACTED_COLUMNS,
     compacted_sort=("event_type", "event_time", "gid"),
     ocsf_mapping=Path(__file__).with_name("ocsf.json"),
+    token_help="the Asana service account token",
+    events_noun="audit log events",
+    athena_queries=(
+        NamedQuery(
+            "PermissionsExports",
+            "Asana permission changes and exports (last 30 days)",
+            """\
+SELECT from_iso8601_timestamp(created_at) AS at, event_type, actor.email AS by_user,
+       resource.resource_type, resource.name, details
+FROM asana_audit_log_events
+WHERE dt >= date_format(current_date - interval '30' day, '%Y-%m-%d')
+  AND (event_category IN ('access_control', 'roles', 'exports') OR event_type LIKE '%export%'
+       OR event_type LIKE '%role%' OR event_type LIKE '%permission%' OR event_type LIKE '%privacy%')
+ORDER BY at DESC
+""",
+        ),
+    ),
     questions=(
         (
             "Who downloaded or exported the most from Asana?",

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from audit_collector.collector.provider import ClientSettings, Column, Descriptor
+from audit_collector.collector.provider import ClientSettings, Column, Descriptor, NamedQuery
 from audit_collector.providers.slack.client import DEFAULT_BASE_URL, MAX_LIMIT, AuditLogsClient
 from audit_collector.providers.slack.compaction import COLUMNS as COMPACTED_COLUMNS
 from audit_collector.providers.slack.drift import vocabulary
@@ -22,6 +22,61 @@ def _build_source(client: ClientSettings, options: Mapping[str, str]) -> SlackSo
 def _event_seconds(event: Mapping[str, Any]) -> float:
     return float(event["date_create"])
 
+
+# Saved in the stack's Athena workgroup (template.yaml's Query<Key><id>), over the raw table.
+ATHENA_QUERIES = (
+    NamedQuery(
+        "Logins",
+        "Slack logins by IP and user agent (last 7 days)",
+        """\
+SELECT context.ip_address AS ip, context.ua AS user_agent, action,
+       count(*) AS events, count(DISTINCT actor.user.id) AS users
+FROM slack_audit_logs
+WHERE dt >= date_format(current_date - interval '7' day, '%Y-%m-%d')
+  AND action IN ('user_login', 'user_login_failed')
+GROUP BY 1, 2, 3 ORDER BY events DESC LIMIT 100
+""",
+    ),
+    NamedQuery(
+        "AdminChanges",
+        "Slack admin, owner and permission changes (last 30 days)",
+        """\
+SELECT from_unixtime(date_create) AS at, action, actor.user.email AS by_user,
+       json_extract_scalar(entity, '$.type') AS entity_type, entity, details
+FROM slack_audit_logs
+WHERE dt >= date_format(current_date - interval '30' day, '%Y-%m-%d')
+  AND (action LIKE 'role_change_to_%' OR action LIKE 'pref.%' OR action = 'owner_transferred'
+       OR action LIKE 'barrier_%' OR action = 'user_session_reset_by_admin')
+ORDER BY date_create DESC
+""",
+    ),
+    NamedQuery(
+        "AppInstalls",
+        "Slack app installs, scope expansions and token grants (last 30 days)",
+        """\
+SELECT from_unixtime(date_create) AS at, action, actor.user.email AS by_user,
+       json_extract_scalar(entity, '$.app.name') AS app,
+       json_extract(details, '$.scopes') AS scopes
+FROM slack_audit_logs
+WHERE dt >= date_format(current_date - interval '30' day, '%Y-%m-%d')
+  AND (action IN ('app_installed', 'app_scopes_expanded', 'app_approved', 'app_resources_granted',
+                  'bot_token_upgraded', 'org_app_workspace_added') OR action LIKE '%token%')
+ORDER BY date_create DESC
+""",
+    ),
+    NamedQuery(
+        "DownloadsExports",
+        "Slack file downloads and exports by user (last 7 days)",
+        """\
+SELECT actor.user.email AS user_email, action, count(*) AS events
+FROM slack_audit_logs
+WHERE dt >= date_format(current_date - interval '7' day, '%Y-%m-%d')
+  AND (action IN ('file_downloaded', 'file_public_link_created', 'file_downloaded_blocked')
+       OR action LIKE '%export%')
+GROUP BY 1, 2 ORDER BY events DESC LIMIT 100
+""",
+    ),
+)
 
 DESCRIPTOR = Descriptor(
     name="slack",
@@ -50,7 +105,7 @@ DESCRIPTOR = Descriptor(
             'STRUCT(type VARCHAR, "user" STRUCT(id VARCHAR, name VARCHAR, email VARCHAR, team VARCHAR))',
             "struct<type:string,user:struct<id:string,name:string,email:string,team:string>>",
         ),
-        Column("entity", "JSON", "string"),
+        Column("entity", "JSON", "string", "JSON: {type, <type>: {...}}; new entity types appear over time"),
         Column(
             "context",
             "STRUCT(location STRUCT(type VARCHAR, id VARCHAR, name VARCHAR, domain VARCHAR), ua VARCHAR, "
@@ -58,7 +113,7 @@ DESCRIPTOR = Descriptor(
             "struct<location:struct<type:string,id:string,name:string,domain:string>,ua:string,ip_address:string,"
             "session_id:string,app:string>",
         ),
-        Column("details", "JSON", "string"),
+        Column("details", "JSON", "string", "JSON; depends on the action"),
     ),
     preflight=preflight,
     vocabulary=vocabulary,
@@ -68,6 +123,9 @@ DESCRIPTOR = Descriptor(
     compacted_columns=COMPACTED_COLUMNS,
     compacted_sort=("action", "event_time", "id"),
     ocsf_mapping=Path(__file__).with_name("ocsf.json"),
+    token_help='the Slack org-owner token (xoxp-, auditlogs:read), as text or {"token":"..."}',
+    events_noun="audit logs",
+    athena_queries=ATHENA_QUERIES,
     questions=(
         (
             "Who failed to log in to Slack most, and from where?",
