@@ -11,12 +11,12 @@ TOOL_PINS := aws-sam-cli==1.170.0 cfn-lint==1.58.0 checkov==3.2.459
 PY313_BIN := $(shell pyenv root 2>/dev/null)/versions/3.13.0/bin
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: demo test unit crash-points template check-template lint format bench clean
+.PHONY: demo test unit crash-points template check-template lint format docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,docs]'
 	touch $(STAMP)
 
 $(TOOLS_STAMP): Makefile
@@ -29,8 +29,8 @@ $(TOOLS_STAMP): Makefile
 demo: $(STAMP)
 	$(VENV)/bin/audit-collector demo --archive ./demo-archive
 
-## test: lint, the template checks, then the whole suite.
-test: lint check-template unit
+## test: lint, the template checks, the docs, then the whole suite.
+test: lint check-template docs unit
 
 unit: $(STAMP)
 	$(PY) -m pytest -q -n 2
@@ -59,6 +59,10 @@ check-template: $(TOOLS_STAMP)
 		echo "sam build: ok ($$(du -sh .aws-sam/build/CollectorFunction | cut -f1) unzipped)"; \
 	else echo "sam build: SKIPPED, no python3.13 at $(PY313_BIN)"; fi
 
+## docs: the site (mkdocs.yml, docs/) into site/; --strict: a broken link, anchor or page fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 format: $(STAMP)
 	$(VENV)/bin/ruff format src tests benchmarks
 	$(VENV)/bin/ruff check --fix src tests benchmarks
@@ -68,9 +72,9 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
-## bench: every benchmark, one line per figure; writes benchmarks/RESULTS.md and the README chart.
+## bench: every benchmark, one line per figure; writes benchmarks/RESULTS.md and the charts (docs/img links to them).
 bench: $(BENCH_STAMP)
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) $(TOOLS) demo-archive .pytest_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) $(TOOLS) demo-archive .pytest_cache .ruff_cache .aws-sam site

@@ -2,7 +2,7 @@
 
 Each provider's table (its descriptor's ``table``) has the columns its Glue table in template.yaml
 declares (stable fields as columns and structs; drifting ones as strings holding JSON) and the
-``dt`` partition, so the README's Athena queries run here as written. ``json_extract_scalar`` is
+``dt`` partition, so the query cookbook's (docs/query.md) Athena queries run here as written. ``json_extract_scalar`` is
 provided as in Athena.
 """
 

@@ -3,8 +3,8 @@ moto with IAM enforcement on, reading the environment and the payloads the templ
 
 A permission the code needs and its role lacks fails here (even where the code swallows the 403);
 so does a statement, action or resource of a role that no call used (least privilege, measured).
-What moto cannot enforce is named in tests/iam_ledger.py and in the README (Deploy, "What the
-deployed-stack suite checks"): KMS, bucket policies, conditions other than ``s3:prefix``.
+What moto cannot enforce is named in tests/iam_ledger.py and in docs/deploy.md ("Tested as
+deployed"): KMS, bucket policies, conditions other than ``s3:prefix``.
 """
 
 from __future__ import annotations

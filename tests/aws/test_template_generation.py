@@ -12,9 +12,10 @@ import time
 import pytest
 import yaml
 
-from audit_collector import compaction_sql, config, providers
-from audit_collector.aws import template
+from audit_collector import providers
+from audit_collector.aws import config, template
 from audit_collector.aws.yaml_text import scalar
+from audit_collector.compaction import sql as compaction_sql
 
 from ..fake_provider import DESCRIPTOR as FAKE
 from ..support import ROOT, parse_template

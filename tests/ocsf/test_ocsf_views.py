@@ -1,5 +1,5 @@
 """The ``ocsf_<class>`` views, locally (DuckDB) and as Athena text: the same events, the same attributes as
-the Python mapping, and the README's security questions answered with the raw views' counts."""
+the Python mapping, and the query cookbook's (docs/query.md) security questions answered with the raw views' counts."""
 
 from __future__ import annotations
 
