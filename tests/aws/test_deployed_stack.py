@@ -215,7 +215,7 @@ STALE = "slack-9.parquet"  # planted in each class-day folder: the export delete
 def athena_runs_its_sql(stack: Stack):
     """Compaction's Athena answered by DuckDB (tests/athena_duck.py), for one invocation: its UNLOADs
     really write, under the compaction role's credentials (Athena runs as the caller)."""
-    from .athena_duck import BesideMoto, DuckAthena
+    from ..athena_duck import BesideMoto, DuckAthena
 
     real = boto3.client
     (payload,) = stack.functions["CompactionFunction"].payloads
