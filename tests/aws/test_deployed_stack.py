@@ -29,7 +29,7 @@ from ..iam_ledger import Ledger, recording
 from ..stack import REGION, Deployment, Stack, deploy
 from ..support import Crash, FakeClock, assert_exactly_once
 
-SLACK_TOKEN = "xoxp-fakedeployed"
+SLACK_TOKEN = "xoxp-deployed"
 ASANA_TOKEN = "2/1200/deployed-stack-token"
 WORKSPACE = "1200000000000001"
 PARAMETERS = {"SlackTokenSecret": "audit/slack", "AsanaTokenSecret": "audit/asana", "AsanaWorkspaceGid": WORKSPACE}

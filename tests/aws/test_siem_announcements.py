@@ -25,7 +25,7 @@ from ..iam_ledger import recording
 from ..stack import REGION, Deployment, deploy, plain_template, role_credentials
 from ..support import FakeClock, assert_exactly_once
 
-SLACK_TOKEN = "xoxp-fakesiem"
+SLACK_TOKEN = "xoxp-siem"
 ASANA_TOKEN = "2/1200/siem-token"
 WORKSPACE = "1200000000000001"
 PARAMETERS = {
