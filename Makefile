@@ -38,7 +38,7 @@ unit: $(STAMP)
 ## crash-points: every crash point of every scripted run (make test runs a sample).
 crash-points: $(STAMP)
 	CRASH_POINTS=all $(PY) -m pytest -q -p no:logging -s tests/test_crash_points.py \
-	  "tests/test_athena_lake.py::test_a_crash_at_every_call_then_a_rerun_leaves_every_event_once_per_class"
+	  "tests/ocsf/test_athena_lake.py::test_a_crash_at_every_call_then_a_rerun_leaves_every_event_once_per_class"
 
 lint: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache

@@ -34,7 +34,7 @@ SLICES, ASANA_EVENTS, ASANA_RATE = 8, 36_000, 1500.0
 async def ours(emu) -> int:
     from audit_collector.slack import AsyncAuditLogsClient
 
-    async with AsyncAuditLogsClient(token=emu.slack_token, base_url=emu.slack_base_url) as client:
+    async with AsyncAuditLogsClient(token=emu.slack.token, base_url=emu.slack.base_url) as client:
         return sum([1 async for _ in client.iter_logs(oldest=START, latest=START + 86399, limit=1000)])
 
 
@@ -42,7 +42,7 @@ async def sdk(emu) -> int:
     """slack_sdk's async client as documented: no session given, so it opens one per call."""
     from slack_sdk.audit_logs.async_client import AsyncAuditLogsClient as SdkClient
 
-    client = SdkClient(token=emu.slack_token, base_url=emu.slack_base_url)
+    client = SdkClient(token=emu.slack.token, base_url=emu.slack.base_url)
     window = {"oldest": START, "latest": START + 86399, "limit": 1000}
     response, count = await client.logs(**window), 1
     while cursor := (response.body.get("response_metadata") or {}).get("next_cursor"):
@@ -132,7 +132,8 @@ def child(variant: str, api_json: str) -> None:
 
 
 def asana_figures(rounds: int = 2) -> None:
-    from audit_collector.emulator import Emulator, asana_events, make_org
+    from audit_collector.emulator import Emulator, make_org
+    from audit_collector.emulator.asana import asana_events
 
     start_ms = START * 1000
     end_ms = start_ms + 12 * 86_400_000
@@ -140,9 +141,9 @@ def asana_figures(rounds: int = 2) -> None:
     fewest = math.ceil(len(events) / 100) + 1
     ideal = fewest / (ASANA_RATE / 60)
     results: dict[str, list[dict]] = {"threads": [], "asyncio": []}
-    with Emulator(latency=0.25, asana_calls_per_minute=ASANA_RATE) as emu:
+    with Emulator(latency=0.25, asana={"calls_per_minute": ASANA_RATE}) as emu:
         emu.asana.add(events)
-        api = {"url": emu.asana_base_url, "token": emu.asana_token, "gid": emu.workspace_gid}
+        api = {"url": emu.asana.base_url, "token": emu.asana.token, "gid": emu.asana.workspace_gid}
         api |= {"start_ms": start_ms, "end_ms": end_ms}
         for _ in range(rounds):
             for variant in results:  # interleaved: drift hits both alike

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from common import ROOT, figure, iso
 
-from audit_collector.emulator import Emulator, asana_events, make_org, slack_events
+from audit_collector.emulator import Emulator, make_org
+from audit_collector.emulator.asana import asana_events
+from audit_collector.emulator.slack import slack_events
 
 DAY = 86400
 SLACK_PER_DAY, ASANA_PER_DAY, DAYS = 19_500, 6_000, 12
@@ -33,7 +35,7 @@ def run(provider: str, org) -> dict:
     now = time.time()
     end = now - now % DAY - DAY  # whole UTC days, as a backfill is usually asked for
     start = end - DAYS * DAY
-    limits = {"slack_calls_per_minute": 50, "asana_calls_per_minute": 1500}
+    limits = {"slack": {"calls_per_minute": 50}, "asana": {"calls_per_minute": 1500}}
     with mock_aws(), Emulator(latency=0.25, rate_limit_burst=None, **limits) as emu:
         if provider == "slack":
             events = slack_events(org, int(start), int(end), SLACK_PER_DAY * DAYS, seed=7)
@@ -46,9 +48,9 @@ def run(provider: str, org) -> dict:
             ARCHIVE_BUCKET_NAME="bench-archive",
             SLACK_TOKEN_SECRET_ID="slack",
             ASANA_TOKEN_SECRET_ID="asana",
-            ASANA_WORKSPACE_GID=emu.workspace_gid,
-            SLACK_API_BASE_URL=emu.slack_base_url,
-            ASANA_API_BASE_URL=emu.asana_base_url,
+            ASANA_WORKSPACE_GID=emu.asana.workspace_gid,
+            SLACK_API_BASE_URL=emu.slack.base_url,
+            ASANA_API_BASE_URL=emu.asana.base_url,
             INITIAL_LOOKBACK_DAYS="0.01",
             AWS_DEFAULT_REGION="us-east-1",
         )
@@ -60,8 +62,8 @@ def run(provider: str, org) -> dict:
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
         )
         secrets = boto3.client("secretsmanager")
-        secrets.create_secret(Name="slack", SecretString=emu.slack_token)
-        secrets.create_secret(Name="asana", SecretString=emu.asana_token)
+        secrets.create_secret(Name="slack", SecretString=emu.slack.token)
+        secrets.create_secret(Name="asana", SecretString=emu.asana.token)
 
         class Context:
             aws_request_id, function_name, memory_limit_in_mb = "bench", "bench", 512

@@ -11,21 +11,22 @@ from collections.abc import Callable
 
 from common import figure
 
-from audit_collector.emulator import Emulator, make_org, slack_events
+from audit_collector.emulator import Emulator, make_org
+from audit_collector.emulator.slack import slack_events
 from audit_collector.slack import AuditLogsClient
 
 PAGES, ROUNDS, START = 20, 3, 1_790_000_000
 
 
 def ours(emu: Emulator) -> int:
-    client = AuditLogsClient(token=emu.slack_token, base_url=emu.slack_base_url)
+    client = AuditLogsClient(token=emu.slack.token, base_url=emu.slack.base_url)
     return sum(1 for _ in client.iter_logs(oldest=START, latest=START + 86399, limit=1000))
 
 
 def sdk(emu: Emulator) -> int:
     from slack_sdk.audit_logs import AuditLogsClient as SdkClient
 
-    client = SdkClient(token=emu.slack_token, base_url=emu.slack_base_url)
+    client = SdkClient(token=emu.slack.token, base_url=emu.slack.base_url)
     pages, cursor = 0, None
     while True:
         response = client.logs(oldest=START, latest=START + 86399, limit=1000, cursor=cursor)

@@ -34,7 +34,9 @@ from audit_collector import providers
 from audit_collector.compaction import sql
 from audit_collector.compaction.local import compact_local
 from audit_collector.compaction.rules import CURRENT
-from audit_collector.emulator import asana_events, make_org, slack_events
+from audit_collector.emulator import make_org
+from audit_collector.emulator.asana import asana_events
+from audit_collector.emulator.slack import slack_events
 from audit_collector.query import connect
 from audit_collector.storage.archive import _gzip
 

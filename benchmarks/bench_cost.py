@@ -15,7 +15,9 @@ import time
 import boto3
 from common import create_state_table, figure, iso, moto_server, run_child
 
-from audit_collector.emulator import Emulator, asana_events, make_org, slack_events
+from audit_collector.emulator import Emulator, make_org
+from audit_collector.emulator.asana import asana_events
+from audit_collector.emulator.slack import slack_events
 
 DAY = 86400
 COUNTS = {"slack": 300_000, "asana": 100_000}
@@ -47,8 +49,8 @@ def main() -> None:
     start = end - 10 * DAY
     with moto_server() as url, Emulator() as emu:
         secrets = boto3.client("secretsmanager", endpoint_url=url)
-        secrets.create_secret(Name="slack", SecretString=emu.slack_token)
-        secrets.create_secret(Name="asana", SecretString=emu.asana_token)
+        secrets.create_secret(Name="slack", SecretString=emu.slack.token)
+        secrets.create_secret(Name="asana", SecretString=emu.asana.token)
         emu.slack.add(slack_events(org, int(start), int(end), COUNTS["slack"], seed=9))
         emu.asana.add(asana_events(org, int(start * 1000), int(end * 1000), COUNTS["asana"], seed=10))
         env = {
@@ -57,9 +59,9 @@ def main() -> None:
             "ARCHIVE_BUCKET_NAME": "bench-archive",
             "SLACK_TOKEN_SECRET_ID": "slack",
             "ASANA_TOKEN_SECRET_ID": "asana",
-            "ASANA_WORKSPACE_GID": emu.workspace_gid,
-            "SLACK_API_BASE_URL": emu.slack_base_url,
-            "ASANA_API_BASE_URL": emu.asana_base_url,
+            "ASANA_WORKSPACE_GID": emu.asana.workspace_gid,
+            "SLACK_API_BASE_URL": emu.slack.base_url,
+            "ASANA_API_BASE_URL": emu.asana.base_url,
             "INITIAL_LOOKBACK_DAYS": "0.01",
             "POWERTOOLS_METRICS_NAMESPACE": "AuditCollector",
             "POWERTOOLS_LOG_LEVEL": "WARNING",

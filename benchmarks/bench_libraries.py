@@ -18,8 +18,9 @@ import msgspec
 from common import figure
 from isal import isal_zlib
 
-from audit_collector.emulator import asana_events, make_org, slack_events
-from audit_collector.emulator.stores import served_text
+from audit_collector.emulator import make_org, served_text
+from audit_collector.emulator.asana import asana_events
+from audit_collector.emulator.slack import slack_events
 from audit_collector.providers.asana.models import _EVENTS_PAGE
 from audit_collector.providers.slack.models import _LOGS_PAGE
 from audit_collector.storage.archive import ObjectBuffer

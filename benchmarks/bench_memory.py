@@ -13,7 +13,8 @@ import time
 
 from common import figure, iso, moto_server, run_child
 
-from audit_collector.emulator import Emulator, make_org, slack_events
+from audit_collector.emulator import Emulator, make_org
+from audit_collector.emulator.slack import slack_events
 
 DAY = 86400
 CHILD = """
@@ -44,7 +45,7 @@ def peak(events: int, days: int, org) -> float:
             "--state",
             "dynamodb://bench-state",
             "--api-base-url",
-            emu.slack_base_url,
+            emu.slack.base_url,
             "--calls-per-minute",
             "0",
             "--lookback-days",
@@ -52,7 +53,7 @@ def peak(events: int, days: int, org) -> float:
             "--no-progress",
         ]
         code = CHILD.replace("sys.argv[1:]", repr(argv))
-        result = run_child(code, {"AWS_ENDPOINT_URL": url, "SLACK_TOKEN": emu.slack_token})
+        result = run_child(code, {"AWS_ENDPOINT_URL": url, "SLACK_TOKEN": emu.slack.token})
     assert result["code"] == 0, result
     return result["peak_rss_mb"]
 

@@ -33,7 +33,9 @@ from tests.parquet_pages import pages
 
 from audit_collector import ocsf, providers
 from audit_collector.compaction.local import local_digest
-from audit_collector.emulator import data
+from audit_collector.emulator import make_org
+from audit_collector.emulator.asana import ASANA_EVENTS, asana_events
+from audit_collector.emulator.slack import SlackApi, slack_events
 from audit_collector.ocsf import validate
 from audit_collector.ocsf.classes import CLASSES
 from audit_collector.ocsf.lake import LakeTarget, export_day
@@ -46,8 +48,8 @@ MUTATIONS = ("no user", "bad ip", "bad type_uid", "unknown attribute", "time as 
 
 def day_events(name: str, org) -> list[dict]:
     if name == "slack":
-        return data.slack_events(org, START, START + 86400, EVENTS_A_DAY, seed=3)
-    return data.asana_events(org, START * 1000, (START + 86400) * 1000, EVENTS_A_DAY, seed=3)
+        return slack_events(org, START, START + 86400, EVENTS_A_DAY, seed=3)
+    return asana_events(org, START * 1000, (START + 86400) * 1000, EVENTS_A_DAY, seed=3)
 
 
 def broken(out: dict, how: str) -> dict:
@@ -230,11 +232,11 @@ def athena_lake_cost(name: str, folder: Path) -> None:
 
 
 def main() -> int:
-    org = data.make_org()
+    org = make_org()
     listed = json.loads((ROOT / "tests" / "fixtures" / "ocsf" / "slack_actions.json").read_text())["actions"]
-    static = json.loads(Path(data.__file__).with_name("static").joinpath("actions.json").read_text())["actions"]
+    static = json.loads(SlackApi().document("actions"))["actions"]
     slack_codes = {a for source in (listed, static) for names in source.values() for a in names}
-    asana_codes = {t for t, _, _ in data.ASANA_EVENTS}
+    asana_codes = {t for t, _, _ in ASANA_EVENTS}
     mapped = []
     days = {}
     for name in ("slack", "asana"):

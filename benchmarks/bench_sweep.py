@@ -23,7 +23,9 @@ from common import figure
 
 from audit_collector import providers
 from audit_collector.collector import Budget, Settings
-from audit_collector.emulator import Emulator, asana_events, make_org, slack_events
+from audit_collector.emulator import Emulator, make_org
+from audit_collector.emulator.asana import asana_events
+from audit_collector.emulator.slack import slack_events
 from audit_collector.http_retry import Clock
 from audit_collector.storage.archive import decode_object
 from audit_collector.storage.local import LocalArchive

@@ -1,6 +1,8 @@
-"""A tiny audit API for the third provider's tests, on 127.0.0.1 only (a Zoom/Okta-like shape).
+"""The third provider's emulated API (a Zoom/Okta-like shape): its emulator module, as a new source
+brings one. The fake descriptor names it (``emulator="tests.fake_audit_api"``), so ``Emulator()``
+mounts it beside the built-in APIs while the provider is registered.
 
-``GET /v1/events?tenant=T&since=<ms>&until=<ms>&after=<uuid>&limit=N`` with ``Authorization: Bearer
+``GET /fakeaudit/v1/events?tenant=T&since=<ms>&until=<ms>&after=<uuid>&limit=N`` with ``Authorization: Bearer
 <token>`` answers ``{"events": [...], "next": <uuid> | null}``: the tenant's events with
 ``since <= time < until``, oldest first (ties by uuid), after the event ``after`` names. ``next`` is
 the uuid of the page's last event while more follow. Each event's ``time`` is epoch milliseconds,
@@ -13,9 +15,9 @@ from __future__ import annotations
 import json
 import threading
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+
+from audit_collector.emulator import Answer, EmulatedApi, Emulator, Org, Request
 
 MAX_LIMIT = 100
 
@@ -48,32 +50,39 @@ def make_events(start_ms: int, end_ms: int, count: int, *, tenant: str = "t1", s
     return out
 
 
-class FakeAuditApi:
-    """The server, as a context manager: ``base_url`` while it runs, ``add`` to serve more events."""
+class FakeAuditEmulated(EmulatedApi):
+    """The API under ``/fakeaudit/``; ``tenant`` is the one tenant it knows."""
 
-    def __init__(self, token: str = "fake-audit-token", tenant: str = "t1") -> None:
-        self.token, self.tenant = token, tenant
+    name = "fakeaudit"
+    prefix = "/fakeaudit/"
+    default_tokens = ("fake-audit-token",)
+    position_param = "after"
+    position_fault = "unknown_cursor"
+    demo_per_day = 2_000
+
+    def __init__(self, *, tenant: str = "t1", **common: Any) -> None:
+        super().__init__(**common)
+        self.tenant = tenant
         self._events: list[tuple[int, str, dict]] = []
         self._lock = threading.Lock()
         self.requests: list[dict[str, str]] = []  # the query of every authorized request
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/"
 
-    def add(self, events: list[dict]) -> None:
-        with self._lock:
-            self._events.extend((event_ms(e), e["uuid"], e) for e in events)
-            self._events.sort(key=lambda item: item[:2])
+    @property
+    def options(self) -> dict[str, str]:
+        return {"tenant": self.tenant}
 
-    def __enter__(self) -> FakeAuditApi:
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-        return self
+    def early(self, request: Request) -> Answer | None:
+        return None if request.path == "v1/events" else self.error(404, f"no route {request.path}")
 
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    def refuse(self, request: Request) -> Answer | None:
+        return None if request.token in self.tokens else self.error(401, "invalid token")
 
-    def page(self, query: dict[str, str]) -> tuple[int, dict]:
+    def page(self, request: Request) -> Answer:
+        self.requests.append(dict(request.params))
+        status, body = self.answer(request.params)
+        return Answer(status, json.dumps(body).encode(), data=True)
+
+    def answer(self, query: dict[str, str]) -> tuple[int, dict]:
         if query.get("tenant") != self.tenant:
             return 404, {"error": f"no tenant {query.get('tenant')!r}"}
         try:
@@ -94,28 +103,39 @@ class FakeAuditApi:
         page = [e for _, _, e in matching[:limit]]
         return 200, {"events": page, "next": page[-1]["uuid"] if len(matching) > limit else None}
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        api = self
+    def error(self, status: int, message: str, headers: dict[str, str] | None = None) -> Answer:
+        return Answer(status, json.dumps({"error": message}).encode(), headers or {})
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                url = urlsplit(self.path)
-                if self.headers.get("Authorization") != f"Bearer {api.token}":
-                    status, body = 401, {"error": "invalid token"}
-                elif url.path != "/v1/events":
-                    status, body = 404, {"error": f"no route {url.path}"}
-                else:
-                    query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-                    api.requests.append(query)
-                    status, body = api.page(query)
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    def position_rejected(self) -> Answer:
+        return self.error(400, "unknown cursor")
 
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                pass
+    def add(self, events: list[dict], visible_at: float | None = None, lag: float = 0.0) -> None:
+        with self._lock:
+            self._events.extend((event_ms(e), e["uuid"], e) for e in events)
+            self._events.sort(key=lambda item: item[:2])
 
-        return Handler
+    def generate(self, org: Org, start: float, end: float, count: int, seed: int = 1) -> list[dict[str, Any]]:
+        return make_events(int(start * 1000), int(end * 1000), count, tenant=self.tenant, seed=f"s{seed}")
+
+
+API = FakeAuditEmulated
+
+
+class FakeAuditApi:
+    """The API alone on an emulator, as a context manager: ``base_url`` while it runs, ``add`` to
+    serve more events, ``requests`` the queries it answered."""
+
+    def __init__(self, token: str = "fake-audit-token", tenant: str = "t1") -> None:
+        self.token, self.tenant = token, tenant
+        self.api = FakeAuditEmulated(tokens=[token], tenant=tenant)
+        self.emulator = Emulator(apis=[self.api])
+        self.base_url = self.api.base_url
+        self.requests = self.api.requests
+        self.add = self.api.add
+
+    def __enter__(self) -> FakeAuditApi:
+        self.emulator.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.emulator.stop()

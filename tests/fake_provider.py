@@ -1,12 +1,12 @@
 """A third provider, defined outside ``src/``: proof that the house takes plugins.
 
-It talks to ``tests/fake_audit_api.py`` (``GET /v1/events``, oldest first, keyset cursor = the uuid
-of the last event seen) through the house's ``ApiTransport`` (session, retries, pacing, redaction)
-and the house's ``PageReader`` (each event archived as the exact text served). Collection follows
-the same rule as the built-ins: a window ``[start, end)`` (milliseconds) ends at the settle
-horizon; after each object is written the checkpoint holds the cursor (the last archived event's
-uuid) and the next part index, so a rerun after a crash fetches the same pages and overwrites the
-same object names. Objects never mix two UTC dates.
+It talks to ``tests/fake_audit_api.py``, its emulator module (``GET /v1/events``, oldest first,
+keyset cursor = the uuid of the last event seen), through the house's ``ApiTransport`` (session,
+retries, pacing, redaction) and the house's ``PageReader`` (each event archived as the exact text
+served). Collection follows the same rule as the built-ins: a window ``[start, end)`` (milliseconds)
+ends at the settle horizon; after each object is written the checkpoint holds the cursor (the last
+archived event's uuid) and the next part index, so a rerun after a crash fetches the same pages and
+overwrites the same object names. Objects never mix two UTC dates.
 
 Registered by tests with ``providers.register(DESCRIPTOR)``, or found as the entry point
 ``fakeaudit = tests.fake_provider:DESCRIPTOR`` in the ``audit_collector.providers`` group.
@@ -290,6 +290,7 @@ DESCRIPTOR = Descriptor(
     window_type=FakeAuditWindow,
     build_source=_build_source,
     options=(TENANT,),
+    emulator="tests.fake_audit_api",
     questions=(
         (
             "Who downloaded the most files?",

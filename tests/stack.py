@@ -443,7 +443,7 @@ class Deployment:
         env = dict(self.stack.functions[logical].environment)
         for name in env:
             if name.endswith("_API_BASE_URL"):
-                env[name] = self.emulator.slack_base_url if name.startswith("SLACK") else self.emulator.asana_base_url
+                env[name] = self.emulator.slack.base_url if name.startswith("SLACK") else self.emulator.asana.base_url
         return env
 
     def invoke(self, logical: str, event: Any) -> Any:

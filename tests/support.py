@@ -17,8 +17,7 @@ import yaml
 
 from audit_collector import providers
 from audit_collector.collector import BackfillRequest, Budget, Settings
-from audit_collector.emulator import Emulator
-from audit_collector.emulator.stores import served_text
+from audit_collector.emulator import Emulator, served_text
 from audit_collector.http_retry import Clock
 from audit_collector.storage.archive import ArchiveWriter, decode_object
 from audit_collector.storage.state import CheckpointStore
@@ -357,7 +356,8 @@ def assert_exactly_once(archive: ArchiveWriter, provider: str, expected: list[di
 
 def add_history(emu: Emulator, org, provider: str, start: int, end: int, count: int, seed: int = 1) -> list[dict]:
     """Generated events with times in [start, end) seconds, served by the emulator; returns them."""
-    from audit_collector.emulator import asana_events, slack_events
+    from audit_collector.emulator.asana import asana_events
+    from audit_collector.emulator.slack import slack_events
 
     if provider == "slack":
         events = slack_events(org, start, end, count, seed=seed)
@@ -381,7 +381,8 @@ def event_time(provider: str, event: dict) -> float:
 
 def add_late(emu: Emulator, org, provider: str, start: int, end: int, count: int, lag: float, seed: int) -> list[dict]:
     """Events in [start, end) seconds that reach the API ``lag`` seconds after their own time."""
-    from audit_collector.emulator import asana_events, slack_events
+    from audit_collector.emulator.asana import asana_events
+    from audit_collector.emulator.slack import slack_events
 
     if provider == "slack":
         events = slack_events(org, start, end, count, seed=seed)

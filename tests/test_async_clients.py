@@ -80,12 +80,12 @@ OPEN: list = []  # clients made by the helpers below; run() closes them
 
 def slack(emu: Emulator, **kwargs) -> AsyncAuditLogsClient:
     kwargs.setdefault("clock", FakeAsyncClock())
-    return opened(AsyncAuditLogsClient(token=emu.slack_token, base_url=emu.slack_base_url, **kwargs))
+    return opened(AsyncAuditLogsClient(token=emu.slack.token, base_url=emu.slack.base_url, **kwargs))
 
 
 def asana(emu: Emulator, **kwargs) -> AsyncAsanaAuditLogClient:
     kwargs.setdefault("clock", FakeAsyncClock())
-    return opened(AsyncAsanaAuditLogClient(token=emu.asana_token, base_url=emu.asana_base_url, **kwargs))
+    return opened(AsyncAsanaAuditLogClient(token=emu.asana.token, base_url=emu.asana.base_url, **kwargs))
 
 
 def opened(client):
@@ -118,11 +118,11 @@ FIXED = FixedValueRetryIntervalCalculator(0.25)
 
 def test_the_issue_example_runs_as_written(emulator, monkeypatch):
     emulator.slack.add([entry(i, T0 + i) for i in range(3)])
-    monkeypatch.setenv("SLACK_ORG_ADMIN_USER_TOKEN", emulator.slack_token)
+    monkeypatch.setenv("SLACK_ORG_ADMIN_USER_TOKEN", emulator.slack.token)
 
     async def main():
         async with AsyncAuditLogsClient(
-            token=os.environ["SLACK_ORG_ADMIN_USER_TOKEN"], base_url=emulator.slack_base_url
+            token=os.environ["SLACK_ORG_ADMIN_USER_TOKEN"], base_url=emulator.slack.base_url
         ) as client:
             api_response = await client.logs(action="user_login", limit=1)
             return api_response.typed_body
@@ -136,7 +136,7 @@ def test_iter_logs_pages_like_the_sync_client(emulator):
     emulator.slack.add([entry(i, T0 + i) for i in range(25)])
     pages = run(collect(slack(emulator).iter_logs(oldest=T0, latest=T0 + 99, limit=10)))
     sync = list(
-        AuditLogsClient(token=emulator.slack_token, base_url=emulator.slack_base_url).iter_logs(
+        AuditLogsClient(token=emulator.slack.token, base_url=emulator.slack.base_url).iter_logs(
             oldest=T0, latest=T0 + 99, limit=10
         )
     )
@@ -149,7 +149,7 @@ def test_asana_iteration_stops_on_the_first_empty_page(emulator):
     base = T0 * 1000
     emulator.asana.add([asana_event(i, base + i * 1000) for i in range(250)])
     client = asana(emulator)
-    pages = run(collect(client.iter_audit_log_events(emulator.workspace_gid, limit=100)))
+    pages = run(collect(client.iter_audit_log_events(emulator.asana.workspace_gid, limit=100)))
     assert [len(p.events) for p in pages] == [100, 100, 50]
     assert client.stats["requests"] == 4  # the fourth, empty page ends it although it has a next_page
     gids = [e["gid"] for p in pages for e in p.data]
@@ -158,7 +158,7 @@ def test_asana_iteration_stops_on_the_first_empty_page(emulator):
 
 def test_schemas_and_actions_need_no_token(emulator):
     async def main():
-        async with AsyncAuditLogsClient(base_url=emulator.slack_base_url) as client:
+        async with AsyncAuditLogsClient(base_url=emulator.slack.base_url) as client:
             return await client.schemas(), await client.actions()
 
     schemas, actions = asyncio.run(main())
@@ -197,7 +197,7 @@ def test_bad_arguments_fail_before_any_request(emulator, kwargs, error):
     with pytest.raises(error):
         run(collect(slack(emulator).iter_logs(**kwargs)))
     with pytest.raises(ConfigError, match="actor_type"):
-        run(asana(emulator).get_audit_log_events(emulator.workspace_gid, actor_type="robot"))
+        run(asana(emulator).get_audit_log_events(emulator.asana.workspace_gid, actor_type="robot"))
     assert emulator.calls() == 0
 
 
@@ -206,16 +206,16 @@ def test_bad_arguments_fail_before_any_request(emulator, kwargs, error):
 
 def test_invalid_tokens_raise_what_the_sync_clients_raise(emulator):
     with pytest.raises(AuditLogsApiError) as sync_slack:
-        AuditLogsClient(token="xoxp-wrong", base_url=emulator.slack_base_url).logs()
+        AuditLogsClient(token="xoxp-wrong", base_url=emulator.slack.base_url).logs()
     with pytest.raises(AuditLogsApiError) as async_slack:
-        run(opened(AsyncAuditLogsClient(token="xoxp-wrong", base_url=emulator.slack_base_url)).logs())
+        run(opened(AsyncAuditLogsClient(token="xoxp-wrong", base_url=emulator.slack.base_url)).logs())
     assert str(async_slack.value) == str(sync_slack.value) and async_slack.value.error == "invalid_authentication"
 
-    gid = emulator.workspace_gid
+    gid = emulator.asana.workspace_gid
     with pytest.raises(AsanaApiError) as sync_asana:
-        AsanaAuditLogClient(token="wrong", base_url=emulator.asana_base_url).get_audit_log_events(gid)
+        AsanaAuditLogClient(token="wrong", base_url=emulator.asana.base_url).get_audit_log_events(gid)
     with pytest.raises(AsanaApiError) as async_asana:
-        run(opened(AsyncAsanaAuditLogClient(token="wrong", base_url=emulator.asana_base_url)).get_audit_log_events(gid))
+        run(opened(AsyncAsanaAuditLogClient(token="wrong", base_url=emulator.asana.base_url)).get_audit_log_events(gid))
     assert str(async_asana.value) == str(sync_asana.value) and async_asana.value.status_code == 401
 
 
@@ -225,7 +225,7 @@ def test_a_non_json_body_is_a_clear_error(emulator):
     with pytest.raises(AuditLogsBodyError, match="text/html"):
         run(slack(emulator, retry_handlers=[]).logs())
     with pytest.raises(AsanaBodyError, match="text/html"):
-        run(asana(emulator, retry_handlers=[]).get_audit_log_events(emulator.workspace_gid))
+        run(asana(emulator, retry_handlers=[]).get_audit_log_events(emulator.asana.workspace_gid))
 
 
 def test_transport_faults_surface_as_the_neutral_errors(emulator):
@@ -259,7 +259,7 @@ def test_each_builtin_async_handler_retries_its_fault(fault, handler, api):
         if api == "slack":
             page = run(slack(emu, retry_handlers=[handler], clock=clock).logs(oldest=T0))
         else:
-            page = run(asana(emu, retry_handlers=[handler], clock=clock).get_audit_log_events(emu.workspace_gid))
+            page = run(asana(emu, retry_handlers=[handler], clock=clock).get_audit_log_events(emu.asana.workspace_gid))
         assert len(page.events) == 5 and emu.faults.injected[fault] == 2
         assert clock.sleeps == [0.25, 0.25]
 
@@ -277,7 +277,7 @@ def test_rate_limit_handler_waits_what_retry_after_says(api):
             page = run(opened(client).logs(oldest=T0))
         else:
             client = asana(emu, retry_handlers=handlers, clock=clock)
-            page = run(opened(client).get_audit_log_events(emu.workspace_gid))
+            page = run(opened(client).get_audit_log_events(emu.asana.workspace_gid))
         assert len(page.events) == 1 and clock.sleeps == [7.0]
         assert client.stats == {"requests": 2, "retries": 1, "rate_limited": 1}
 
@@ -385,7 +385,7 @@ def test_token_never_appears_in_logs_repr_or_errors(emulator, caplog):
     logger = logging.getLogger("test.async")
     emulator.faults.script("slack", "reset")
     with caplog.at_level(logging.DEBUG):
-        client = AsyncAuditLogsClient(token=TOKEN, base_url=emulator.slack_base_url, logger=logger, retry_handlers=[])
+        client = AsyncAuditLogsClient(token=TOKEN, base_url=emulator.slack.base_url, logger=logger, retry_handlers=[])
         opened(client)
         with pytest.raises(ConnectionResetError) as reset:
             run(client.logs(oldest=1))

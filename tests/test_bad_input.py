@@ -85,11 +85,11 @@ def test_a_broken_response_fails_clearly_and_changes_nothing(provider, body, mes
     clock = FakeClock(start=float(NOW))
     store, archive = FileStore(tmp_path / "s.json"), LocalArchive(tmp_path / "a")
     with Emulator(clock=clock.time) as emu:
-        log = emu.slack if provider == "slack" else emu.asana
+        log = emu.api(provider).log
         log.page = lambda params, now, ttl: body
         with pytest.raises(ApiError, match=message) as info:
             run_once(provider, emu, store=store, archive=archive, clock=clock, settings=SETTINGS)
-    assert emu.slack_token not in str(info.value) and emu.asana_token not in str(info.value)
+    assert emu.slack.token not in str(info.value) and emu.asana.token not in str(info.value)
     assert written(archive) == []  # no partial object
     assert live_watermark(store, provider) is None  # the checkpoint did not move
     assert list(tmp_path.rglob("*.tmp")) == []
@@ -111,12 +111,12 @@ def test_drift_is_archived_verbatim(provider, event, tmp_path):
     store, archive = FileStore(tmp_path / "s.json"), LocalArchive(tmp_path / "a")
     with Emulator(clock=clock.time) as emu:
         if provider == "slack":  # answered for the window that holds it, empty for the others
-            emu.slack.page = lambda params, now, ttl: slack_body(
+            emu.slack.log.page = lambda params, now, ttl: slack_body(
                 [event] if int(params["oldest"]) <= T <= int(params["latest"]) else []
             )
         else:  # a stream: once served, the next request finds nothing new
             served = iter([asana_body([event])])
-            emu.asana.page = lambda params, now, ttl: next(served, asana_body([]))
+            emu.asana.log.page = lambda params, now, ttl: next(served, asana_body([]))
         assert run_once(provider, emu, store=store, archive=archive, clock=clock, settings=SETTINGS).complete
     assert [e for _, e in archived(archive, provider)] == [event]
 
@@ -126,7 +126,7 @@ def test_a_huge_page_beyond_the_limit_is_archived_whole(tmp_path):
     clock = FakeClock(start=float(NOW))
     store, archive = FileStore(tmp_path / "s.json"), LocalArchive(tmp_path / "a")
     burst = [slack_entry(i, date_create=T) for i in range(25_000)]
-    with Emulator(clock=clock.time, slack_split_seconds=False) as emu:
+    with Emulator(clock=clock.time, slack={"split_seconds": False}) as emu:
         emu.slack.add(burst)
         result = run_once(
             "slack",

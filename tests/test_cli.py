@@ -16,7 +16,9 @@ import pytest
 from moto import mock_aws
 
 from audit_collector import cli
-from audit_collector.emulator import Emulator, asana_events, slack_events
+from audit_collector.emulator import Emulator
+from audit_collector.emulator.asana import asana_events
+from audit_collector.emulator.slack import slack_events
 from audit_collector.storage.local import LocalArchive
 from audit_collector.storage.s3 import S3Archive
 
@@ -43,21 +45,21 @@ def collect_args(emu, provider, archive, *extra):
         "--lookback-days",
         "1",
         "--api-base-url",
-        emu.slack_base_url if provider == "slack" else emu.asana_base_url,
+        emu.api(provider).base_url,
     ]
     if provider == "asana":
-        args += ["--workspace-gid", emu.workspace_gid]
+        args += ["--workspace-gid", emu.asana.workspace_gid]
     return args + list(extra)
 
 
 @pytest.mark.parametrize("provider", ["slack", "asana"])
 def test_collect_into_a_local_folder_then_status_and_query(emu, provider, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv(f"{provider.upper()}_TOKEN", emu.slack_token if provider == "slack" else emu.asana_token)
+    monkeypatch.setenv(f"{provider.upper()}_TOKEN", emu.api(provider).token)
     assert cli.main(collect_args(emu, provider, tmp_path / "a")) == 0
     out = capsys.readouterr().out
     assert f"{provider}: " in out and "caught up" in out
-    expected = emu.slack if provider == "slack" else emu.asana
-    assert_exactly_once(LocalArchive(tmp_path / "a"), provider, [json.loads(i.raw) for i in expected._items])
+    expected = emu.api(provider).log
+    assert_exactly_once(LocalArchive(tmp_path / "a"), provider, [json.loads(i.raw) for i in expected.items])
     assert cli.main(["status", "--archive", str(tmp_path / "a")]) == 0
     assert f"{provider}: archived up to" in capsys.readouterr().out
     table = "slack_audit_logs" if provider == "slack" else "asana_audit_log_events"
@@ -69,7 +71,7 @@ def test_collect_into_a_local_folder_then_status_and_query(emu, provider, tmp_pa
 
 
 def test_query_formats(emu, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("SLACK_TOKEN", emu.slack_token)
+    monkeypatch.setenv("SLACK_TOKEN", emu.slack.token)
     cli.main(collect_args(emu, "slack", tmp_path))
     capsys.readouterr()
     sql = "SELECT dt, count(*) AS n FROM slack_audit_logs GROUP BY dt ORDER BY dt"
@@ -81,19 +83,21 @@ def test_query_formats(emu, tmp_path, monkeypatch, capsys):
 
 
 def test_collect_into_s3_and_dynamodb(emu, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("ASANA_TOKEN", emu.asana_token)
+    monkeypatch.setenv("ASANA_TOKEN", emu.asana.token)
     with mock_aws():
         create_aws_resources()
         code = cli.main(collect_args(emu, "asana", f"s3://{BUCKET}/audit", "--state", f"dynamodb://{TABLE}"))
         assert code == 0
-        assert_exactly_once(S3Archive(BUCKET), "asana", [json.loads(i.raw) for i in emu.asana._items], prefix="audit/")
+        assert_exactly_once(
+            S3Archive(BUCKET), "asana", [json.loads(i.raw) for i in emu.asana.log.items], prefix="audit/"
+        )
 
 
 def test_token_from_a_named_variable_and_never_printed(emu, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("MY_SLACK", emu.slack_token)
+    monkeypatch.setenv("MY_SLACK", emu.slack.token)
     assert cli.main(collect_args(emu, "slack", tmp_path, "--token-env", "MY_SLACK")) == 0
     captured = capsys.readouterr()
-    assert emu.slack_token not in captured.out + captured.err
+    assert emu.slack.token not in captured.out + captured.err
 
 
 @pytest.mark.parametrize(
@@ -131,7 +135,7 @@ def test_a_rejected_token_exits_1(emu, tmp_path, monkeypatch, capsys):
 
 
 def test_a_short_budget_exits_3_and_the_next_run_finishes(emu, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("SLACK_TOKEN", emu.slack_token)
+    monkeypatch.setenv("SLACK_TOKEN", emu.slack.token)
     assert cli.main(collect_args(emu, "slack", tmp_path, "--budget-seconds", "20")) == 3
     assert "stopped early" in capsys.readouterr().out
     assert cli.main(collect_args(emu, "slack", tmp_path)) == 0
@@ -167,7 +171,7 @@ def test_a_process_killed_mid_run_then_rerun_archives_exactly_once(org, tmp_path
     state_file = tmp_path / "a" / "state.json"
     with Emulator(latency=0.04) as emu:
         emu.slack.add(events)
-        env = {**os.environ, "SLACK_TOKEN": emu.slack_token}
+        env = {**os.environ, "SLACK_TOKEN": emu.slack.token}
         argv = slow_collect_argv(emu, tmp_path / "a")
         progress = []
         for delay in (1.5, 1.5):
@@ -196,7 +200,7 @@ def test_a_process_killed_mid_run_then_rerun_archives_exactly_once(org, tmp_path
     ],
 )
 def test_tuning_options_are_checked(emu, tmp_path, monkeypatch, capsys, argv, message):
-    monkeypatch.setenv("SLACK_TOKEN", emu.slack_token)
+    monkeypatch.setenv("SLACK_TOKEN", emu.slack.token)
     assert cli.main(collect_args(emu, "slack", tmp_path, *argv)) == 2
     assert message in capsys.readouterr().err
     assert emu.request_log == []
@@ -266,7 +270,7 @@ def test_a_process_paused_past_its_lease_cannot_overwrite_the_next_owner(org, tm
     state_file = folder / "state.json"
     with Emulator(latency=0.04) as emu:
         emu.slack.add(events)
-        env = {**os.environ, "SLACK_TOKEN": emu.slack_token}
+        env = {**os.environ, "SLACK_TOKEN": emu.slack.token}
         argv = slow_collect_argv(emu, folder)
         first = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:

@@ -23,7 +23,9 @@ from pytest_examples import CodeExample, find_examples
 
 from audit_collector.asana import AsanaAuditLogClient, AsyncAsanaAuditLogClient
 from audit_collector.cli.parser import build_parser
-from audit_collector.emulator import Emulator, FaultPlan, asana_events, make_org, slack_events
+from audit_collector.emulator import Emulator, FaultPlan, make_org
+from audit_collector.emulator.asana import asana_events
+from audit_collector.emulator.slack import slack_events
 from audit_collector.slack import AsyncAuditLogsClient, AuditLogsClient
 
 from .test_migration_docs import loopback_only  # noqa: F401  (a fixture)
@@ -77,13 +79,13 @@ def test_each_sample_runs_as_written(example, monkeypatch, loopback_only, capsys
         pytest.skip(f"{label(example)} is fenced .no-run (it needs a real token or AWS)")
     setup = setup_of(example)
     with emulator_for(setup) as emu:
-        monkeypatch.setenv("SLACK_ORG_ADMIN_USER_TOKEN", emu.slack_token)
-        monkeypatch.setenv("ASANA_TOKEN", emu.asana_token)
-        monkeypatch.setenv("ASANA_WORKSPACE_GID", emu.workspace_gid)
+        monkeypatch.setenv("SLACK_ORG_ADMIN_USER_TOKEN", emu.slack.token)
+        monkeypatch.setenv("ASANA_TOKEN", emu.asana.token)
+        monkeypatch.setenv("ASANA_WORKSPACE_GID", emu.asana.workspace_gid)
         for client in (AuditLogsClient, AsyncAuditLogsClient):
-            monkeypatch.setattr(client, "default_base_url", emu.slack_base_url)
+            monkeypatch.setattr(client, "default_base_url", emu.slack.base_url)
         for client in (AsanaAuditLogClient, AsyncAsanaAuditLogClient):
-            monkeypatch.setattr(client, "default_base_url", emu.asana_base_url)
+            monkeypatch.setattr(client, "default_base_url", emu.asana.base_url)
         # Compiled under the page's name, at its own lines: a failure's traceback shows the page.
         code = compile("\n" * example.start_line + example.source, str(example.path), "exec")
         exec(code, {"__name__": "__main__"})

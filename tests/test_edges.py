@@ -30,7 +30,6 @@ from .support import (
 
 NOW = int(datetime(2026, 11, 20, 12, 0, tzinfo=UTC).timestamp())
 MIDNIGHT = int(datetime(2026, 11, 20, tzinfo=UTC).timestamp())
-FAULT = {"slack": "invalid_cursor", "asana": "expired_offset"}
 
 
 def _bursts(provider: str, template: dict, rng: random.Random, page: int) -> list[dict]:
@@ -61,15 +60,15 @@ class _Expiry:
         self.enabled = True
         emu.faults.draw = self.draw
 
-    def draw(self, api: str, has_position: bool):
+    def draw(self, api: str, *, has_position: bool, position: str):
         if self.enabled and api == self.provider and has_position:
             if self.quiet > 0:
                 self.quiet -= 1
             elif self.rng.random() < self.rate:
                 self.quiet = self.cooldown
                 self.expired += 1
-                return FAULT[api]
-        return self.original(api, has_position=has_position)
+                return position  # the API's own: an expired cursor or offset
+        return self.original(api, has_position=has_position, position=position)
 
 
 def run_schedule(provider: str, seed: int, *, tolerate_errors: bool) -> dict[str, int]:
@@ -84,7 +83,7 @@ def run_schedule(provider: str, seed: int, *, tolerate_errors: bool) -> dict[str
     with tempfile.TemporaryDirectory() as tmp, Emulator(clock=clock.time) as emu:
         background = add_history(emu, org, provider, NOW - 2 * 86400 + 600, NOW - 600, rng.randint(20, 60), seed=seed)
         bursts = _bursts(provider, background[0], rng, page)
-        (emu.slack if provider == "slack" else emu.asana).add(bursts)
+        emu.api(provider).add(bursts)
         expected = background + bursts
         # Slack restarts a window from its first page: it needs a longer quiet spell to get through.
         rate, cooldown = (rng.choice([0.2, 0.4]), 6) if provider == "asana" else (rng.choice([0.05, 0.15]), 12)
@@ -144,8 +143,8 @@ class _SplitSeconds:
     """Counts Slack pages that continue a second the previous page of the same query ended in."""
 
     def __init__(self, emu: Emulator) -> None:
-        self.original, self.ends, self.split = emu.slack.page, {}, 0
-        emu.slack.page = self.page
+        self.original, self.ends, self.split = emu.slack.log.page, {}, 0
+        emu.slack.log.page = self.page
 
     def page(self, params, now, ttl):
         import json

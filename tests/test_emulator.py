@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from audit_collector.asana import AsanaApiError, AsanaAuditLogClient
-from audit_collector.emulator import Emulator, FaultPlan, asana_events, slack_events
-from audit_collector.emulator.data import iso_ms
+from audit_collector.asana import AsanaApiError, AsanaAuditLogClient, iso_ms
+from audit_collector.emulator import Emulator, FaultPlan
+from audit_collector.emulator.asana import asana_events
+from audit_collector.emulator.slack import slack_events
 from audit_collector.http_retry import (
     ConnectionErrorRetryHandler,
     FixedValueRetryIntervalCalculator,
@@ -35,11 +36,11 @@ def entry(i: int, second: int) -> dict:
 
 
 def slack(emu: Emulator, **kwargs) -> AuditLogsClient:
-    return AuditLogsClient(token=emu.slack_token, base_url=emu.slack_base_url, **kwargs)
+    return AuditLogsClient(token=emu.slack.token, base_url=emu.slack.base_url, **kwargs)
 
 
 def asana(emu: Emulator, **kwargs) -> AsanaAuditLogClient:
-    return AsanaAuditLogClient(token=emu.asana_token, base_url=emu.asana_base_url, **kwargs)
+    return AsanaAuditLogClient(token=emu.asana.token, base_url=emu.asana.base_url, **kwargs)
 
 
 def fast_retries(count: int = 3):
@@ -69,7 +70,7 @@ def test_slack_pages_split_seconds_by_default_or_never_when_asked():
     # 3 events in one second, then 4 in the next. Split (the default): pages of 2, 2, 2, 1, each
     # second spread over two pages. Unsplit: limit 2 gives pages of 4 then 3.
     for split, sizes in ((True, [2, 2, 2, 1]), (False, [4, 3])):
-        with Emulator(slack_split_seconds=split) as emulator:
+        with Emulator(slack={"split_seconds": split}) as emulator:
             emulator.slack.add([entry(i, T0) for i in range(3)] + [entry(10 + i, T0 + 1) for i in range(4)])
             pages = list(slack(emulator).iter_logs(oldest=T0, latest=T0 + 1, limit=2))
             assert [len(p.body["entries"]) for p in pages] == sizes
@@ -118,20 +119,20 @@ def test_slack_late_events_are_invisible_until_they_arrive():
 @pytest.mark.parametrize("token,code", [("", "missing_authentication"), ("xoxp-wrong", "invalid_authentication")])
 def test_slack_token_errors(emulator, token, code):
     with pytest.raises(AuditLogsApiError) as info:
-        AuditLogsClient(token=token, base_url=emulator.slack_base_url).logs()
+        AuditLogsClient(token=token, base_url=emulator.slack.base_url).logs()
     assert info.value.error == code
 
 
 def test_slack_feature_not_enabled():
     with (
-        Emulator(slack_tokens_without_feature=["xoxp-wsapp"]) as emu,
+        Emulator(slack={"tokens_without_feature": ["xoxp-wsapp"]}) as emu,
         pytest.raises(AuditLogsApiError, match="Enterprise Grid"),
     ):
-        AuditLogsClient(token="xoxp-wsapp", base_url=emu.slack_base_url).logs()
+        AuditLogsClient(token="xoxp-wsapp", base_url=emu.slack.base_url).logs()
 
 
 def test_schemas_and_actions(emulator):
-    c = AuditLogsClient(base_url=emulator.slack_base_url)
+    c = AuditLogsClient(base_url=emulator.slack.base_url)
     assert {s["type"] for s in c.schemas().body["schemas"]} >= {"user", "channel", "file"}
     assert "user_login" in c.actions().body["actions"]["user"]
 
@@ -161,18 +162,18 @@ def test_asana_bounds_order_and_stream_semantics(emulator):
     emulator.asana.add([asana_event(i, base + i * 1000) for i in range(10)])
     c = asana(emulator)
     page = c.get_audit_log_events(
-        emulator.workspace_gid, start_at=iso_ms(base + 2000), end_at=iso_ms(base + 7000), limit=100
+        emulator.asana.workspace_gid, start_at=iso_ms(base + 2000), end_at=iso_ms(base + 7000), limit=100
     )
     assert [e["gid"] for e in page.data] == [str(1000 + i) for i in range(2, 7)]  # start inclusive, end exclusive
     caught_up = c.get_audit_log_events(
-        emulator.workspace_gid,
+        emulator.asana.workspace_gid,
         start_at=iso_ms(base + 2000),
         end_at=iso_ms(base + 7000),
         limit=100,
         offset=page.next_offset,
     )
     assert caught_up.data == [] and caught_up.next_offset is not None  # a stream: next_page keeps coming
-    nothing = c.get_audit_log_events(emulator.workspace_gid, start_at=iso_ms(base + 99_000))
+    nothing = c.get_audit_log_events(emulator.asana.workspace_gid, start_at=iso_ms(base + 99_000))
     assert nothing.data == [] and nothing.next_offset is None
 
 
@@ -180,9 +181,9 @@ def test_asana_offset_sees_new_events_later(emulator):
     base = T0 * 1000
     emulator.asana.add([asana_event(i, base + i) for i in range(5)])
     c = asana(emulator)
-    first = c.get_audit_log_events(emulator.workspace_gid, limit=100)
+    first = c.get_audit_log_events(emulator.asana.workspace_gid, limit=100)
     emulator.asana.add([asana_event(50, base + 10), asana_event(51, base + 10)])
-    later = c.get_audit_log_events(emulator.workspace_gid, limit=100, offset=first.next_offset)
+    later = c.get_audit_log_events(emulator.asana.workspace_gid, limit=100, offset=first.next_offset)
     assert [e["gid"] for e in later.data] == ["1050", "1051"]
 
 
@@ -190,21 +191,25 @@ def test_asana_filters_and_same_millisecond_paging(emulator):
     base = T0 * 1000
     emulator.asana.add([asana_event(i, base) for i in range(7)])  # all in one millisecond
     c = asana(emulator)
-    pages = list(c.iter_audit_log_events(emulator.workspace_gid, limit=3))
+    pages = list(c.iter_audit_log_events(emulator.asana.workspace_gid, limit=3))
     assert [len(p.data) for p in pages] == [3, 3, 1]
     assert len({e["gid"] for p in pages for e in p.data}) == 7
     assert {
-        e["event_type"] for e in c.get_audit_log_events(emulator.workspace_gid, event_type="task_deleted").data
+        e["event_type"] for e in c.get_audit_log_events(emulator.asana.workspace_gid, event_type="task_deleted").data
     } == {"task_deleted"}
-    assert {e["actor"]["gid"] for e in c.get_audit_log_events(emulator.workspace_gid, actor_gid="A1").data} == {"A1"}
-    assert {e["resource"]["gid"] for e in c.get_audit_log_events(emulator.workspace_gid, resource_gid="R2").data} == {
-        "R2"
+    assert {e["actor"]["gid"] for e in c.get_audit_log_events(emulator.asana.workspace_gid, actor_gid="A1").data} == {
+        "A1"
     }
+    assert {
+        e["resource"]["gid"] for e in c.get_audit_log_events(emulator.asana.workspace_gid, resource_gid="R2").data
+    } == {"R2"}
 
 
 def test_asana_token_and_workspace_errors(emulator):
     with pytest.raises(AsanaApiError) as info:
-        AsanaAuditLogClient(token="bad", base_url=emulator.asana_base_url).get_audit_log_events(emulator.workspace_gid)
+        AsanaAuditLogClient(token="bad", base_url=emulator.asana.base_url).get_audit_log_events(
+            emulator.asana.workspace_gid
+        )
     assert info.value.status_code == 401 and info.value.messages == ["Not Authorized"]
     with pytest.raises(AsanaApiError) as info:
         asana(emulator).get_audit_log_events("999")
@@ -215,7 +220,9 @@ def test_asana_generated_events_page_through(emulator, org):
     start = datetime(2026, 10, 1, tzinfo=UTC)
     events = asana_events(org, int(start.timestamp() * 1000), int(start.timestamp() * 1000) + 3_600_000, 450, seed=5)
     emulator.asana.add(events)
-    got = [e["gid"] for p in asana(emulator).iter_audit_log_events(emulator.workspace_gid, limit=100) for e in p.data]
+    got = [
+        e["gid"] for p in asana(emulator).iter_audit_log_events(emulator.asana.workspace_gid, limit=100) for e in p.data
+    ]
     assert Counter(got) == Counter(e["gid"] for e in events)
 
 
@@ -273,27 +280,27 @@ def test_invalid_cursor_and_expired_offset_faults_only_hit_requests_with_a_posit
         emu.asana.add([asana_event(i, T0 * 1000 + i) for i in range(3)])
         emu.faults.script("asana", "expired_offset")
         a = asana(emu)
-        page = a.get_audit_log_events(emu.workspace_gid, limit=1)
+        page = a.get_audit_log_events(emu.asana.workspace_gid, limit=1)
         with pytest.raises(AsanaApiError, match="expired"):
-            a.get_audit_log_events(emu.workspace_gid, limit=1, offset=page.next_offset)
+            a.get_audit_log_events(emu.asana.workspace_gid, limit=1, offset=page.next_offset)
 
 
 def test_cursor_and_offset_expire_after_their_ttl():
     now = [float(T0 + 1000)]
-    with Emulator(clock=lambda: now[0], cursor_ttl=60, offset_ttl=60) as emu:
+    with Emulator(clock=lambda: now[0], slack={"cursor_ttl": 60}, asana={"offset_ttl": 60}) as emu:
         emu.slack.add([entry(i, T0 + i) for i in range(10)])
         emu.asana.add([asana_event(i, T0 * 1000 + i) for i in range(3)])
         cursor = slack(emu).logs(oldest=T0, limit=3).next_cursor
-        offset = asana(emu).get_audit_log_events(emu.workspace_gid, limit=1).next_offset
+        offset = asana(emu).get_audit_log_events(emu.asana.workspace_gid, limit=1).next_offset
         now[0] += 61
         with pytest.raises(AuditLogsApiError, match="invalid_cursor"):
             slack(emu).logs(oldest=T0, limit=3, cursor=cursor)
         with pytest.raises(AsanaApiError, match="expired"):
-            asana(emu).get_audit_log_events(emu.workspace_gid, limit=1, offset=offset)
+            asana(emu).get_audit_log_events(emu.asana.workspace_gid, limit=1, offset=offset)
 
 
 def test_rate_limiter_answers_429_with_retry_after():
-    with Emulator(slack_calls_per_minute=60, rate_limit_burst=2) as emu:
+    with Emulator(slack={"calls_per_minute": 60}, rate_limit_burst=2) as emu:
         c = slack(emu, retry_handlers=[])
         c.logs()
         c.logs()
@@ -304,11 +311,11 @@ def test_rate_limiter_answers_429_with_retry_after():
 
 
 def test_rate_limited_client_waits_and_gets_through():
-    with Emulator(asana_calls_per_minute=600, rate_limit_burst=1) as emu:
+    with Emulator(asana={"calls_per_minute": 600}, rate_limit_burst=1) as emu:
         c = asana(emu, retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=5)])
         started = time.monotonic()
         for _ in range(3):
-            c.get_audit_log_events(emu.workspace_gid)
+            c.get_audit_log_events(emu.asana.workspace_gid)
         assert c.stats["rate_limited"] >= 1 and time.monotonic() - started >= 1.0
 
 
@@ -343,10 +350,10 @@ def test_the_emulator_runs_from_the_command_line():
             str(port),
             "--days",
             "1",
-            "--slack-events",
-            "300",
-            "--asana-events",
-            "200",
+            "--events",
+            "slack=300",
+            "--events",
+            "asana=200",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -354,9 +361,9 @@ def test_the_emulator_runs_from_the_command_line():
     )
     try:
         first = proc.stdout.readline()
-        assert first.startswith("Slack: http://127.0.0.1:") and "token xoxp-emulator" in first
+        assert first.startswith("slack: http://127.0.0.1:") and "token xoxp-emulator" in first
         asana_line = proc.stdout.readline()
-        assert "workspace 1200000000000001" in asana_line
+        assert "workspace_gid 1200000000000001" in asana_line
         client = AuditLogsClient(token="xoxp-emulator", base_url=f"http://127.0.0.1:{port}/audit/v1/")
         assert sum(len(p.body["entries"]) for p in client.iter_logs(limit=1000)) == 300
         asana_client = AsanaAuditLogClient(token="asana-emulator-token", base_url=f"http://127.0.0.1:{port}/api/1.0/")

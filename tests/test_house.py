@@ -129,3 +129,49 @@ def test_the_http_retry_path_has_every_handler_and_its_async_twin() -> None:
         sync, twin = getattr(http_retry, name), getattr(http_retry, "Async" + name)
         assert issubclass(twin, sync)
     assert {"Clock", "RequestPacer", "HttpRequest", "HttpResponse", "RetryState"} <= set(http_retry.__all__)
+
+
+def code_words(path: Path) -> set[str]:
+    """The identifiers, imported modules and one-word strings (keys, paths, codes) of a module; its
+    docstrings, comments and prose-like strings (sample data) left out."""
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    words: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            words.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            words.add(node.attr)
+        elif isinstance(node, ast.arg | ast.keyword) and node.arg:
+            words.add(node.arg)
+        elif isinstance(node, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef):
+            words.add(node.name)
+        elif isinstance(node, ast.alias):
+            words.add(node.asname or node.name)
+        elif isinstance(node, ast.ImportFrom):
+            words.add(node.module or "")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            words.update(w for w in [node.value] if w.split() == [w])
+    return words
+
+
+def test_the_emulator_server_names_no_provider() -> None:
+    """Each emulated API is the module its descriptor names; the server, the faults and the rest are
+    the same for every API, so a new provider brings its module and edits none of them."""
+    from audit_collector import providers
+
+    descriptors = providers.all_descriptors()
+    api_modules = {d.emulator for d in descriptors if d.emulator}
+    assert api_modules, "the built-in providers name their emulator modules"
+    shared = [p for p in (PACKAGE / "emulator").glob("*.py") if f"audit_collector.emulator.{p.stem}" not in api_modules]
+    assert {p.stem for p in shared} >= {"server", "api", "faults", "registry"}
+    names = [d.name for d in descriptors]
+    found = {(p.name, word) for p in shared for word in code_words(p) if any(name in word.lower() for name in names)}
+    assert found == set()

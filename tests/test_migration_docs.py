@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from audit_collector.emulator import Emulator, FaultPlan, make_org, slack_events
+from audit_collector.emulator import Emulator, FaultPlan, make_org
+from audit_collector.emulator.slack import slack_events
 from audit_collector.slack import AsyncAuditLogsClient, AuditLogsClient
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "coming-from-slack-sdk.md"
@@ -68,9 +69,9 @@ def test_the_page_has_an_example_for_each_difference():
 )
 def test_each_example_runs_as_written(heading, setup, code, monkeypatch, loopback_only, capsys):
     with emulator_for(setup) as emu:
-        monkeypatch.setenv("SLACK_ORG_ADMIN_USER_TOKEN", emu.slack_token)
-        monkeypatch.setattr(AuditLogsClient, "default_base_url", emu.slack_base_url)
-        monkeypatch.setattr(AsyncAuditLogsClient, "default_base_url", emu.slack_base_url)
+        monkeypatch.setenv("SLACK_ORG_ADMIN_USER_TOKEN", emu.slack.token)
+        monkeypatch.setattr(AuditLogsClient, "default_base_url", emu.slack.base_url)
+        monkeypatch.setattr(AsyncAuditLogsClient, "default_base_url", emu.slack.base_url)
         exec(compile(code, f"{PAGE.name}: {heading}", "exec"), {"__name__": "__main__"})
         scripted = setup.partition(";")[0].split()
         assert [r["fault"] for r in emu.request_log][: len(scripted)] == scripted  # each fault was met

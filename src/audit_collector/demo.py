@@ -20,7 +20,7 @@ from audit_collector.collector import Budget, Settings
 from audit_collector.collector.provider import Descriptor
 from audit_collector.console import ProgressBar, print_result, print_verify, write_rows
 from audit_collector.dates import iso
-from audit_collector.emulator import EmulatedApi, Emulator, FaultPlan, make_org
+from audit_collector.emulator import EmulatedApi, Emulator, FaultPlan, make_org, position_faults
 from audit_collector.errors import ConfigError
 from audit_collector.evidence.signing import Ed25519Signer, generate_key
 from audit_collector.http.clock import SystemClock
@@ -48,7 +48,7 @@ def demo(*, archive_dir: Path, days: float, users: int, seed: int, fault_rate: f
     now = int(time.time())
     start = now - int(days * 86400)
     org = make_org(seed, users)
-    faults = ("server_error", "html", "reset", "truncated", "rate_limit", "invalid_cursor", "expired_offset")
+    faults = ("server_error", "html", "reset", "truncated", "rate_limit", *position_faults())
     plan = FaultPlan(seed, dict.fromkeys(faults, fault_rate), retry_after="1")
     archive, store = LocalArchive(archive_dir), FileStore(archive_dir / "state.json")
     signer, public_key = demo_signer(archive_dir)
@@ -61,7 +61,7 @@ def demo(*, archive_dir: Path, days: float, users: int, seed: int, fault_rate: f
     backfill_spec = {"start": iso(start), "end": iso(now)}
     started = time.monotonic()
     with Emulator(faults=plan) as emu:
-        demoed = [(d, emu.api(d.emulator)) for d in providers.all_descriptors() if d.emulator]
+        demoed = [(d, emu.api(d.name)) for d in providers.all_descriptors() if d.emulator]
         served = {}
         for i, (descriptor, api) in enumerate(demoed):
             served[descriptor.name] = api.generate(org, start, now - 30, int(api.demo_per_day * days), seed=seed + i)

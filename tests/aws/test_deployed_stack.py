@@ -22,7 +22,9 @@ import pytest
 from moto import mock_aws
 
 from audit_collector.aws import handler
-from audit_collector.emulator import Emulator, asana_events, slack_events
+from audit_collector.emulator import Emulator
+from audit_collector.emulator.asana import asana_events
+from audit_collector.emulator.slack import slack_events
 from audit_collector.storage.s3 import S3Archive
 
 from ..iam_ledger import Ledger, recording
@@ -112,7 +114,9 @@ def run_scenario(
     with (
         mock_aws(),
         Emulator(
-            slack_tokens=[SLACK_TOKEN], asana_tokens=[ASANA_TOKEN], asana_workspaces=[WORKSPACE], clock=clock.time
+            slack={"tokens": [SLACK_TOKEN]},
+            asana={"tokens": [ASANA_TOKEN], "workspaces": [WORKSPACE]},
+            clock=clock.time,
         ) as emu,
     ):
         secrets = boto3.client("secretsmanager", region_name=REGION)

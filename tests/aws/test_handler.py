@@ -17,7 +17,9 @@ from moto import mock_aws
 from audit_collector.aws import handler
 from audit_collector.aws.config import Config, environment_variables
 from audit_collector.aws.tokens import TokenError, parse_secret_value
-from audit_collector.emulator import Emulator, asana_events, slack_events
+from audit_collector.emulator import Emulator
+from audit_collector.emulator.asana import asana_events
+from audit_collector.emulator.slack import slack_events
 from audit_collector.errors import ConfigError
 from audit_collector.http_retry import SystemClock
 from audit_collector.storage.s3 import S3Archive
@@ -50,7 +52,7 @@ def logs():
 
 @pytest.fixture
 def emu():
-    with Emulator(slack_tokens=[SLACK_TOKEN], asana_tokens=[ASANA_TOKEN], asana_workspaces=[WORKSPACE]) as e:
+    with Emulator(slack={"tokens": [SLACK_TOKEN]}, asana={"tokens": [ASANA_TOKEN], "workspaces": [WORKSPACE]}) as e:
         yield e
 
 
@@ -62,8 +64,8 @@ def env(monkeypatch, emu):
         "SLACK_TOKEN_SECRET_ID": "audit/slack",
         "ASANA_TOKEN_SECRET_ID": "audit/asana",
         "ASANA_WORKSPACE_GID": WORKSPACE,
-        "SLACK_API_BASE_URL": emu.slack_base_url,
-        "ASANA_API_BASE_URL": emu.asana_base_url,
+        "SLACK_API_BASE_URL": emu.slack.base_url,
+        "ASANA_API_BASE_URL": emu.asana.base_url,
         "SETTLE_SECONDS": "60",
         "INITIAL_LOOKBACK_DAYS": "1",
     }

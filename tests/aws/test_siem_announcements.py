@@ -19,7 +19,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from audit_collector.emulator import Emulator, asana_events, slack_events
+from audit_collector.emulator import Emulator
+from audit_collector.emulator.asana import asana_events
+from audit_collector.emulator.slack import slack_events
 
 from ..iam_ledger import recording
 from ..stack import REGION, Deployment, deploy, plain_template, role_credentials
@@ -79,7 +81,9 @@ def announced(org):
 
         monkeypatch.setattr(handler, "SystemClock", lambda: clock)
         with Emulator(
-            slack_tokens=[SLACK_TOKEN], asana_tokens=[ASANA_TOKEN], asana_workspaces=[WORKSPACE], clock=clock.time
+            slack={"tokens": [SLACK_TOKEN]},
+            asana={"tokens": [ASANA_TOKEN], "workspaces": [WORKSPACE]},
+            clock=clock.time,
         ) as emu:
             secrets = boto3.client("secretsmanager", region_name=REGION)
             secrets.create_secret(Name="audit/slack", SecretString=SLACK_TOKEN)

@@ -215,7 +215,7 @@ def test_what_the_collector_writes_reads_back_through_the_glue_table_definition(
     now = int(datetime(2026, 11, 20, 12, tzinfo=UTC).timestamp())
     clock = FakeClock(start=float(now))
     with Emulator(clock=clock.time) as emu:
-        api = emu.api(descriptor.emulator)
+        api = emu.api(descriptor.name)
         served = api.generate(org, now - 2 * 86400 + 60, now - 3600, 400, seed=51)
         api.add(served)
         run_once(provider, emu, store=FileStore(tmp_path / "s.json"), archive=LocalArchive(tmp_path / "a"), clock=clock)

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pytest
 
 from audit_collector import providers
-from audit_collector.emulator import Emulator, asana_events
-from audit_collector.emulator import server as emulator_server
+from audit_collector.emulator import Emulator
+from audit_collector.emulator.asana import asana_events
 from audit_collector.errors import ArchiveError
 from audit_collector.storage.archive import ObjectBuffer
 from audit_collector.storage.keys import object_key
@@ -27,7 +27,7 @@ ASANA = providers.get("asana")
 
 def slack_watch(emu, archive, clock):
     return watch_drift(
-        SLACK, archive=archive, prefix="audit/", token="xoxp-x", clock=clock, base_url=emu.slack_base_url
+        SLACK, archive=archive, prefix="audit/", token="xoxp-x", clock=clock, base_url=emu.slack.base_url
     )
 
 
@@ -49,7 +49,7 @@ def test_slack_drift_is_found_once_a_day_and_reported_under_meta(tmp_path, monke
         clock.advance(86400)
         assert slack_watch(emu, archive, clock).status == "unchanged" and metric(capsys) == [0]
 
-        real = emulator_server._static
+        real = emu.slack.document
 
         def drifted(name: str) -> bytes:
             body = json.loads(real(name))
@@ -60,7 +60,7 @@ def test_slack_drift_is_found_once_a_day_and_reported_under_meta(tmp_path, monke
                 body["schemas"][0]["workspace"]["region"] = "string"
             return json.dumps(body).encode()
 
-        monkeypatch.setattr(emulator_server, "_static", drifted)
+        monkeypatch.setattr(emu.slack, "document", drifted)
         clock.advance(86400)
         with caplog.at_level(logging.WARNING, logger="audit_collector.checks.drift"):
             third = slack_watch(emu, archive, clock)

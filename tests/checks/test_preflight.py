@@ -63,17 +63,15 @@ def failed(checks) -> dict[str, str]:
 @pytest.fixture
 def emu():
     with Emulator(
-        slack_tokens=["xoxp-good"],
-        slack_tokens_without_feature=["xoxp-no-grid"],
-        asana_tokens=["2/1/good"],
-        asana_workspaces=[WORKSPACE],
+        slack={"tokens": ["xoxp-good"], "tokens_without_feature": ["xoxp-no-grid"]},
+        asana={"tokens": ["2/1/good"], "workspaces": [WORKSPACE]},
     ) as e:
         yield e
 
 
 def test_a_good_slack_and_asana_setup_passes_every_check_with_one_request_each(emu):
-    slack = slack_check("xoxp-good", emu.slack_base_url)
-    asana = asana_check("2/1/good", emu.asana_base_url)
+    slack = slack_check("xoxp-good", emu.slack.base_url)
+    asana = asana_check("2/1/good", emu.asana.base_url)
     assert all(c.ok for c in slack + asana), [c.line() for c in slack + asana]
     assert {c.name for c in slack} == {"token type", "token", "rate limit", "clock"}
     assert {c.name for c in asana} == {"token", "rate limit", "clock"}
@@ -85,17 +83,17 @@ def test_a_good_slack_and_asana_setup_passes_every_check_with_one_request_each(e
     [("xoxb-1-2-3", "bot token"), ("xapp-1-A-1-x", "app-level token"), ("not-a-token", "not a Slack token")],
 )
 def test_a_slack_token_of_the_wrong_type_is_named(emu, token, kind):
-    found = failed(slack_check(token, emu.slack_base_url))
+    found = failed(slack_check(token, emu.slack.base_url))
     assert kind in found["token type"] and "xoxp-" in found["token type"]
     assert found["token"] == ERROR_MESSAGES["invalid_authentication"]  # and Slack refuses it too
     assert token not in " ".join(found.values())
 
 
 def test_the_emulator_s_refusals_get_their_own_messages(emu):
-    assert failed(slack_check("xoxp-no-grid", emu.slack_base_url))["token"] == ERROR_MESSAGES["feature_not_enabled"]
-    assert failed(asana_check("2/1/bad", emu.asana_base_url))["token"].startswith(STATUS_MESSAGES[401])
-    assert failed(asana_check("2/1/good", emu.asana_base_url, "999"))["token"].startswith(STATUS_MESSAGES[404])
-    assert failed(asana_check("2/1/good", emu.asana_base_url, "12ab")) == {
+    assert failed(slack_check("xoxp-no-grid", emu.slack.base_url))["token"] == ERROR_MESSAGES["feature_not_enabled"]
+    assert failed(asana_check("2/1/bad", emu.asana.base_url))["token"].startswith(STATUS_MESSAGES[401])
+    assert failed(asana_check("2/1/good", emu.asana.base_url, "999"))["token"].startswith(STATUS_MESSAGES[404])
+    assert failed(asana_check("2/1/good", emu.asana.base_url, "12ab")) == {
         "workspace": "ASANA_WORKSPACE_GID must be digits, got '12ab'"
     }
 
@@ -150,15 +148,15 @@ def test_a_host_clock_off_from_the_api_s_date_header_is_named(skew):
 def test_doctor_prints_one_line_per_check_and_exits_1_when_something_needs_fixing(emu, monkeypatch, capsys):
     monkeypatch.setenv("SLACK_TOKEN", "xoxp-good")
     monkeypatch.delenv("ASANA_TOKEN", raising=False)
-    assert main(["doctor", "--api-base-url", emu.slack_base_url]) == 0
+    assert main(["doctor", "--api-base-url", emu.slack.base_url]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines and all(line.startswith("ok  slack ") for line in lines)
     monkeypatch.setenv("SLACK_TOKEN", "xoxb-bot")
-    assert main(["doctor", "--provider", "slack", "--api-base-url", emu.slack_base_url]) == 1
+    assert main(["doctor", "--provider", "slack", "--api-base-url", emu.slack.base_url]) == 1
     out = capsys.readouterr().out
     assert "FIX slack token type: the secret holds a bot token (xoxb-)" in out and "xoxb-bot" not in out
     monkeypatch.setenv("ASANA_TOKEN", "2/1/good")
-    args = ["doctor", "--provider", "asana", "--api-base-url", emu.asana_base_url, "--workspace-gid", WORKSPACE]
+    args = ["doctor", "--provider", "asana", "--api-base-url", emu.asana.base_url, "--workspace-gid", WORKSPACE]
     assert main(args) == 0
 
 

@@ -13,7 +13,8 @@ from audit_collector import providers
 from audit_collector.aws.invocation import parse_backfill, parse_invocation
 from audit_collector.collector import BackfillRequest, Settings
 from audit_collector.collector.jobs import Job, subtract
-from audit_collector.emulator import Emulator, asana_events
+from audit_collector.emulator import Emulator
+from audit_collector.emulator.asana import asana_events
 from audit_collector.errors import ConfigError
 from audit_collector.http_retry import RequestPacer
 from audit_collector.storage.local import LocalArchive
@@ -244,7 +245,7 @@ def test_concurrent_asana_slices_under_the_emulators_rate_limit(org, tmp_path):
         max_object_bytes=50_000,
         backfill_slices=8,
     )
-    with Emulator(asana_calls_per_minute=1200, rate_limit_burst=2, latency=0.03) as emu:
+    with Emulator(asana={"calls_per_minute": 1200}, rate_limit_burst=2, latency=0.03) as emu:
         events = asana_events(org, int((now - 5 * DAY) * 1000), int((now - DAY) * 1000), 2400, seed=61)
         emu.asana.add(events)
         wanted = parse_backfill(providers.get("asana"), {"start": iso(now - 5 * DAY), "end": iso(now - DAY)}, now=now)

@@ -19,7 +19,9 @@ from moto import mock_aws
 
 from audit_collector.asana import EventKey, iso_ms
 from audit_collector.collector import Settings
-from audit_collector.emulator import Emulator, FaultPlan, asana_events, slack_events
+from audit_collector.emulator import Emulator, FaultPlan
+from audit_collector.emulator.asana import asana_events
+from audit_collector.emulator.slack import slack_events
 from audit_collector.errors import ApiBodyError
 from audit_collector.providers.asana.source import _one_plain_day, _place
 from audit_collector.storage.archive import decode_object
@@ -108,7 +110,7 @@ def test_incremental_runs_archive_new_and_late_events_once(provider, emu, org, c
     live = (slack_events if provider == "slack" else asana_events)(
         org, *((NOW - 600, NOW + 900) if provider == "slack" else ((NOW - 600) * 1000, (NOW + 900) * 1000)), 200, seed=9
     )
-    (emu.slack if provider == "slack" else emu.asana).add(live, lag=20)
+    emu.api(provider).add(live, lag=20)
     events += live
     for _ in range(4):  # four scheduled runs, 5 minutes apart
         result = run_once(provider, emu, store=store, archive=archive, clock=clock)
@@ -133,7 +135,7 @@ def test_midnight_and_same_second_bursts_at_page_and_window_edges(provider, emu,
             else:
                 event.update(gid=f"9{i:03d}{j:03d}", created_at=iso_ms(second * 1000))
             events.append(event)
-    (emu.slack if provider == "slack" else emu.asana).add(events)
+    emu.api(provider).add(events)
     events.append(template)
     settings = Settings(
         settle_seconds=120, initial_lookback_days=2, page_limit=3 if provider == "slack" else 4, max_object_bytes=3000
@@ -310,9 +312,9 @@ def test_a_retry_wait_past_the_budget_stops_cleanly(provider, emu, org, clock, l
     calls = {"n": 0}
     original = emu.faults.draw
 
-    def draw(api, has_position):
+    def draw(api, *, has_position, position):
         calls["n"] += 1
-        return "rate_limit" if calls["n"] == 3 else original(api, has_position=has_position)
+        return "rate_limit" if calls["n"] == 3 else original(api, has_position=has_position, position=position)
 
     emu.faults.draw = draw
     settings = Settings(initial_lookback_days=2, page_limit=20, max_object_bytes=6000)
@@ -403,9 +405,10 @@ def test_persistent_server_errors_fail_after_retries_and_resume_later(provider, 
     calls = {"n": 0}
     original = emu.faults.draw
 
-    def draw(api, has_position):
+    def draw(api, *, has_position, position):
         calls["n"] += 1
-        return "server_error" if 4 <= calls["n"] <= 9 else original(api, has_position=has_position)  # 1 + 5 retries
+        retried = 4 <= calls["n"] <= 9  # 1 + 5 retries
+        return "server_error" if retried else original(api, has_position=has_position, position=position)
 
     emu.faults.draw = draw
     with pytest.raises(Exception, match=r"503|internal_error|trouble"):
@@ -418,7 +421,7 @@ def test_persistent_server_errors_fail_after_retries_and_resume_later(provider, 
 def test_an_event_outside_the_window_is_refused_not_misfiled(provider, emu, org, clock, local):
     store, archive = local
     events = add_history(emu, org, provider, NOW - 86400, NOW - 3600, 20)
-    original = emu.slack.page if provider == "slack" else emu.asana.page
+    original = emu.slack.log.page if provider == "slack" else emu.asana.log.page
 
     def lying_page(params, now, ttl):
         body = original(params, now, ttl)
@@ -427,9 +430,9 @@ def test_an_event_outside_the_window_is_refused_not_misfiled(provider, emu, org,
         return body.replace(b'"created_at":"2026', b'"created_at":"2027', 1)
 
     if provider == "slack":
-        emu.slack.page = lying_page
+        emu.slack.log.page = lying_page
     else:
-        emu.asana.page = lying_page
+        emu.asana.log.page = lying_page
     with pytest.raises(ApiBodyError, match="outside the window"):
         run_once(provider, emu, store=store, archive=archive, clock=clock)
     assert list(archive.keys(f"{provider}/")) == []  # manifests of empty windows before it may exist

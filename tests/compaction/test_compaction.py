@@ -24,7 +24,7 @@ from audit_collector.collector import Settings
 from audit_collector.compaction import sql
 from audit_collector.compaction.local import compact_local, read_markers
 from audit_collector.compaction.rules import CURRENT, day_closed
-from audit_collector.emulator import Emulator, asana_events, make_org, slack_events
+from audit_collector.emulator import Emulator, api_classes, make_org
 from audit_collector.query import connect
 from audit_collector.storage.archive import _gzip
 from audit_collector.storage.local import LocalArchive
@@ -319,10 +319,7 @@ def test_row_groups_are_whole_vectors_about_eight_a_day_within_bounds(events):
 def write_big_day(root: Path, descriptor, day_start: int, count: int) -> dict:
     """One day of ``count`` generated events in 48 raw objects; returns a checkpoint that closes it."""
     org = make_org(seed=5, users=500)
-    if descriptor.emulator == "slack":
-        events = slack_events(org, day_start, day_start + 86400, count, seed=3)
-    else:
-        events = asana_events(org, day_start * 1000, (day_start + 86400) * 1000, count, seed=3)
+    events = api_classes()[descriptor.name]().generate(org, day_start, day_start + 86400, count, seed=3)
     folder = root / descriptor.name / f"dt={datetime.fromtimestamp(day_start, UTC):%Y-%m-%d}"
     folder.mkdir(parents=True)
     for part in range(48):

@@ -11,28 +11,30 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from audit_collector import ocsf, providers
-from audit_collector.emulator import data
+from audit_collector.emulator import make_org
+from audit_collector.emulator.asana import ASANA_EVENTS, asana_events
+from audit_collector.emulator.slack import SLACK_ACTIONS, SlackApi, slack_events
 from audit_collector.ocsf import validate
 from audit_collector.ocsf.classes import CLASSES, SEVERITIES, STATUSES, VERSION
 from audit_collector.ocsf.mapping import MappingError, OcsfMapping
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "ocsf"
-STATIC = Path(data.__file__).parent / "static" / "actions.json"
 SLACK = providers.get("slack")
 ASANA = providers.get("asana")
 
 
 def slack_actions() -> set[str]:
     """Slack's ``GET actions`` (the vendor's list, and the emulator's) and every action the emulator sends."""
-    listed = [json.loads(p.read_text())["actions"] for p in (FIXTURES / "slack_actions.json", STATIC)]
+    served = SlackApi().document("actions")  # what the emulator answers to GET actions
+    listed = [json.loads(text)["actions"] for text in ((FIXTURES / "slack_actions.json").read_bytes(), served)]
     return {a for actions in listed for names in actions.values() for a in names} | {
-        a for names in data.SLACK_ACTIONS.values() for a in names
+        a for names in SLACK_ACTIONS.values() for a in names
     }
 
 
 def asana_event_types() -> set[str]:
     samples = json.loads((FIXTURES / "asana_samples.json").read_text())["data"]
-    return {t for t, _, _ in data.ASANA_EVENTS} | {e["event_type"] for e in samples}
+    return {t for t, _, _ in ASANA_EVENTS} | {e["event_type"] for e in samples}
 
 
 def mapped(descriptor, events):
@@ -70,11 +72,11 @@ def test_every_action_has_a_class_or_a_reason(descriptor, codes):
 
 @pytest.mark.parametrize("descriptor", [SLACK, ASANA])
 def test_the_emulator_org_maps_to_valid_ocsf(descriptor):
-    org = data.make_org()
+    org = make_org()
     if descriptor is SLACK:
-        events = data.slack_events(org, 1_760_000_000, 1_760_086_400, 2500, seed=7)
+        events = slack_events(org, 1_760_000_000, 1_760_086_400, 2500, seed=7)
     else:
-        events = data.asana_events(org, 1_760_000_000_000, 1_760_086_400_000, 2500, seed=7)
+        events = asana_events(org, 1_760_000_000_000, 1_760_086_400_000, 2500, seed=7)
     m = ocsf.mapping(descriptor)
     classes = set()
     for event, text, out in mapped(descriptor, events):
@@ -96,7 +98,7 @@ def test_the_emulator_org_maps_to_valid_ocsf(descriptor):
 
 
 def test_fields_nobody_maps_stay_in_unmapped_and_taken_ones_do_not():
-    event = dict(data.slack_events(data.make_org(users=5), 1_760_000_000, 1_760_000_100, 1, seed=3)[0])
+    event = dict(slack_events(make_org(users=5), 1_760_000_000, 1_760_000_100, 1, seed=3)[0])
     event["action"] = "role_change_to_admin"
     event["details"] = {"previous_role": "user", "new_role": "admin", "reason": {"ticket": 7}}
     out = ocsf.mapping(SLACK).to_ocsf(event)
@@ -110,7 +112,7 @@ def test_fields_nobody_maps_stay_in_unmapped_and_taken_ones_do_not():
 
 @pytest.mark.parametrize(("new", "activity", "privileges"), [("admin", 1, ["admin"]), ("member", 2, ["admin"])])
 def test_an_asana_role_change_grants_or_revokes_by_its_new_value(new, activity, privileges):
-    event = data.asana_events(data.make_org(users=5), 1_760_000_000_000, 1_760_000_001_000, 1, seed=1)[0]
+    event = asana_events(make_org(users=5), 1_760_000_000_000, 1_760_000_001_000, 1, seed=1)[0]
     event.update(event_type="user_workspace_admin_role_changed")
     event["details"] = {"old_value": "admin" if new != "admin" else "member", "new_value": new}
     out = ocsf.mapping(ASANA).to_ocsf(event)
@@ -160,7 +162,7 @@ def _broken(out: dict, how: str) -> dict:
 
 @pytest.mark.parametrize("how", ["no user", "bad ip", "bad type_uid", "unknown attribute", "time as text"])
 def test_the_validator_catches_a_broken_event(how):
-    event = data.slack_events(data.make_org(users=5), 1_760_000_000, 1_760_000_100, 1, seed=5)[0]
+    event = slack_events(make_org(users=5), 1_760_000_000, 1_760_000_100, 1, seed=5)[0]
     out = ocsf.mapping(SLACK).to_ocsf(event)
     assert validate.errors(out) == []
     assert validate.errors(_broken(out, how)) != []
@@ -176,7 +178,7 @@ values = st.one_of(st.none(), st.integers(), st.text(max_size=8), st.lists(st.in
     extra=st.dictionaries(st.text("abcdefgh", min_size=1, max_size=6), values, max_size=4),
 )
 def test_any_drifting_slack_entry_maps_to_a_valid_event(action, session, extra):
-    event = data.slack_events(data.make_org(users=5), 1_760_000_000, 1_760_000_100, 1, seed=11)[0]
+    event = slack_events(make_org(users=5), 1_760_000_000, 1_760_000_100, 1, seed=11)[0]
     event.update(action=action, **{f"x_{k}": v for k, v in extra.items()})
     event["context"]["session_id"] = session
     event["context"].update(extra)

@@ -59,14 +59,14 @@ def field_names(model: type) -> set[str]:
 
 def sync_page(emu, body: dict) -> LogsResponse:
     emu.slack.add(body["entries"])
-    return AuditLogsClient(token=emu.slack_token, base_url=emu.slack_base_url).logs().typed_body
+    return AuditLogsClient(token=emu.slack.token, base_url=emu.slack.base_url).logs().typed_body
 
 
 def async_page(emu, body: dict) -> LogsResponse:
     emu.slack.add(body["entries"])
 
     async def main() -> LogsResponse:
-        async with AsyncAuditLogsClient(token=emu.slack_token, base_url=emu.slack_base_url) as client:
+        async with AsyncAuditLogsClient(token=emu.slack.token, base_url=emu.slack.base_url) as client:
             return (await client.logs()).typed_body
 
     return asyncio.run(main())

@@ -73,8 +73,8 @@ def assert_a_disconnect(error: BaseException | None) -> None:
 def test_a_slack_sdk_style_handler_retries_a_server_disconnect(disconnecting):
     handler = SlackSdkStyleHandler()
     client = AuditLogsClient(
-        token=disconnecting.slack_token,
-        base_url=disconnecting.slack_base_url,
+        token=disconnecting.slack.token,
+        base_url=disconnecting.slack.base_url,
         retry_handlers=[handler],
         clock=FakeClock(),
     )
@@ -89,8 +89,8 @@ def test_async_a_slack_sdk_style_handler_retries_a_server_disconnect(disconnecti
 
     async def main():
         async with AsyncAuditLogsClient(
-            token=disconnecting.slack_token,
-            base_url=disconnecting.slack_base_url,
+            token=disconnecting.slack.token,
+            base_url=disconnecting.slack.base_url,
             retry_handlers=[handler],
             clock=FakeAsyncClock(),
         ) as client:
@@ -102,7 +102,7 @@ def test_async_a_slack_sdk_style_handler_retries_a_server_disconnect(disconnecti
 
 
 def test_the_default_handlers_still_retry_a_disconnect_sync_and_async(disconnecting):
-    args = {"token": disconnecting.slack_token, "base_url": disconnecting.slack_base_url}
+    args = {"token": disconnecting.slack.token, "base_url": disconnecting.slack.base_url}
     sync = AuditLogsClient(**args, clock=FakeClock())
     assert sync.logs().status_code == 200 and sync.stats["retries"] == 1
     disconnecting.faults.script("slack", "disconnect")
@@ -116,7 +116,7 @@ def test_the_default_handlers_still_retry_a_disconnect_sync_and_async(disconnect
 
 
 def test_unretried_a_disconnect_reaches_the_caller_as_one_sync_and_async(disconnecting):
-    args = {"token": disconnecting.slack_token, "base_url": disconnecting.slack_base_url, "retry_handlers": []}
+    args = {"token": disconnecting.slack.token, "base_url": disconnecting.slack.base_url, "retry_handlers": []}
     with pytest.raises(ServerDisconnectedError) as sync_error:
         AuditLogsClient(**args).logs()
     assert_a_disconnect(sync_error.value)

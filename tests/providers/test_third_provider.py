@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -22,7 +23,8 @@ from audit_collector import cli, providers
 from audit_collector.aws import handler
 from audit_collector.collector import BackfillRequest, Budget, Settings
 from audit_collector.collector.jobs import subtract
-from audit_collector.errors import ConfigError
+from audit_collector.emulator import Emulator, FaultPlan
+from audit_collector.errors import ApiError, ConfigError
 from audit_collector.storage.archive import ArchiveWriter
 from audit_collector.storage.local import LocalArchive
 from audit_collector.storage.s3 import S3Archive
@@ -30,7 +32,7 @@ from audit_collector.storage.state import DynamoDBStore, FileStore
 from audit_collector.wiring import collect_provider
 
 from ..fake_audit_api import FakeAuditApi, make_events
-from ..fake_provider import DESCRIPTOR
+from ..fake_provider import DESCRIPTOR, FakeAuditClient
 from ..support import (
     BUCKET,
     ROOT,
@@ -260,6 +262,28 @@ def test_a_crash_at_any_step_then_a_rerun_archives_everything_exactly_once(fakea
 
 
 # ------------------------------------------------------------------ unknown providers at the edges
+
+
+def test_the_demo_and_the_emulator_serve_it_from_its_emulator_module(fakeaudit, tmp_path, capsys):
+    """Its descriptor names its emulator module: ``Emulator()`` mounts it beside the built-in APIs, the
+    shared faults reach it in its own body shape, and the demo collects, checks and queries it."""
+    with Emulator(faults=FaultPlan(retry_after="0")) as emu:
+        assert set(emu.apis) == {"slack", "asana", "fakeaudit"} and emu.fakeaudit.options == {"tenant": "t1"}
+        emu.faults.script("fakeaudit", "server_error", "unknown_cursor")
+        client = FakeAuditClient(token=emu.fakeaudit.token, base_url=emu.fakeaudit.base_url)
+        with pytest.raises(ApiError, match="HTTP 503"):
+            client.events("t1", since=0, until=1, after=None, limit=10)
+        assert client.events("t1", since=0, until=1, after=None, limit=10).next is None  # no position: no fault
+        with pytest.raises(ApiError, match="unknown cursor"):
+            client.events("t1", since=0, until=1, after="x", limit=10)
+        assert [r["fault"] for r in emu.request_log] == ["server_error", None, "unknown_cursor"]
+
+    assert cli.main(["demo", "--archive", str(tmp_path / "demo"), "--days", "1", "--users", "50"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(": exactly once") == 3
+    assert re.search(r"^fakeaudit: 2,000 events archived.*: exactly once$", out, re.M), out
+    assert "Who downloaded the most files?" in out
+    assert list((tmp_path / "demo" / "fakeaudit").rglob("*.jsonl.gz"))
 
 
 def test_an_unknown_provider_is_a_clear_error_at_every_edge(api, lambda_env, tmp_path, capsys):

@@ -12,7 +12,8 @@ from moto import mock_aws
 
 from audit_collector import cli
 from audit_collector.aws import handler
-from audit_collector.emulator import Emulator, slack_events
+from audit_collector.emulator import Emulator
+from audit_collector.emulator.slack import slack_events
 from audit_collector.errors import StateStoreMismatch
 from audit_collector.storage.local import LocalArchive
 from audit_collector.storage.s3 import S3Archive
@@ -33,7 +34,7 @@ def emu(org):
 
 
 def args(emu, command, archive, *extra):
-    out = [command, "--provider", "slack", "--archive", str(archive), "--api-base-url", emu.slack_base_url]
+    out = [command, "--provider", "slack", "--archive", str(archive), "--api-base-url", emu.slack.base_url]
     if command == "collect":
         out += ["--lookback-days", "1"]
     return out + list(extra)
@@ -51,18 +52,18 @@ def snapshot(folder):
 
 
 def test_first_use_writes_the_marker_and_the_same_store_runs_again(emu, tmp_path, monkeypatch):
-    monkeypatch.setenv("SLACK_TOKEN", emu.slack_token)
+    monkeypatch.setenv("SLACK_TOKEN", emu.slack.token)
     assert cli.main(args(emu, "collect", tmp_path / "a")) == 0
     marker = json.loads((tmp_path / "a" / MARKER).read_text())
     assert marker == {"state_store": f"file://{(tmp_path / 'a' / 'state.json').resolve()}"}
     assert cli.main(args(emu, "collect", tmp_path / "a", "--state", str(tmp_path / "a" / "state.json"))) == 0
-    assert_exactly_once(LocalArchive(tmp_path / "a"), "slack", [json.loads(i.raw) for i in emu.slack._items])
+    assert_exactly_once(LocalArchive(tmp_path / "a"), "slack", [json.loads(i.raw) for i in emu.slack.log.items])
 
 
 def test_the_cli_refuses_another_state_store_with_exit_2_naming_both_and_writes_nothing(
     emu, tmp_path, monkeypatch, capsys
 ):
-    monkeypatch.setenv("SLACK_TOKEN", emu.slack_token)
+    monkeypatch.setenv("SLACK_TOKEN", emu.slack.token)
     assert cli.main(args(emu, "collect", tmp_path / "a")) == 0
     before, calls = snapshot(tmp_path / "a"), emu.calls()
     capsys.readouterr()
@@ -77,7 +78,7 @@ def test_the_cli_refuses_another_state_store_with_exit_2_naming_both_and_writes_
 def test_a_cli_backfill_with_a_local_state_cannot_write_into_the_stacks_bucket(emu, tmp_path, monkeypatch, capsys):
     """The issue's case: the Lambda collects into S3 with its DynamoDB table; a laptop backfill with
     ``--archive s3://<bucket> --state ./local.json`` is refused; ``--state dynamodb://<table>`` agrees."""
-    monkeypatch.setenv("SLACK_TOKEN", emu.slack_token)
+    monkeypatch.setenv("SLACK_TOKEN", emu.slack.token)
     with mock_aws():
         create_aws_resources()
         store, archive = DynamoDBStore(TABLE), S3Archive(BUCKET)
@@ -97,7 +98,7 @@ def lambda_env(monkeypatch, emu):
         "STATE_TABLE_NAME": TABLE,
         "ARCHIVE_BUCKET_NAME": BUCKET,
         "SLACK_TOKEN_SECRET_ID": "audit/slack",
-        "SLACK_API_BASE_URL": emu.slack_base_url,
+        "SLACK_API_BASE_URL": emu.slack.base_url,
         "SETTLE_SECONDS": "60",
         "INITIAL_LOOKBACK_DAYS": "1",
     }.items():
@@ -109,10 +110,10 @@ def test_the_lambda_refuses_an_archive_a_cli_state_file_owns(emu, tmp_path, monk
 
     parameters.clear_caches()
     parameters.base.DEFAULT_PROVIDERS.clear()
-    monkeypatch.setenv("SLACK_TOKEN", emu.slack_token)
+    monkeypatch.setenv("SLACK_TOKEN", emu.slack.token)
     with mock_aws():
         create_aws_resources()
-        boto3.client("secretsmanager").create_secret(Name="audit/slack", SecretString=emu.slack_token)
+        boto3.client("secretsmanager").create_secret(Name="audit/slack", SecretString=emu.slack.token)
         local = tmp_path / "local.json"
         assert cli.main(args(emu, "collect", f"s3://{BUCKET}", "--state", str(local))) == 0
         keys = sorted(S3Archive(BUCKET).keys())
@@ -129,13 +130,13 @@ def test_the_lambda_and_the_cli_with_the_same_table_agree(emu, monkeypatch, lamb
 
     parameters.clear_caches()
     parameters.base.DEFAULT_PROVIDERS.clear()
-    monkeypatch.setenv("SLACK_TOKEN", emu.slack_token)
+    monkeypatch.setenv("SLACK_TOKEN", emu.slack.token)
     with mock_aws():
         create_aws_resources()
-        boto3.client("secretsmanager").create_secret(Name="audit/slack", SecretString=emu.slack_token)
+        boto3.client("secretsmanager").create_secret(Name="audit/slack", SecretString=emu.slack.token)
         assert handler.lambda_handler({"provider": "slack"}, FakeContext())["results"][0]["complete"]
         assert cli.main(backfill_args(emu, f"s3://{BUCKET}", "--state", f"dynamodb://{TABLE}")) == 0
-        assert_exactly_once(S3Archive(BUCKET), "slack", [json.loads(i.raw) for i in emu.slack._items])
+        assert_exactly_once(S3Archive(BUCKET), "slack", [json.loads(i.raw) for i in emu.slack.log.items])
     parameters.clear_caches()
 
 

@@ -132,7 +132,7 @@ class Descriptor:
     window_type: type[Window]  # how a saved window reads back (``from_dict``)
     build_source: Callable[[ClientSettings, Mapping[str, str]], Source]
     options: tuple[Option, ...] = ()
-    emulator: str | None = None  # the API the bundled emulator serves for it, if any
+    emulator: str | None = None  # the module of its emulated API (``API``, an ``EmulatedApi``), if any
     questions: tuple[tuple[str, str], ...] = ()  # (question, SQL over ``table``): the demo asks them
     # The compacted table's typed columns (the first is the event's time); ``compaction.py`` adds the
     # full event text. Empty: the provider is not compacted.

@@ -1,17 +1,28 @@
-"""A local stand-in for the Slack and Asana audit log APIs (tests, the demo and benchmarks)."""
+"""A local stand-in for the audit log APIs (tests, the demo and benchmarks), on loopback only.
 
-from audit_collector.emulator.data import Org, asana_events, make_org, slack_events
-from audit_collector.emulator.faults import FAULTS, FaultPlan, TokenBucket
-from audit_collector.emulator.server import EmulatedApi, Emulator
+The server and what every API shares live here; each API is its own module (``emulator.slack``,
+``emulator.asana``), which its provider's descriptor names.
+"""
+
+from audit_collector.emulator.api import Answer, EmulatedApi, Request
+from audit_collector.emulator.faults import FAULTS, FaultPlan, known_faults
+from audit_collector.emulator.limits import TokenBucket
+from audit_collector.emulator.org import Org, make_org
+from audit_collector.emulator.registry import api_classes, position_faults, served_text
+from audit_collector.emulator.server import Emulator
 
 __all__ = [
     "FAULTS",
+    "Answer",
     "EmulatedApi",
     "Emulator",
     "FaultPlan",
     "Org",
+    "Request",
     "TokenBucket",
-    "asana_events",
+    "api_classes",
+    "known_faults",
     "make_org",
-    "slack_events",
+    "position_faults",
+    "served_text",
 ]
