@@ -169,7 +169,7 @@ def athena_lake_cost(name: str, folder: Path) -> None:
     from moto import mock_aws
     from tests.athena_duck import DuckAthena
 
-    from audit_collector.aws.compaction_handler import AthenaCompactor, Target
+    from audit_collector.compaction.athena import AthenaCompactor, Target
     from audit_collector.ocsf.athena_lake import AthenaLakeExporter, LakeDestination
 
     descriptor = providers.get(name)

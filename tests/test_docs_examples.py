@@ -109,3 +109,19 @@ def test_the_cli_page_names_every_subcommand_and_option():
                 if flag not in ("-h", "--help") and f"`{flag}`" not in page
             ]
     assert not missing, f"docs/cli.md does not name: {missing}"
+
+
+def test_every_file_the_docs_name_exists():
+    """The pages cite tests and modules as evidence ("tested in tests/..."): a move must take the
+    citation with it. The example of a new provider (``newapi``) is the one hypothetical path."""
+    pages = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md", ROOT / "benchmarks" / "RESULTS.md"]
+    cited = {
+        (page.relative_to(ROOT).as_posix(), path)
+        for page in pages
+        for path in re.findall(
+            r"\b(?:tests|src/audit_collector|benchmarks)/[\w/]+\.(?:py|yaml|json|md)\b", page.read_text()
+        )
+        if "newapi" not in path
+    }
+    assert len(cited) > 30
+    assert sorted((page, path) for page, path in cited if not (ROOT / path).exists()) == []

@@ -14,14 +14,9 @@ import sqlglot
 from moto import mock_aws
 
 from audit_collector import providers
-from audit_collector.aws.compaction_handler import (
-    AthenaCompactor,
-    CompactionFailed,
-    Target,
-    compact_all,
-    lambda_handler,
-)
+from audit_collector.aws.compaction_handler import compact_all, lambda_handler
 from audit_collector.compaction import sql
+from audit_collector.compaction.athena import AthenaCompactor, CompactionFailed, Target
 from audit_collector.storage.archive import _gzip
 
 from ..support import BUCKET, TABLE, Crash, create_state_table, load_template

@@ -20,7 +20,8 @@ import sqlglot
 from moto import mock_aws
 
 from audit_collector import providers
-from audit_collector.aws.compaction_handler import AthenaCompactor, CompactionFailed, Target, compact_all
+from audit_collector.aws.compaction_handler import compact_all
+from audit_collector.compaction.athena import AthenaCompactor, CompactionFailed, Target
 from audit_collector.errors import ConfigError
 from audit_collector.ocsf import athena_lake, lake_sql
 from audit_collector.ocsf.athena_lake import AthenaLakeExporter, LakeDestination
