@@ -71,11 +71,10 @@ class FakeAuditEmulated(EmulatedApi):
     def options(self) -> dict[str, str]:
         return {"tenant": self.tenant}
 
-    def early(self, request: Request) -> Answer | None:
-        return None if request.path == "v1/events" else self.error(404, f"no route {request.path}")
-
     def refuse(self, request: Request) -> Answer | None:
-        return None if request.token in self.tokens else self.error(401, "invalid token")
+        if not any(request.authorization == f"Bearer {token}" for token in self.tokens):
+            return self.error(401, "invalid token")  # the scheme too: a bare token is refused
+        return None if request.path == "v1/events" else self.error(404, f"no route {request.path}")
 
     def page(self, request: Request) -> Answer:
         self.requests.append(dict(request.params))
@@ -108,6 +107,10 @@ class FakeAuditEmulated(EmulatedApi):
 
     def position_rejected(self) -> Answer:
         return self.error(400, "unknown cursor")
+
+    @staticmethod
+    def encode(event: dict[str, Any]) -> bytes:
+        return json.dumps(event).encode()  # as ``page`` writes it: Python's default separators
 
     def add(self, events: list[dict], visible_at: float | None = None, lag: float = 0.0) -> None:
         with self._lock:

@@ -7,9 +7,10 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
+import requests
 
 from audit_collector.asana import AsanaApiError, AsanaAuditLogClient, iso_ms
-from audit_collector.emulator import Emulator, FaultPlan
+from audit_collector.emulator import Emulator, FaultPlan, make_org
 from audit_collector.emulator.asana import asana_events
 from audit_collector.emulator.slack import slack_events
 from audit_collector.http_retry import (
@@ -322,7 +323,7 @@ def test_rate_limited_client_waits_and_gets_through():
 def test_seeded_random_faults_are_reproducible():
     def draws(seed):
         plan = FaultPlan(seed, {"server_error": 0.2, "reset": 0.2})
-        return [plan.draw("slack", has_position=False) for _ in range(50)]
+        return [plan.draw("slack", has_position=False, position="invalid_cursor") for _ in range(50)]
 
     assert draws(3) == draws(3) and draws(3) != draws(4)
     assert {"server_error", "reset", None} == set(draws(3))
@@ -371,3 +372,70 @@ def test_the_emulator_runs_from_the_command_line():
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_path_no_api_serves_is_a_plain_404_that_no_api_counts():
+    """Only the API's own routes reach it: a client that builds a wrong path (a doubled slash, a
+    trailing one) fails here as it would against the real API, and the API's call count is not
+    inflated by it."""
+    with Emulator() as emu:
+        emu.asana.add(asana_events(make_org(users=5), T0 * 1000, (T0 + 60) * 1000, 3))
+        headers = {"Authorization": f"Bearer {emu.asana.token}"}
+        gid = emu.asana.workspace_gid
+        wrong = [
+            f"{emu.base_url}/api/1.0/users/me",
+            f"{emu.base_url}/api/1.0//workspaces/{gid}/audit_log_events",
+            f"{emu.base_url}/api/1.0/workspaces/{gid}/audit_log_events/",
+            f"{emu.base_url}/nowhere",
+        ]
+        for url in wrong:
+            answer = requests.get(url, headers=headers, timeout=5)
+            assert answer.status_code == 404 and answer.json() == {"errors": [{"message": "Not found"}]}, url
+        right = requests.get(f"{emu.asana.base_url}workspaces/{gid}/audit_log_events", headers=headers, timeout=5)
+        assert right.status_code == 200 and len(right.json()["data"]) == 3
+    assert emu.stats[("none", 404)] == len(wrong) and emu.calls("asana") == 1 == emu.calls()
+
+
+def test_the_api_answers_as_of_when_it_answers_after_a_slow_fault():
+    """An event that reaches the API while a slow answer is on its way is in that answer, as a real
+    API reads its log when it answers, not when the request arrived."""
+    with Emulator(faults=FaultPlan(slow_seconds=0.6)) as emu:
+        now = time.time()
+        emu.slack.add([{"id": "late", "date_create": int(now) - 5, "action": "user_login"}], visible_at=now + 0.3)
+        emu.faults.script("slack", "slow")
+        client = AuditLogsClient(token=emu.slack.token, base_url=emu.slack.base_url)
+        assert [e["id"] for e in client.logs(oldest=int(now) - 60).body["entries"]] == ["late"]
+
+
+def test_a_fault_plan_refuses_what_no_api_it_serves_would_get():
+    plan = FaultPlan(rates={"invalid_curser": 0.1})  # a typo: refused when the plan meets its APIs
+    with pytest.raises(ValueError, match="unknown faults: \\['invalid_curser'\\]"):
+        Emulator(faults=plan)
+    with Emulator() as emu:
+        with pytest.raises(ValueError, match="no API named 'Slack'"):
+            emu.faults.script("Slack", "html")
+        with pytest.raises(ValueError, match="unknown fault 'invalid_cursor' for asana"):
+            emu.faults.script("asana", "invalid_cursor")  # Slack's position fault, not Asana's
+        emu.faults.script("asana", "expired_offset", "html")
+
+
+def test_apis_that_would_take_each_others_requests_are_refused():
+    from audit_collector.emulator.asana import AsanaApi
+    from audit_collector.emulator.slack import SlackApi
+
+    class Greedy(AsanaApi):
+        name, prefix, position_fault = "greedy", "/api/", "greedy_offset"
+
+    class Rootless(AsanaApi):
+        name, prefix, position_fault = "rootless", "api/2.0", "rootless_offset"
+
+    with pytest.raises(ValueError, match="would take the requests of \\['asana'\\]"):
+        Emulator(apis=[AsanaApi(), Greedy()])
+    with pytest.raises(ValueError, match="starts and ends with '/'"):
+        Emulator(apis=[Rootless()])
+    with pytest.raises(ValueError, match="share a name"):
+        Emulator(apis=[SlackApi(), SlackApi()])
+    with pytest.raises(TypeError, match="pass them to yours"):
+        Emulator(apis=[SlackApi()], rate_limit_burst=5)
+    with Emulator(apis=[SlackApi(calls_per_minute=60, rate_limit_burst=5)]) as emu:
+        assert set(emu.apis) == {"slack"} and emu.slack.limiter.capacity == 5

@@ -23,8 +23,9 @@ class Request:
 
     path: str
     params: dict[str, str]
-    token: str  # "" when the request carries none
+    token: str  # the bearer token; "" when the request carries none
     now: float  # the emulator's clock
+    authorization: str = ""  # the header as sent, for an API that checks its scheme
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,10 @@ class EmulatedApi:
 
     # -- the API's own answers
 
+    def routes(self, path: str) -> bool:
+        """Whether a path below the prefix is the API's at all (False: the server's plain 404)."""
+        return True
+
     def early(self, request: Request) -> Answer | None:
         """An answer given before faults, token checks and rate limits (fixed documents, unknown
         endpoints), or None."""
@@ -94,7 +99,8 @@ class EmulatedApi:
     def server_error(self) -> Answer:
         return self.error(503, "internal_error")
 
-    def rate_limited(self, retry_after: str) -> Answer:
+    def rate_limited(self, retry_after: str, *, injected: bool = False) -> Answer:
+        """A 429: from the API's limiter, or ``injected`` by the ``rate_limit`` fault."""
         return self.error(429, "rate_limited", {"Retry-After": retry_after})
 
     def position_rejected(self) -> Answer:
@@ -112,5 +118,6 @@ class EmulatedApi:
         raise NotImplementedError
 
     def generate(self, org: Org, start: float, end: float, count: int, seed: int = 1) -> list[dict[str, Any]]:
-        """``count`` realistic events dated in ``[start, end)`` (epoch seconds), for the demo."""
-        raise NotImplementedError
+        """``count`` realistic events dated in ``[start, end)`` (epoch seconds): the demo and
+        ``python -m audit_collector.emulator`` fill the API with them."""
+        raise NotImplementedError(f"{type(self).__name__} generates no events: the demo needs generate()")

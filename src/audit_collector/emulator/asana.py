@@ -84,10 +84,8 @@ class AsanaApi(EmulatedApi):
     def options(self) -> dict[str, str]:
         return {"workspace_gid": self.workspace_gid}
 
-    def early(self, request: Request) -> Answer | None:
-        if not PATH.match(request.path):
-            return self.error(404, "Not found")
-        return None
+    def routes(self, path: str) -> bool:
+        return PATH.match(path) is not None
 
     def refuse(self, request: Request) -> Answer | None:
         if request.token not in self.tokens:
@@ -110,9 +108,9 @@ class AsanaApi(EmulatedApi):
     def server_error(self) -> Answer:
         return Answer(503, b'{"errors":[{"message":"Server Error","phrase":"6 sad squid snuggle softly"}]}')
 
-    def rate_limited(self, retry_after: str) -> Answer:
+    def rate_limited(self, retry_after: str, *, injected: bool = False) -> Answer:
         message = "You've made too many requests and hit a rate limit. Please retry after the given time."
-        return self.error(429, message, {"Retry-After": retry_after})
+        return self.error(429, "You've made too many requests." if injected else message, {"Retry-After": retry_after})
 
     def position_rejected(self) -> Answer:
         return self.error(400, "offset: Your pagination token has expired or is invalid")

@@ -19,16 +19,24 @@ def api_classes() -> dict[str, type[EmulatedApi]]:
     found: dict[str, type[EmulatedApi]] = {}
     for descriptor in providers.all_descriptors():
         if descriptor.emulator:
-            api = importlib.import_module(descriptor.emulator).API
+            try:
+                api = importlib.import_module(descriptor.emulator).API
+            except (ImportError, AttributeError) as exc:
+                raise ImportError(f"{descriptor.name}'s emulator module {descriptor.emulator!r}: {exc}") from exc
             if api.name != descriptor.name:
                 raise ValueError(f"{descriptor.emulator}.API serves {api.name!r}, not the provider {descriptor.name!r}")
             found[descriptor.name] = api
     return found
 
 
+def api_faults() -> dict[str, str]:
+    """Each registered API's fault that rejects a paging position (``invalid_cursor``, ...), by name."""
+    return {name: api.position_fault for name, api in api_classes().items()}
+
+
 def position_faults() -> tuple[str, ...]:
-    """The faults that reject a paging position, one per API (``invalid_cursor``, ...)."""
-    return tuple(api.position_fault for api in api_classes().values())
+    """The faults that reject a paging position, one per API."""
+    return tuple(api_faults().values())
 
 
 def served_text(name: str, event: dict[str, Any]) -> bytes:

@@ -22,12 +22,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from audit_collector.emulator.api import Answer, EmulatedApi, Request
-from audit_collector.emulator.faults import FaultPlan
+from audit_collector.emulator.faults import FAULTS, FaultPlan
 from audit_collector.emulator.registry import api_classes
 
 HTML_PAGE = b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
@@ -66,11 +67,13 @@ class Emulator:
             apis = [
                 cls(**{"rate_limit_burst": rate_limit_burst, **settings.get(name, {})}) for name, cls in classes.items()
             ]
-        elif settings:
-            raise TypeError(f"settings by name ({sorted(settings)}) apply to the registered APIs, not to apis=[...]")
-        self.apis: dict[str, EmulatedApi] = {api.name: api for api in apis}
+        elif settings or rate_limit_burst is not None:
+            raise TypeError(
+                "settings by name and rate_limit_burst apply to the APIs the emulator builds; pass them to yours"
+            )
+        self.apis: dict[str, EmulatedApi] = check_apis(list(apis))
         self.faults = faults or FaultPlan()
-        self.faults.allow(api.position_fault for api in self.apis.values())
+        self.faults.mount({api.name: api.position_fault for api in self.apis.values()})
         self.latency = latency
         self.connect_latency = connect_latency
         self.clock = clock
@@ -128,10 +131,12 @@ class Emulator:
         parts = urlsplit(handler.path)
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
         api = next((a for a in self.apis.values() if parts.path.startswith(a.prefix)), None)
-        if api is None:
+        path = parts.path.removeprefix(api.prefix) if api is not None else ""
+        if api is None or not api.routes(path):
             return self._send(handler, "none", NOT_FOUND, params)
-        token = handler.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        request = Request(parts.path.removeprefix(api.prefix).strip("/"), params, token, self.clock())
+        authorization = handler.headers.get("Authorization", "")
+        token = authorization.removeprefix("Bearer ").strip()
+        request = Request(path, params, token, self.clock(), authorization)
         if self.latency:
             time.sleep(self.latency)
         answer = api.early(request)
@@ -142,6 +147,7 @@ class Emulator:
         )
         if fault is not None and self._inject(handler, api, fault, params):
             return
+        request = replace(request, now=self.clock())  # after any delay: what the API sees as it answers
         answer = api.refuse(request) or self._rate_limited(api, request.now) or api.page(request)
         return self._send(handler, api.name, answer, params)
 
@@ -157,7 +163,7 @@ class Emulator:
         answers = {
             "server_error": api.server_error,
             "html": lambda: Answer(502, HTML_PAGE, content_type="text/html"),
-            "rate_limit": lambda: api.rate_limited(self.faults.retry_after),
+            "rate_limit": lambda: api.rate_limited(self.faults.retry_after, injected=True),
             api.position_fault: api.position_rejected,
         }
         if fault in answers:
@@ -204,6 +210,25 @@ class Emulator:
                     "at": time.time(),  # when it was answered (benchmarks chart calls over time)
                 }
             )
+
+
+def check_apis(apis: list[EmulatedApi]) -> dict[str, EmulatedApi]:
+    """The APIs by name, once each, on prefixes that cannot take each other's requests."""
+    by_name = {api.name: api for api in apis}
+    if len(by_name) != len(apis):
+        raise ValueError(f"two APIs share a name: {sorted(a.name for a in apis)}")
+    for api in apis:
+        if not (api.prefix.startswith("/") and api.prefix.endswith("/") and len(api.prefix) > 1):
+            raise ValueError(f"{api.name}: a prefix starts and ends with '/' and is not '/' alone, not {api.prefix!r}")
+        if api.position_fault in FAULTS:
+            raise ValueError(f"{api.name}: its position fault {api.position_fault!r} is a fault every API has")
+        clash = [other.name for other in apis if other is not api and other.prefix.startswith(api.prefix)]
+        if clash:
+            raise ValueError(f"{api.name}'s prefix {api.prefix!r} would take the requests of {clash}")
+    faults = [api.position_fault for api in apis]
+    if len(set(faults)) != len(faults):
+        raise ValueError(f"two APIs share a position fault: {sorted(faults)}")
+    return by_name
 
 
 def _reset(handler: BaseHTTPRequestHandler) -> None:

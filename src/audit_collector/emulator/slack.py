@@ -142,9 +142,10 @@ class SlackApi(EmulatedApi):
         return (Path(__file__).with_name("static") / f"slack-{name}.json").read_bytes()
 
     def early(self, request: Request) -> Answer | None:
-        if request.path in DOCUMENTS:
-            return Answer(200, self.document(request.path))
-        if request.path != "logs":
+        endpoint = request.path.strip("/")
+        if endpoint in DOCUMENTS:
+            return Answer(200, self.document(endpoint))
+        if endpoint != "logs":
             return self.error(404, "bad_endpoint")
         return None
 
@@ -165,6 +166,9 @@ class SlackApi(EmulatedApi):
 
     def error(self, status: int, message: str, headers: dict[str, str] | None = None) -> Answer:
         return Answer(status, json.dumps({"ok": False, "error": message}).encode(), headers or {})
+
+    def server_error(self) -> Answer:
+        return Answer(503, b'{"ok":false,"error":"internal_error"}')
 
     def position_rejected(self) -> Answer:
         return self.error(400, "invalid_cursor")
