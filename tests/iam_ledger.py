@@ -132,6 +132,25 @@ BUCKET_GETS = {
 }
 
 
+# moto from 5.2.6 authorizes some S3 requests by their operation's name, which no IAM policy grants;
+# AWS authorizes each as this action (the Service Authorization Reference's S3 table).
+OPERATION_ACTIONS = {
+    "s3:ListObjectsV2": "s3:ListBucket",
+    "s3:ListObjects": "s3:ListBucket",
+    "s3:HeadBucket": "s3:ListBucket",
+    "s3:ListObjectVersions": "s3:ListBucketVersions",
+    "s3:ListMultipartUploads": "s3:ListBucketMultipartUploads",
+    "s3:HeadObject": "s3:GetObject",
+    "s3:GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
+    "s3:GetBucketEncryption": "s3:GetEncryptionConfiguration",
+    "s3:GetBucketNotificationConfiguration": "s3:GetBucketNotification",
+    "s3:PutBucketNotificationConfiguration": "s3:PutBucketNotification",
+    "s3:GetBucketLifecycleConfiguration": "s3:GetLifecycleConfiguration",
+    "s3:DeleteObjects": "s3:DeleteObject",
+    "s3:CopyObject": "s3:PutObject",  # on the destination, the resource moto passes
+}
+
+
 def actions_of(request: Any) -> list[str]:
     """What AWS authorizes the request as. moto names GetObjectAttributes s3:GetObject (AWS wants
     s3:GetObject and s3:GetObjectAttributes) and several bucket GETs s3:ListBucket."""
@@ -208,6 +227,7 @@ def recording(roles: dict[str, list[dict[str, Any]]]) -> Iterator[Ledger]:
     def checked(request: Any, resource: str) -> None:
         arn = request._access_key.arn
         role = arn.split(":assumed-role/", 1)[1].split("/", 1)[0] if ":assumed-role/" in arn else arn
+        request._action = OPERATION_ACTIONS.get(request._action, request._action)
         resources, context = resources_of(request, resource)
         statements = roles.get(role, [])
         for action in actions_of(request):
