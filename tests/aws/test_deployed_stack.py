@@ -106,7 +106,9 @@ def run_scenario(
     its function in the deployed stack. Returns the ledger, what each function returned or raised,
     and what the APIs served. With the Security Lake parameters, compaction's Athena runs its SQL
     (tests/athena_duck.py) and writes the custom sources into a lake bucket made here."""
-    now = float(int(time.time()))
+    # 06:00 UTC yesterday: the scenario's three hours stay inside one UTC day whenever the suite
+    # runs, so the daily work (the drift watch's snapshot, compaction's closed days) is the same.
+    now = day_start(time.time() - 86400).timestamp() + 6 * 3600
     clock = FakeClock(start=now)
     monkeypatch.setattr(handler, "SystemClock", lambda: clock)
     outcomes: dict[str, Any] = {}
