@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from moto import mock_aws
 
-from audit_collector import cli
+from audit_collector import cli, providers
 from audit_collector.emulator import Emulator
 from audit_collector.emulator.asana import asana_events
 from audit_collector.emulator.slack import slack_events
@@ -221,7 +221,7 @@ def test_the_demo_runs_end_to_end_from_the_installed_command(tmp_path):
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.count(": exactly once") == 2
+    assert out.stdout.count(": exactly once") == len(providers.names())
     assert "Who failed to log in to Slack most" in out.stdout and "(5 rows)" in out.stdout
     assert (tmp_path / "demo" / "state.json").exists()
     # A second demo into the same folder starts clean; a folder it did not create is refused.
