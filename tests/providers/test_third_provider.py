@@ -335,3 +335,33 @@ def test_an_entry_point_plugs_it_in_without_register(tmp_path):
     assert "fakeaudit: archived up to" in status.stdout and "slack:" in status.stdout
     assert_archived_once(LocalArchive(archive), events)
     assert "fakeaudit" not in providers.names()  # this process never saw it
+
+
+def test_two_providers_that_share_a_flag_each_read_their_own_variable(fakeaudit, monkeypatch):
+    """Providers may share a flag (``--tenant``) while each has its own variable; a flag given on
+    the command line applies to every provider that has it, a variable only to its own."""
+    import dataclasses
+
+    from audit_collector.cli.options import provider_options
+    from audit_collector.cli.parser import build_parser
+
+    from ..fake_provider import TENANT
+
+    twin = dataclasses.replace(
+        fakeaudit, name="fakeaudit2", emulator="", options=(dataclasses.replace(TENANT, env="FAKEAUDIT2_TENANT"),)
+    )
+    providers.register(twin)
+    try:
+        monkeypatch.setenv("FAKEAUDIT_TENANT", "t-one")
+        monkeypatch.setenv("FAKEAUDIT2_TENANT", "t-two")
+        args = build_parser().parse_args(["collect", "--provider", "fakeaudit", "--archive", "a"])
+        assert provider_options(args, fakeaudit) == {"tenant": "t-one"}
+        assert provider_options(args, twin) == {"tenant": "t-two"}
+        args = build_parser().parse_args(["collect", "--provider", "fakeaudit2", "--tenant", "t-flag", "--archive", "a"])
+        assert provider_options(args, fakeaudit) == provider_options(args, twin) == {"tenant": "t-flag"}
+        monkeypatch.delenv("FAKEAUDIT2_TENANT")
+        args = build_parser().parse_args(["collect", "--provider", "fakeaudit2", "--archive", "a"])
+        with pytest.raises(ConfigError, match="--tenant is required for fakeaudit2 \\(or set FAKEAUDIT2_TENANT\\)"):
+            provider_options(args, twin)
+    finally:
+        providers.unregister("fakeaudit2")

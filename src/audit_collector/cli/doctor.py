@@ -32,13 +32,21 @@ def add_parser(sub: argparse._SubParsersAction, option_defaults: dict[str, str |
     for descriptor in providers.all_descriptors():
         for option in descriptor.options:
             if not any(option.flag in a.option_strings for a in p._actions):
-                p.add_argument(option.flag, dest=option.name, default=option_defaults.get(option.env))
+                p.add_argument(option.flag, dest=option.name, default=None)  # options.option_value reads the variable
     p.set_defaults(func=cmd_doctor)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from audit_collector.checks.preflight import Check, storage_checks
-    from audit_collector.cli.options import EXIT_FAILED, EXIT_OK, open_archive, open_state, resolve_token, token_present
+    from audit_collector.cli.options import (
+        EXIT_FAILED,
+        EXIT_OK,
+        open_archive,
+        open_state,
+        option_value,
+        resolve_token,
+        token_present,
+    )
     from audit_collector.errors import AuditCollectorError, ConfigError
     from audit_collector.http.clock import SystemClock
     from audit_collector.wiring import check_provider
@@ -56,7 +64,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         except AuditCollectorError as exc:
             checks.append(Check(name, "token", False, str(exc)))
             continue
-        options = {o.name: getattr(args, o.name, None) for o in descriptor.options}
+        options = {o.name: option_value(args, o) for o in descriptor.options}
         checks += check_provider(
             descriptor,
             token=token,

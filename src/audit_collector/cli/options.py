@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from audit_collector.aws.config import parse_sweep_after
 from audit_collector.collector import Settings
-from audit_collector.collector.provider import Descriptor
+from audit_collector.collector.provider import Descriptor, Option
 from audit_collector.errors import ConfigError
 from audit_collector.evidence.signing import Checker, Ed25519Signer, KmsSigner, PublicKeyChecker, Signer
 from audit_collector.storage.archive import ArchiveWriter
@@ -97,9 +97,15 @@ def token_present(descriptor: Descriptor) -> bool:
     return bool(os.environ.get(descriptor.token_env, "").strip())
 
 
+def option_value(args: argparse.Namespace, option: Option) -> str | None:
+    """An option from its flag, else from this provider's own variable: providers may share a flag
+    (``--tenant``) while each reads its own variable (``OKTA_TENANT``, ``ZOOM_TENANT``)."""
+    return getattr(args, option.name, None) or os.environ.get(option.env)
+
+
 def provider_options(args: argparse.Namespace, descriptor: Descriptor) -> dict[str, str]:
     """The provider's own options, from their flags (which default to their environment variables)."""
-    options = {o.name: getattr(args, o.name, None) for o in descriptor.options}
+    options = {o.name: option_value(args, o) for o in descriptor.options}
     missing = [o for o in descriptor.options if o.required and not options.get(o.name)]
     if missing:
         raise ConfigError("; ".join(f"{o.flag} is required for {descriptor.name} (or set {o.env})" for o in missing))

@@ -47,7 +47,7 @@ def _collection(p: argparse.ArgumentParser) -> None:
                 p.add_argument(
                     option.flag,
                     dest=option.name,
-                    default=os.environ.get(option.env),
+                    default=None,  # read per provider (options.option_value): two may share a flag
                     help=f"{descriptor.name}: {option.help} (default ${option.env})",
                 )
     p.add_argument(
