@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import ast
 import importlib
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import grimp
@@ -56,6 +60,29 @@ def test_the_layers_hold() -> None:
     from importlinter.cli import lint_imports
 
     assert lint_imports(config_filename=str(PACKAGE.parents[1] / "pyproject.toml"), no_cache=True) == 0
+
+
+def test_a_new_provider_that_imports_another_breaks_the_contract(tmp_path: Path) -> None:
+    """The independence contract names providers by wildcard, so a provider nobody listed in
+    pyproject.toml is held to it too: a copy of the package with a new provider reaching into
+    Slack's client fails ``lint-imports``; the same copy without that import passes."""
+    shutil.copytree(PACKAGE, tmp_path / "src" / "audit_collector", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(PACKAGE.parents[1] / "pyproject.toml", tmp_path)
+    newapi = tmp_path / "src" / "audit_collector" / "providers" / "newapi"
+    newapi.mkdir()
+    (newapi / "__init__.py").write_text('"""A provider the contract does not name."""\n')
+
+    def lint() -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PYTHONPATH": str(tmp_path / "src")}
+        command = [sys.executable, "-c", "from importlinter.cli import lint_imports_command; lint_imports_command()"]
+        return subprocess.run([*command, "--no-cache"], cwd=tmp_path, env=env, capture_output=True, text=True)
+
+    assert lint().returncode == 0, lint().stdout[-2000:]
+    (newapi / "source.py").write_text("from audit_collector.providers.slack import client  # noqa: F401\n")
+    broken = lint()
+    assert broken.returncode != 0 and "A provider never imports another BROKEN" in broken.stdout, broken.stdout[-2000:]
+    said = " ".join(broken.stdout.split())  # the report wraps long lines
+    assert "audit_collector.providers.newapi.source -> audit_collector.providers.slack.client" in said
 
 
 @pytest.mark.parametrize("path", modules(), ids=lambda p: p.relative_to(PACKAGE).as_posix())

@@ -125,9 +125,9 @@ def demo_signer(archive_dir: Path) -> tuple[Ed25519Signer, Path]:
 def compact(archive_dir: Path, store: FileStore, descriptors: list[Descriptor]) -> None:
     """Closed days into Parquet, as the scheduled compaction does with Athena (``audit-collector compact``)."""
     from audit_collector.compaction.local import compact_local
-    from audit_collector.compaction.sql import all_view
+    from audit_collector.compaction.sql import all_view, compacted
 
-    for descriptor in descriptors:
+    for descriptor in filter(compacted, descriptors):  # a provider without compacted_columns has no _all view
         report = compact_local(archive_dir, descriptor, store.read(descriptor.name).get("checkpoint", {}))
         print(
             f"{descriptor.name}: {len(report.compacted)} closed day(s) compacted into Parquet "
