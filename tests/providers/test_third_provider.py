@@ -283,6 +283,8 @@ def test_the_demo_and_the_emulator_serve_it_from_its_emulator_module(fakeaudit, 
     assert out.count(": exactly once") == len(providers.names())
     assert re.search(r"^fakeaudit: 2,000 events archived.*: exactly once$", out, re.M), out
     assert "Who downloaded the most files?" in out
+    assert "fakeaudit: " not in "".join(re.findall(r"^.*compacted into Parquet.*$", out, re.M))  # it has no _all view
+    assert re.search(r"^slack: \d+ closed day\(s\) compacted into Parquet", out, re.M), out
     assert list((tmp_path / "demo" / "fakeaudit").rglob("*.jsonl.gz"))
 
 
