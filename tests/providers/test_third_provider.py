@@ -359,7 +359,8 @@ def test_two_providers_that_share_a_flag_each_read_their_own_variable(fakeaudit,
         args = build_parser().parse_args(["collect", "--provider", "fakeaudit", "--archive", "a"])
         assert provider_options(args, fakeaudit) == {"tenant": "t-one"}
         assert provider_options(args, twin) == {"tenant": "t-two"}
-        args = build_parser().parse_args(["collect", "--provider", "fakeaudit2", "--tenant", "t-flag", "--archive", "a"])
+        flag = ["--tenant", "t-flag"]
+        args = build_parser().parse_args(["collect", "--provider", "fakeaudit2", *flag, "--archive", "a"])
         assert provider_options(args, fakeaudit) == provider_options(args, twin) == {"tenant": "t-flag"}
         monkeypatch.delenv("FAKEAUDIT2_TENANT")
         args = build_parser().parse_args(["collect", "--provider", "fakeaudit2", "--archive", "a"])
