@@ -74,7 +74,7 @@ def _token(d: Descriptor, token: str) -> list[str]:
     return [
         f"### Token {{#{d.name}-token}}",
         "",
-        f"{token[:1].upper()}{token[1:]}.",
+        _cell(f"{token[:1].upper()}{token[1:]}."),
         "",
         "| Where | Name | Holds |",
         "|---|---|---|",
