@@ -42,8 +42,8 @@ crash-points: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks docs/gen_providers.py
+	$(VENV)/bin/ruff format --check src tests benchmarks docs/gen_providers.py
 
 ## template: write template.yaml from src/audit_collector/aws/template_base.yaml and the providers' descriptors.
 template: $(STAMP)
@@ -60,12 +60,13 @@ check-template: $(TOOLS_STAMP)
 	else echo "sam build: SKIPPED, no python3.13 at $(PY313_BIN)"; fi
 
 ## docs: the site (mkdocs.yml, docs/) into site/; --strict: a broken link, anchor or page fails.
+# The two variables only silence notices about MkDocs' future (material's, and mkdocs-gen-files' dependency's).
 docs: $(STAMP)
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs build --strict --site-dir site
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format src tests benchmarks
-	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks docs/gen_providers.py
+	$(VENV)/bin/ruff check --fix src tests benchmarks docs/gen_providers.py
 
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)
