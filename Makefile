@@ -60,9 +60,9 @@ check-template: $(TOOLS_STAMP)
 	else echo "sam build: SKIPPED, no python3.13 at $(PY313_BIN)"; fi
 
 ## docs: the site (mkdocs.yml, docs/) into site/; --strict: a broken link, anchor or page fails.
-# The two variables only silence notices about MkDocs' future (material's, and mkdocs-gen-files' dependency's).
+# The variable only silences mkdocs-material's notice about MkDocs' future.
 docs: $(STAMP)
-	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format src tests benchmarks docs/gen_providers.py
