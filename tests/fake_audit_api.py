@@ -63,7 +63,7 @@ class FakeAuditEmulated(EmulatedApi):
     def __init__(self, *, tenant: str = "t1", **common: Any) -> None:
         super().__init__(**common)
         self.tenant = tenant
-        self._events: list[tuple[int, str, dict]] = []
+        self._events: list[tuple[int, str, dict, float]] = []  # (ms, uuid, event, visible from)
         self._lock = threading.Lock()
         self.requests: list[dict[str, str]] = []  # the query of every authorized request
 
@@ -78,10 +78,10 @@ class FakeAuditEmulated(EmulatedApi):
 
     def page(self, request: Request) -> Answer:
         self.requests.append(dict(request.params))
-        status, body = self.answer(request.params)
+        status, body = self.answer(request.params, request.now)
         return Answer(status, json.dumps(body).encode(), data=True)
 
-    def answer(self, query: dict[str, str]) -> tuple[int, dict]:
+    def answer(self, query: dict[str, str], now: float = float("inf")) -> tuple[int, dict]:
         if query.get("tenant") != self.tenant:
             return 404, {"error": f"no tenant {query.get('tenant')!r}"}
         try:
@@ -92,7 +92,7 @@ class FakeAuditEmulated(EmulatedApi):
         if not 1 <= limit <= MAX_LIMIT or since >= until:
             return 400, {"error": f"limit must be 1..{MAX_LIMIT} and since before until"}
         with self._lock:
-            matching = [(ms, uuid, e) for ms, uuid, e in self._events if since <= ms < until]
+            matching = [(ms, uuid, e) for ms, uuid, e, seen in self._events if since <= ms < until and seen <= now]
         after = query.get("after")
         if after is not None:
             at = next((i for i, (_, uuid, _) in enumerate(matching) if uuid == after), None)
@@ -113,8 +113,12 @@ class FakeAuditEmulated(EmulatedApi):
         return json.dumps(event).encode()  # as ``page`` writes it: Python's default separators
 
     def add(self, events: list[dict], visible_at: float | None = None, lag: float = 0.0) -> None:
+        """Serve more events; each is visible from ``visible_at`` (default: its own time + ``lag``)."""
         with self._lock:
-            self._events.extend((event_ms(e), e["uuid"], e) for e in events)
+            self._events.extend(
+                (event_ms(e), e["uuid"], e, event_ms(e) / 1000 + lag if visible_at is None else visible_at)
+                for e in events
+            )
             self._events.sort(key=lambda item: item[:2])
 
     def generate(self, org: Org, start: float, end: float, count: int, seed: int = 1) -> list[dict[str, Any]]:

@@ -279,6 +279,7 @@ DESCRIPTOR = Descriptor(
     id_field="uuid",
     time_field="time",
     event_seconds=_event_seconds,
+    horizon_inclusive=False,  # since <= time < until
     table="fakeaudit_events",
     columns=(
         Column("uuid", "VARCHAR", "string"),

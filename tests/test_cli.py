@@ -17,21 +17,27 @@ from moto import mock_aws
 
 from audit_collector import cli, providers
 from audit_collector.emulator import Emulator
-from audit_collector.emulator.asana import asana_events
 from audit_collector.emulator.slack import slack_events
 from audit_collector.storage.local import LocalArchive
 from audit_collector.storage.s3 import S3Archive
 
-from .support import BUCKET, ROOT, TABLE, assert_exactly_once, create_aws_resources
+from .support import BUCKET, BUILTIN_PROVIDERS, ROOT, TABLE, add_history, assert_exactly_once, create_aws_resources
 
 NOW = int(datetime.now(UTC).timestamp())
 
 
 @pytest.fixture
-def emu(org):
+def served() -> dict[str, list[dict]]:
+    """The events each built-in API serves in ``emu``, by provider."""
+    return {}
+
+
+@pytest.fixture
+def emu(org, served):
     with Emulator() as e:
-        e.slack.add(slack_events(org, NOW - 20 * 3600, NOW - 3600, 300, seed=31))
-        e.asana.add(asana_events(org, (NOW - 20 * 3600) * 1000, (NOW - 3600) * 1000, 200, seed=32))
+        for seed, name in enumerate(BUILTIN_PROVIDERS, start=31):
+            count = 300 if name == "slack" else 200  # test_query_formats counts Slack's 300
+            served[name] = add_history(e, org, name, NOW - 20 * 3600, NOW - 3600, count, seed=seed)
         yield e
 
 
@@ -47,22 +53,25 @@ def collect_args(emu, provider, archive, *extra):
         "--api-base-url",
         emu.api(provider).base_url,
     ]
-    if provider == "asana":
-        args += ["--workspace-gid", emu.asana.workspace_gid]
+    api = emu.api(provider)
+    for option in providers.get(provider).options:  # Asana's --workspace-gid, from its emulated API
+        if option.name in api.options:
+            args += [option.flag, api.options[option.name]]
     return args + list(extra)
 
 
-@pytest.mark.parametrize("provider", ["slack", "asana"])
-def test_collect_into_a_local_folder_then_status_and_query(emu, provider, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv(f"{provider.upper()}_TOKEN", emu.api(provider).token)
+@pytest.mark.parametrize("provider", BUILTIN_PROVIDERS)
+def test_collect_into_a_local_folder_then_status_and_query(emu, served, provider, tmp_path, monkeypatch, capsys):
+    descriptor = providers.get(provider)
+    monkeypatch.setenv(descriptor.token_env, emu.api(provider).token)
     assert cli.main(collect_args(emu, provider, tmp_path / "a")) == 0
     out = capsys.readouterr().out
     assert f"{provider}: " in out and "caught up" in out
-    expected = emu.api(provider).log
-    assert_exactly_once(LocalArchive(tmp_path / "a"), provider, [json.loads(i.raw) for i in expected.items])
+    expected = served[provider]
+    assert_exactly_once(LocalArchive(tmp_path / "a"), provider, expected)
     assert cli.main(["status", "--archive", str(tmp_path / "a")]) == 0
     assert f"{provider}: archived up to" in capsys.readouterr().out
-    table = "slack_audit_logs" if provider == "slack" else "asana_audit_log_events"
+    table = descriptor.table
     assert (
         cli.main(["query", f"SELECT count(*) AS n FROM {table}", "--archive", str(tmp_path / "a"), "--format", "json"])
         == 0

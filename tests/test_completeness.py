@@ -16,13 +16,14 @@ import pytest
 from audit_collector import providers
 from audit_collector.collector import BackfillRequest, Settings
 from audit_collector.collector.queue import QUEUE_LIMIT, TURN_PAGES, enqueue
-from audit_collector.emulator import Emulator, FaultPlan
+from audit_collector.emulator import Emulator, FaultPlan, api_classes
 from audit_collector.evidence.signing import Ed25519Signer, PublicKeyChecker, generate_key
 from audit_collector.storage.local import LocalArchive
 from audit_collector.storage.state import FileStore
 from audit_collector.verify.check import verify_archive
 
 from .support import (
+    BUILTIN_PROVIDERS,
     Crash,
     CrashingArchive,
     CrashingStore,
@@ -32,11 +33,10 @@ from .support import (
     add_history,
     add_late,
     assert_exactly_once,
-    event_time,
     run_once,
 )
 
-PROVIDERS = ["slack", "asana"]
+PROVIDERS = BUILTIN_PROVIDERS
 NOW = int(datetime(2026, 11, 20, 12, 0, tzinfo=UTC).timestamp())
 DAY = 86400
 SWEEP = Settings(
@@ -109,7 +109,7 @@ class World:
 
     def settled(self):
         horizon = self.clock.now - SWEEP.settle_seconds  # where the last run (at now) collected up to
-        return [e for e in self.events if event_time(self.provider, e) < horizon]
+        return [e for e in self.events if providers.get(self.provider).settled_by(e, horizon)]
 
     def findings(self, **kwargs):
         descriptor = providers.get(self.provider)
@@ -129,6 +129,10 @@ class World:
 # --------------------------------------------------------------------------- 1. backfills
 
 
+# Enough history for the backfill to outlast a day of runs: 4000 events, or as tuned for an API.
+BACKFILL_EVENTS = {"slack": 3000}
+
+
 @pytest.mark.parametrize("seed", range(2))
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_passes_run_while_a_backfill_takes_days_of_runs(provider, seed, org, tmp_path):
@@ -137,7 +141,7 @@ def test_passes_run_while_a_backfill_takes_days_of_runs(provider, seed, org, tmp
     rng = random.Random(seed)
     clock = SlowClock(start=float(NOW), step=rng.choice([4.0, 6.0]))
     with World(provider, org, tmp_path, clock=clock) as world:
-        world.history(NOW - 40 * DAY, NOW - 2 * DAY, 3000 if provider == "slack" else 4000, seed=seed)
+        world.history(NOW - 40 * DAY, NOW - 2 * DAY, BACKFILL_EVENTS.get(provider, 4000), seed=seed)
         world.history(NOW - 3600, NOW + 2 * DAY, 200, seed=seed + 10)
         world.late(NOW, NOW + DAY, 30, lag=rng.choice([900, 4000, 7 * 3600]), seed=seed + 20)
         # One slice at a time: on a clock where every look costs seconds, parallel slices overrun the lease.
@@ -206,7 +210,7 @@ def test_one_large_window_holds_no_other_pass_up_and_resumes_where_it_stopped(pr
 def test_expiring_cursors_during_the_sweep_never_fail_a_run(provider, rate, org, tmp_path):
     """Cursors (Slack) and offsets (Asana) that expire at any rate: each pass goes on from its
     position, no run fails, the late events are found."""
-    fault = "invalid_cursor" if provider == "slack" else "expired_offset"
+    fault = api_classes()[provider].position_fault  # Slack's invalid_cursor, Asana's expired_offset
     plan = FaultPlan(int(rate * 10), {fault: rate})
     with World(provider, org, tmp_path, faults=plan) as world:
         world.history(NOW - DAY, NOW + DAY, 600)

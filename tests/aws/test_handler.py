@@ -13,6 +13,7 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
+from audit_collector import providers
 from audit_collector.aws import handler
 from audit_collector.aws.config import Config
 from audit_collector.aws.tokens import TokenError, parse_secret_value
@@ -25,7 +26,15 @@ from audit_collector.storage.s3 import S3Archive
 from audit_collector.storage.state import DynamoDBStore
 
 from ..docs_pages import undocumented_variables
-from ..support import BUCKET, TABLE, FakeContext, assert_exactly_once, create_aws_resources
+from ..support import (
+    BUCKET,
+    BUILTIN_PROVIDERS,
+    TABLE,
+    FakeContext,
+    add_history,
+    assert_exactly_once,
+    create_aws_resources,
+)
 
 SLACK_TOKEN = "fake-slack-handler-secret"
 ASANA_TOKEN = "2/1200/handler-asana-secret"
@@ -117,12 +126,31 @@ def test_a_scheduled_event_runs_every_enabled_provider(aws, emu, org, capfd, log
     assert SLACK_TOKEN not in metrics + logs.getvalue() and ASANA_TOKEN not in metrics + logs.getvalue()
 
 
-@pytest.mark.parametrize("provider", ["slack", "asana"])
-def test_a_provider_payload_runs_that_provider_only(aws, emu, org, provider):
+@pytest.fixture
+def every_builtin(aws, emu, org, monkeypatch):
+    """Every built-in provider enabled, with some history: Slack's and Asana's by the fixtures
+    above, any other by its descriptor's variables, a plain-text secret and its emulated API."""
     history(emu, org)
+    now = int(datetime.now(UTC).timestamp())
+    for name in BUILTIN_PROVIDERS:
+        descriptor, api = providers.get(name), emu.api(name)
+        if descriptor.secret_env in os.environ:
+            continue
+        aws.create_secret(Name=f"audit/{name}", SecretString=api.token)
+        monkeypatch.setenv(descriptor.secret_env, f"audit/{name}")
+        monkeypatch.setenv(descriptor.base_url_env, api.base_url)
+        for option in descriptor.options:
+            if option.name in api.options:
+                monkeypatch.setenv(option.env, api.options[option.name])
+        add_history(emu, org, name, now - 20 * 3600, now - 3600, 100, seed=23)
+
+
+@pytest.mark.parametrize("provider", BUILTIN_PROVIDERS)
+def test_a_provider_payload_runs_that_provider_only(every_builtin, emu, provider):
     out = handler.lambda_handler({"provider": provider}, FakeContext())
     assert [r["provider"] for r in out["results"]] == [provider]
-    assert emu.calls("asana" if provider == "slack" else "slack") == 0
+    others = [name for name in BUILTIN_PROVIDERS if name != provider]
+    assert others and {name: emu.calls(name) for name in others} == dict.fromkeys(others, 0)
 
 
 def test_a_warm_invocation_creates_no_aws_client(aws, emu, org, monkeypatch):

@@ -20,7 +20,7 @@ from audit_collector.http_retry import RequestPacer
 from audit_collector.storage.local import LocalArchive
 from audit_collector.storage.state import FileStore
 
-from ..support import FakeClock, SlowClock, add_history, assert_exactly_once, run_once
+from ..support import BUILTIN_PROVIDERS, FakeClock, SlowClock, add_history, assert_exactly_once, event_time, run_once
 
 NOW = int(datetime(2026, 11, 20, 12, tzinfo=UTC).timestamp())
 DAY = 86400
@@ -125,7 +125,7 @@ def local(tmp_path):
 SETTINGS = Settings(initial_lookback_days=2, page_limit=25, max_object_bytes=30_000)
 
 
-@pytest.mark.parametrize("provider", ["slack", "asana"])
+@pytest.mark.parametrize("provider", BUILTIN_PROVIDERS)
 def test_backfills_overlapping_live_and_each_other_archive_nothing_twice(provider, org, clock, local):
     store, archive = local
     with Emulator(clock=clock.time) as emu:
@@ -153,16 +153,10 @@ def test_backfills_overlapping_live_and_each_other_archive_nothing_twice(provide
             backfill=request(provider, NOW - 9 * DAY, NOW - 5 * DAY),
         )
         assert b.backfill["done"] and b.backfill["skipped"] == [[iso(NOW - 6 * DAY), iso(NOW - 5 * DAY)]]
-    assert_exactly_once(archive, provider, [e for e in events if time_of(provider, e) >= NOW - 9 * DAY])
+    assert_exactly_once(archive, provider, [e for e in events if event_time(provider, e) >= NOW - 9 * DAY])
 
 
-def time_of(provider, event):
-    if provider == "slack":
-        return event["date_create"]
-    return datetime.fromisoformat(event["created_at"].replace("Z", "+00:00")).timestamp()
-
-
-@pytest.mark.parametrize("provider", ["slack", "asana"])
+@pytest.mark.parametrize("provider", BUILTIN_PROVIDERS)
 def test_a_backfill_before_the_first_live_run_makes_live_go_around_it(provider, org, clock, local):
     store, archive = local
     with Emulator(clock=clock.time) as emu:
@@ -179,10 +173,10 @@ def test_a_backfill_before_the_first_live_run_makes_live_go_around_it(provider, 
         clock.advance(600)
         assert run_once(provider, emu, store=store, archive=archive, clock=clock, settings=SETTINGS).complete
     # Live's origin was set by the first run (NOW - 2 days), around the backfill claimed just before.
-    assert_exactly_once(archive, provider, [e for e in events if time_of(provider, e) >= NOW - 2 * DAY])
+    assert_exactly_once(archive, provider, [e for e in events if event_time(provider, e) >= NOW - 2 * DAY])
 
 
-@pytest.mark.parametrize("provider", ["slack", "asana"])
+@pytest.mark.parametrize("provider", BUILTIN_PROVIDERS)
 def test_a_backfill_resumes_over_several_invocations_and_scheduled_runs_finish_it(provider, org, local):
     store, archive = local
 

@@ -14,25 +14,20 @@ from datetime import UTC, datetime
 
 import pytest
 
+from audit_collector import providers
 from audit_collector.collector import Settings
 from audit_collector.emulator import Emulator
 from audit_collector.errors import ClockSkew
 from audit_collector.storage.local import LocalArchive
 from audit_collector.storage.state import FileStore
 
-from ..support import FakeClock, assert_exactly_once, run_once, written
+from ..support import BUILTIN_PROVIDERS, FakeClock, assert_exactly_once, run_once, written
 
 NOW = int(datetime(2026, 11, 20, 12, 0, tzinfo=UTC).timestamp())
 SETTLE = 120
 
 
-def when(provider: str, event: dict) -> float:
-    if provider == "slack":
-        return event["date_create"]
-    return datetime.fromisoformat(event["created_at"].replace("Z", "+00:00")).timestamp()
-
-
-@pytest.mark.parametrize("provider", ["slack", "asana"])
+@pytest.mark.parametrize("provider", BUILTIN_PROVIDERS)
 @pytest.mark.parametrize("seed", range(8))
 def test_a_skewed_host_clock_never_skips_what_reaches_the_api_later(provider, seed, org, tmp_path):
     rng = random.Random(f"{provider}{seed}")
@@ -59,7 +54,14 @@ def test_a_skewed_host_clock_never_skips_what_reaches_the_api_later(provider, se
             host = FakeClock(start=api_time[0])
             assert run_once(provider, emu, store=store, archive=archive, clock=host, settings=settings).complete
         settled = api_time[0] - SETTLE
-        due = [
-            e for e in events if (when(provider, e) <= settled if provider == "slack" else when(provider, e) < settled)
-        ]
+        due = [e for e in events if providers.get(provider).settled_by(e, settled)]
         assert_exactly_once(archive, provider, due)
+
+
+def test_a_window_closing_at_the_horizon_holds_the_horizon_itself_only_where_the_api_includes_it():
+    """Slack's ``latest`` is inclusive (the horizon second is archived), Asana's ``end_at`` is not."""
+    slack, asana = providers.get("slack"), providers.get("asana")
+    assert slack.horizon_inclusive and not asana.horizon_inclusive
+    assert slack.settled_by({"date_create": NOW}, NOW) and not slack.settled_by({"date_create": NOW + 1}, NOW)
+    assert asana.settled_by({"created_at": "2026-11-20T11:59:59.999Z"}, NOW)
+    assert not asana.settled_by({"created_at": "2026-11-20T12:00:00.000Z"}, NOW)

@@ -43,7 +43,14 @@ from ..support import (
     FakeClock,
     FakeContext,
     StepCounter,
+    add_history,
+    add_late,
+    assert_exactly_once,
     create_aws_resources,
+    event_dt,
+    event_id,
+    event_time,
+    run_once,
 )
 
 TOKEN = "fake-audit-secret-token"
@@ -368,3 +375,21 @@ def test_two_providers_that_share_a_flag_each_read_their_own_variable(fakeaudit,
             provider_options(args, twin)
     finally:
         providers.unregister("fakeaudit2")
+
+
+def test_the_shared_helpers_serve_collect_and_check_it_like_a_built_in(fakeaudit, org, tmp_path):
+    """tests/support.py reads it through its descriptor and its emulated API: no helper names a provider."""
+    clock = FakeClock(NOW)
+    store, archive = FileStore(tmp_path / "s.json"), LocalArchive(tmp_path / "a")
+    with Emulator(clock=clock.time) as emu:
+        early = add_history(emu, org, "fakeaudit", NOW - 20 * HOUR, NOW - 10 * HOUR, 150, seed=3)
+        late = add_late(emu, org, "fakeaudit", NOW - 10 * HOUR, NOW - 5 * HOUR, 60, lag=2 * HOUR, seed=4)
+        first = late[0]
+        assert event_id("fakeaudit", first) == first["uuid"] and event_dt("fakeaudit", first) == "2026-11-20"
+        assert event_time("fakeaudit", first) == NOW - 10 * HOUR
+        window = {"tenant": TENANT, "since": str((NOW - 10 * HOUR) * 1000), "until": str(NOW * 1000)}
+        api = emu.api("fakeaudit")
+        assert api.answer(window, now=NOW - 8 * HOUR - 1)[1]["events"] == []  # none has reached the API yet
+        assert len(api.answer({**window, "limit": "100"}, now=NOW)[1]["events"]) == 60
+        assert run_once("fakeaudit", emu, store=store, archive=archive, clock=clock).complete
+    assert_exactly_once(archive, "fakeaudit", early + late)

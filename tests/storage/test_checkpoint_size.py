@@ -22,7 +22,7 @@ from audit_collector.emulator import Emulator
 from audit_collector.storage.local import LocalArchive
 from audit_collector.storage.state import FileStore
 
-from ..support import FakeClock, add_history, assert_exactly_once, run_once
+from ..support import BUILTIN_PROVIDERS, FakeClock, add_history, assert_exactly_once, event_time, run_once
 
 NOW = int(datetime(2026, 11, 20, 12, tzinfo=UTC).timestamp())
 DAY = 86400
@@ -125,7 +125,7 @@ def old_save_jobs(self, *jobs, **fields):
         self.store.save(self.lease, document)
 
 
-@pytest.mark.parametrize("provider", ["slack", "asana"])
+@pytest.mark.parametrize("provider", BUILTIN_PROVIDERS)
 def test_backfills_end_to_end_and_an_old_checkpoint_is_migrated(provider, org, local, monkeypatch):
     """A handful of backfills (overlapping, adjacent, repeated) through run_once: written first the
     old way (finished jobs in ``jobs``), then migrated by the next save; exactly once throughout."""
@@ -163,16 +163,12 @@ def test_backfills_end_to_end_and_an_old_checkpoint_is_migrated(provider, org, l
     assert len(after["finished"]) == 5
     assert_no_instant_claimed_twice(after)
     wanted = [
-        e for e in events if NOW - 12 * DAY <= _when(provider, e) < NOW - 5 * DAY or _when(provider, e) >= NOW - DAY
+        e
+        for e in events
+        if NOW - 12 * DAY <= event_time(provider, e) < NOW - 5 * DAY or event_time(provider, e) >= NOW - DAY
     ]
     assert_exactly_once(archive, provider, wanted)
     print(f"{provider}: document {size(before)} bytes in the old form, {size(after)} after the migration")
-
-
-def _when(provider, event):
-    if provider == "slack":
-        return event["date_create"]
-    return datetime.fromisoformat(event["created_at"].replace("Z", "+00:00")).timestamp()
 
 
 # Operations on one provider's document: ("backfill", start, length, slices) or ("finish", pick).

@@ -26,6 +26,7 @@ from audit_collector.verify.check import verify_archive
 
 from ..support import (
     BUCKET,
+    BUILTIN_PROVIDERS,
     TABLE,
     Crash,
     CrashingArchive,
@@ -38,7 +39,7 @@ from ..support import (
     run_once,
 )
 
-PROVIDERS = ["slack", "asana"]
+PROVIDERS = BUILTIN_PROVIDERS
 NOW = int(datetime(2026, 11, 20, 12, 0, tzinfo=UTC).timestamp())
 SETTINGS = Settings(settle_seconds=120, initial_lookback_days=2, page_limit=20, max_object_bytes=6000)
 

@@ -133,6 +133,9 @@ class Descriptor:
     build_source: Callable[[ClientSettings, Mapping[str, str]], Source]
     options: tuple[Option, ...] = ()
     emulator: str | None = None  # the module of its emulated API (``API``, an ``EmulatedApi``), if any
+    # Whether a window that ends at the settle horizon holds the horizon's own unit too: Slack's
+    # ``latest`` is inclusive (its watermark moves to the horizon + 1); Asana's ``end_at`` is not.
+    horizon_inclusive: bool = False
     questions: tuple[tuple[str, str], ...] = ()  # (question, SQL over ``table``): the demo asks them
     # The compacted table's typed columns (the first is the event's time); ``compaction.py`` adds the
     # full event text. Empty: the provider is not compacted.
@@ -228,6 +231,12 @@ class Descriptor:
 
     def to_units(self, seconds: float) -> int:
         return int(seconds * self.units_per_second)
+
+    def settled_by(self, event: Mapping[str, Any], horizon: float) -> bool:
+        """Whether a live job caught up to the settle horizon ``horizon`` (epoch seconds) holds
+        ``event``: its time is before the horizon, or at it when ``horizon_inclusive``."""
+        at, end = self.to_units(self.event_seconds(event)), self.to_units(horizon)
+        return at <= end if self.horizon_inclusive else at < end
 
     def event_id(self, event: Mapping[str, Any]) -> Any:
         return event.get(self.id_field)

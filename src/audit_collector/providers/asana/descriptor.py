@@ -56,6 +56,7 @@ DESCRIPTOR = Descriptor(
     id_field="gid",
     time_field="created_at",
     event_seconds=_event_seconds,
+    horizon_inclusive=False,  # windows are [start_at, end_at)
     table="asana_audit_log_events",
     columns=(
         Column("gid", "VARCHAR", "string"),

@@ -95,6 +95,7 @@ DESCRIPTOR = Descriptor(
     id_field="id",
     time_field="date_create",
     event_seconds=_event_seconds,
+    horizon_inclusive=True,  # windows are [oldest, latest], both inclusive
     table="slack_audit_logs",
     columns=(
         Column("id", "VARCHAR", "string"),
