@@ -1,4 +1,5 @@
-"""Shared fixtures: a fake clock (no test ever sleeps for a retry) and a running emulator."""
+"""Shared fixtures: a fake clock (no test ever sleeps for a retry), a running emulator, and the
+test-only provider registered for one test."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 
 import pytest
 
+from audit_collector import providers
 from audit_collector.emulator import Emulator, make_org
 
 from .support import FakeClock
@@ -46,3 +48,15 @@ def org():
 def emulator():
     with Emulator() as emu:
         yield emu
+
+
+@pytest.fixture
+def fakeaudit():
+    """The test-only FakeAudit provider (tests/fake_provider.py), registered after the built-ins (and
+    any entry points), as a plug-in would be in production, and unregistered afterwards."""
+    from .fake_provider import DESCRIPTOR
+
+    providers.names()
+    providers.register(DESCRIPTOR)
+    yield DESCRIPTOR
+    providers.unregister(DESCRIPTOR.name)

@@ -4,7 +4,6 @@ tables, and the docs tests hold, while no file under ``docs/`` names it."""
 
 from __future__ import annotations
 
-import pytest
 import yaml
 
 from audit_collector import providers
@@ -12,14 +11,6 @@ from audit_collector.aws.config import provider_variables
 
 from .docs_pages import DOCS, GENERATOR, ROOT, generator, providers_page, undocumented_cli, undocumented_variables
 from .fake_provider import DESCRIPTOR, TENANT
-
-
-@pytest.fixture
-def fakeaudit():
-    providers.names()  # the built-ins (and any entry points) first, as in production
-    providers.register(DESCRIPTOR)
-    yield DESCRIPTOR
-    providers.unregister("fakeaudit")
 
 
 def test_the_build_runs_the_generator_and_lists_its_page():

@@ -14,14 +14,6 @@ from ..fake_provider import DESCRIPTOR as FAKE
 BASE = {"STATE_TABLE_NAME": "state", "ARCHIVE_BUCKET_NAME": "bucket"}
 
 
-@pytest.fixture
-def fakeaudit():
-    providers.names()
-    providers.register(FAKE)
-    yield FAKE
-    providers.unregister(FAKE.name)
-
-
 def enabling(descriptor) -> dict[str, str]:
     """The smallest environment that enables ``descriptor``."""
     env = {descriptor.secret_env: f"audit/{descriptor.name}"}

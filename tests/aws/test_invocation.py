@@ -19,14 +19,6 @@ from ..fake_provider import DESCRIPTOR as FAKE
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC).timestamp()
 
 
-@pytest.fixture
-def fakeaudit():
-    providers.names()
-    providers.register(FAKE)
-    yield FAKE
-    providers.unregister(FAKE.name)
-
-
 def test_a_registered_provider_is_accepted_and_an_unknown_one_lists_the_known(fakeaudit):
     assert parse_invocation({"provider": "fakeaudit"}, ("fakeaudit",)).providers == ("fakeaudit",)
     known = ", ".join(providers.names())  # the built-ins, then the test's own

@@ -61,14 +61,6 @@ def test_only_the_registered_providers_are_deployed():
     )
 
 
-@pytest.fixture
-def fakeaudit():
-    providers.names()  # the built-ins (and any entry points) first, as in production
-    providers.register(FAKE)
-    yield FAKE
-    providers.unregister(FAKE.name)
-
-
 def test_a_provider_defined_only_in_the_tests_gets_its_resources_from_its_descriptor(fakeaudit, tmp_path):
     text = template.render()  # the registry as it is now: the built-ins and the test's provider
     doc = parse_template(text)

@@ -61,14 +61,6 @@ NOW = int(datetime(2026, 11, 20, 12, 0, tzinfo=UTC).timestamp())
 
 
 @pytest.fixture
-def fakeaudit():
-    providers.names()  # the built-ins (and any entry points) first, as in production
-    providers.register(DESCRIPTOR)
-    yield DESCRIPTOR
-    providers.unregister("fakeaudit")
-
-
-@pytest.fixture
 def api(fakeaudit):
     with FakeAuditApi(token=TOKEN, tenant=TENANT) as server:
         yield server
