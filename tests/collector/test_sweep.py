@@ -215,3 +215,22 @@ def test_windows_read_long_after_they_ended_are_not_read_again_by_the_early_pass
         ]
         assert backfilled and result.sweep["passes"] <= 2  # only the live windows, not the backfill's
         assert result.sweep["calls"] <= 2
+
+
+def test_a_pass_whose_source_keeps_no_place_between_turns_still_ends(fakeaudit, org, tmp_path, monkeypatch):
+    """A source that saves its window only before a write (as the contract asks) keeps no place when
+    a pass's pages hold nothing new. Turns of a few pages then restart the stretch every time: the
+    sweep gives such a pass the run's whole budget instead of spinning, and the late events land."""
+    from audit_collector.collector import sweep as sweep_module
+
+    turns = []
+    real_turn = sweep_module._turn
+
+    def counted(*args, **kwargs):
+        turns.append(1)
+        assert len(turns) < 500, "the sweep spins on a pass that makes no progress"
+        return real_turn(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "_turn", counted)
+    test_late_events_are_archived_once_by_the_sweep_and_lost_without_it("fakeaudit", org, tmp_path)
+    assert turns

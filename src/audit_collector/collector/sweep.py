@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import sys
 from typing import TYPE_CHECKING, Any
 
 from audit_collector.collector.commit import commit_pending, tidy
@@ -126,6 +127,12 @@ def _give_up_expired(run: Run, queue: list[dict[str, Any]], now: float, report: 
     return kept
 
 
+def _saved_pass(run: Run, entry: dict[str, Any]) -> dict[str, Any] | None:
+    """The pass's progress as its queue entry holds it now."""
+    saved = next((e for e in run.document.get("sweep_queue") or [] if same(e, entry)), {})
+    return copy.deepcopy(saved.get("pass"))
+
+
 def _turn(
     run: Run, budget: Budget, entry: dict[str, Any], archived: dict[tuple[str, int, int], set[Any]], report: SweepReport
 ) -> str:
@@ -147,6 +154,7 @@ def _turn(
     if ident not in archived:
         archived[ident] = _archived_ids(run, entry["start"], entry["end"], name)
     turn = Turn(budget, TURN_PAGES)
+    before = _saved_pass(run, entry)
     try:
         while True:
             if job.window is not None:
@@ -165,6 +173,18 @@ def _turn(
             finally:
                 report.calls += ctx.calls
             if not closed:
+                if turn.pages == TURN_PAGES and turn.used >= turn.pages and _saved_pass(run, entry) == before:
+                    # A whole turn of pages, and the source saved no place (it saves its window before a
+                    # write, and these pages held nothing new): the next turn would start the stretch
+                    # again, forever. This pass gets the rest of the run's share instead.
+                    log.warning(
+                        "late-event sweep: pass %s kept no place after %d pages; it reads on past its turn",
+                        name,
+                        turn.used,
+                        extra={"provider": run.descriptor.name},
+                    )
+                    turn = Turn(budget, sys.maxsize)
+                    continue
                 return "more"
     except (ApiError, ConnectionError) as exc:
         state["failures"] = state.get("failures", 0) + 1
