@@ -28,7 +28,7 @@ from audit_collector.emulator.slack import slack_events
 from audit_collector.storage.s3 import S3Archive
 
 from ..iam_ledger import Ledger, recording
-from ..stack import REGION, Deployment, Resolver, Stack, deploy
+from ..stack import REGION, Deployment, Stack, deploy
 from ..support import Crash, FakeClock, assert_exactly_once
 
 SLACK_TOKEN = "xoxp-deployed"
@@ -412,22 +412,3 @@ def test_without_security_lake_the_role_has_no_lake_statement_and_nothing_calls_
     assert not any("aws-security-data-lake" in r for c in ledger.calls for r in c.resources)
     assert all("security_lake" not in r for r in outcomes["compaction"]["providers"])
     assert all(not p["security_lake"]["source_prefix"] for p in stack.functions["CompactionFunction"].payloads)
-
-
-@pytest.mark.parametrize("enabled", [("slack",), ("asana",), ("slack", "asana")])
-def test_a_role_names_only_the_enabled_providers_prefixes(enabled):
-    """A provider left off (no token secret, or Asana without its workspace) leaves no grant on its
-    prefix in any role; the stack's rule refuses a deploy with no provider at all."""
-    wanted = {k: v for k, v in PARAMETERS.items() if k.lower().startswith(enabled)}
-    if "asana" not in enabled:
-        wanted["AsanaTokenSecret"] = "audit/asana"  # a token but no workspace: Asana is still off
-    with mock_aws():
-        stack = deploy(wanted)
-    granted = json.dumps(stack.roles)
-    for provider in ("slack", "asana"):
-        assert (f"/{provider}/*" in granted) == (provider in enabled), provider
-    resolver = Resolver(stack.template, wanted, "audit")
-    (rule,) = stack.template["Rules"]["SomeProviderIsEnabled"]["Assertions"]
-    assert resolver.resolve(rule["Assert"]) is True
-    nothing = Resolver(stack.template, {"AsanaWorkspaceGid": WORKSPACE}, "audit")
-    assert nothing.resolve(rule["Assert"]) is False

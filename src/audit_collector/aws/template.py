@@ -75,12 +75,10 @@ def _metrics(metric: str, descriptors: Sequence[Descriptor]) -> str:
 
 
 def _inline(descriptors: Sequence[Descriptor]) -> dict[str, str]:
-    from audit_collector.aws.template_blocks import any_enabled, english
+    from audit_collector.aws.template_blocks import english
 
     compacted = [d for d in descriptors if sql.compacted(d)]
     return {
-        "any_enabled": any_enabled(descriptors),
-        "secret_parameters": english([d.secret_parameter for d in descriptors], "or"),
         "keys": english([d.key for d in descriptors]),
         "titles": english([d.title for d in descriptors]),
         "tables": english([d.table for d in descriptors]),
@@ -123,7 +121,6 @@ def render(descriptors: Sequence[Descriptor] | None = None, base: str | None = N
             out.append(line)
     text = "\n".join(out[:-1]) + "\n"
     values = _inline(descriptors)
-    text = text.replace('"{{any_enabled}}"', values.pop("any_enabled"))  # an intrinsic, not a string
     text = re.sub(r"\{\{metrics (\w+)\}\}", lambda m: _metrics(m.group(1), descriptors), text)
     return re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], text)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from audit_collector.aws.yaml_text import NO_VALUE, Comment, Flow, Tag, get_att, inline, ref, sub
+from audit_collector.aws.yaml_text import NO_VALUE, Comment, Flow, Tag, get_att, ref, sub
 from audit_collector.collector.provider import Descriptor, Option
 from audit_collector.compaction import sql
 from audit_collector.compaction.rules import COMPACTED
@@ -14,9 +14,8 @@ from audit_collector.compaction.rules import COMPACTED
 NAMESPACE, SERVICE = "AuditCollector", "audit-collector"  # the metrics' namespace and service dimension
 
 
-def english(words: Sequence[str], conjunction: str = "and") -> str:
-    last = f" {conjunction} "
-    return last.join(words) if len(words) < 3 else ", ".join(words[:-1]) + last + words[-1]
+def english(words: Sequence[str]) -> str:
+    return " and ".join(words) if len(words) < 3 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def camel(snake: str) -> str:
@@ -71,18 +70,6 @@ def conditions(d: Descriptor) -> dict[Any, Any]:
     needed = [_set(d.secret_parameter), *(_set(d.option_parameter(o)) for o in _required(d))]
     secret = Flow(Tag("Equals", [Tag("Select", [0, Tag("Split", [":", sub(f"${{{d.secret_parameter}}}:")])]), "arn"]))
     return {_enabled(d): needed[0] if len(needed) == 1 else Tag("And", needed), f"{d.key}SecretIsArn": secret}
-
-
-def any_enabled(descriptors: Sequence[Descriptor]) -> str:
-    """A rule's assertion that some provider is enabled, on one line: the roles' per-provider resources
-    are there only for enabled providers, and a statement with none left is refused at deploy time
-    with a message about IAM, not about the missing token."""
-    each: list[Any] = [conditions(d)[_enabled(d)] for d in descriptors]
-    while len(each) > 1:  # Fn::Or takes 2 to 10 conditions
-        each = [Tag("Or", each[i : i + 10]) if len(each[i : i + 10]) > 1 else each[i] for i in range(0, len(each), 10)]
-    line = inline(Flow(each[0]))
-    assert line is not None
-    return line
 
 
 def token_statements(d: Descriptor) -> list[Any]:
