@@ -68,9 +68,9 @@ def test_a_new_provider_that_imports_another_breaks_the_contract(tmp_path: Path)
     Slack's client fails ``lint-imports``; the same copy without that import passes."""
     shutil.copytree(PACKAGE, tmp_path / "src" / "audit_collector", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(PACKAGE.parents[1] / "pyproject.toml", tmp_path)
-    newapi = tmp_path / "src" / "audit_collector" / "providers" / "newapi"
-    newapi.mkdir()
-    (newapi / "__init__.py").write_text('"""A provider the contract does not name."""\n')
+    probe = tmp_path / "src" / "audit_collector" / "providers" / "contract_probe"
+    probe.mkdir()
+    (probe / "__init__.py").write_text('"""A provider the contract does not name."""\n')
 
     def lint() -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "PYTHONPATH": str(tmp_path / "src")}
@@ -78,11 +78,11 @@ def test_a_new_provider_that_imports_another_breaks_the_contract(tmp_path: Path)
         return subprocess.run([*command, "--no-cache"], cwd=tmp_path, env=env, capture_output=True, text=True)
 
     assert lint().returncode == 0, lint().stdout[-2000:]
-    (newapi / "source.py").write_text("from audit_collector.providers.slack import client  # noqa: F401\n")
+    (probe / "source.py").write_text("from audit_collector.providers.slack import client  # noqa: F401\n")
     broken = lint()
     assert broken.returncode != 0 and "A provider never imports another BROKEN" in broken.stdout, broken.stdout[-2000:]
     said = " ".join(broken.stdout.split())  # the report wraps long lines
-    assert "audit_collector.providers.newapi.source -> audit_collector.providers.slack.client" in said
+    assert "audit_collector.providers.contract_probe.source -> audit_collector.providers.slack.client" in said
 
 
 @pytest.mark.parametrize("path", modules(), ids=lambda p: p.relative_to(PACKAGE).as_posix())
