@@ -12,8 +12,8 @@ import argparse
 from audit_collector import providers
 
 
-def add_parser(sub: argparse._SubParsersAction, option_defaults: dict[str, str | None]) -> None:
-    """The ``doctor`` subcommand. ``option_defaults``: each provider option's default (its variable)."""
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``doctor`` subcommand; a provider option's variable is read when it is used (``option_value``)."""
     p = sub.add_parser("doctor", help="check tokens, scopes, plans, clock, table and bucket; writes nothing")
     names = [d.name for d in providers.all_descriptors()]
     p.add_argument(
@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction, option_defaults: dict[str, str |
     for descriptor in providers.all_descriptors():
         for option in descriptor.options:
             if not any(option.flag in a.option_strings for a in p._actions):
-                p.add_argument(option.flag, dest=option.name, default=None)  # options.option_value reads the variable
+                p.add_argument(option.flag, dest=option.name, default=None)
     p.set_defaults(func=cmd_doctor)
 
 

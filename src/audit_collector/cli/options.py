@@ -104,7 +104,7 @@ def option_value(args: argparse.Namespace, option: Option) -> str | None:
 
 
 def provider_options(args: argparse.Namespace, descriptor: Descriptor) -> dict[str, str]:
-    """The provider's own options, from their flags (which default to their environment variables)."""
+    """The provider's own options, each from its flag or else its own environment variable."""
     options = {o.name: option_value(args, o) for o in descriptor.options}
     missing = [o for o in descriptor.options if o.required and not options.get(o.name)]
     if missing:

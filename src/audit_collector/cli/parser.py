@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from audit_collector.cli.doctor import add_parser as add_doctor
 
-    add_doctor(sub, {o.env: os.environ.get(o.env) for d in providers.all_descriptors() for o in d.options})
+    add_doctor(sub)
     from audit_collector.aws.template import add_parser as add_template
 
     add_template(sub)
