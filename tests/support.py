@@ -364,10 +364,7 @@ def assert_exactly_once(archive: ArchiveWriter, provider: str, expected: list[di
 
 def add_history(emu: Emulator, org, provider: str, start: int, end: int, count: int, seed: int = 1) -> list[dict]:
     """Generated events with times in [start, end) seconds, served by the emulator; returns them."""
-    api = emu.api(provider)
-    events = api.generate(org, start, end, count, seed=seed)
-    api.add(events)
-    return events
+    return add_late(emu, org, provider, start, end, count, lag=0.0, seed=seed)
 
 
 def written(archive: ArchiveWriter) -> list[str]:
