@@ -33,7 +33,7 @@ def event_ms(event: dict[str, Any]) -> int:
 
 def make_events(start_ms: int, end_ms: int, count: int, *, tenant: str = "t1", seed: str = "a") -> list[dict]:
     """``count`` events spread evenly over ``[start_ms, end_ms)``; every other one dated by an ISO string."""
-    step = (end_ms - start_ms) / count
+    step = (end_ms - start_ms) / max(count, 1)
     out = []
     for i in range(count):
         ms = start_ms + int(i * step)

@@ -177,7 +177,9 @@ def test_a_crash_at_any_step_then_a_rerun_archives_everything_exactly_once(provi
     settings = Settings(initial_lookback_days=2, page_limit=15, max_object_bytes=8000)
     clock = FakeClock(start=float(NOW))
     with Emulator(clock=clock.time) as emu:
-        events = add_history(emu, org, provider, NOW - 2 * 86400 + 600, NOW - 600, 150)
+        # The first event lies after the rerun's lookback origin: a rerun 1000 s later that finds no
+        # checkpoint (a crash before the first save) rightly starts its lookback 1000 s later too.
+        events = add_history(emu, org, provider, NOW - 2 * 86400 + 1800, NOW - 600, 150)
         reference = StepCounter()
         run_once(
             provider,
