@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
+from audit_collector import providers
+
 from .support import ROOT, FakeClock, FakeContext
 
 if TYPE_CHECKING:
@@ -441,9 +443,9 @@ class Deployment:
         """The function's variables as the template sets them; only the API hosts point at the
         emulator (tests talk to 127.0.0.1 only)."""
         env = dict(self.stack.functions[logical].environment)
-        for name in env:
-            if name.endswith("_API_BASE_URL"):
-                env[name] = self.emulator.slack.base_url if name.startswith("SLACK") else self.emulator.asana.base_url
+        for descriptor in providers.all_descriptors():
+            if descriptor.base_url_env in env:
+                env[descriptor.base_url_env] = self.emulator.api(descriptor.name).base_url
         return env
 
     def invoke(self, logical: str, event: Any) -> Any:

@@ -10,7 +10,6 @@ deployed"): KMS, bucket policies, conditions other than ``s3:prefix``.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import time
 from collections.abc import Callable
@@ -21,20 +20,33 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from audit_collector import providers
 from audit_collector.aws import handler
 from audit_collector.emulator import Emulator
-from audit_collector.emulator.asana import asana_events
-from audit_collector.emulator.slack import slack_events
+from audit_collector.emulator.registry import api_classes
 from audit_collector.storage.s3 import S3Archive
 
 from ..iam_ledger import Ledger, recording
 from ..stack import REGION, Deployment, Stack, deploy
-from ..support import Crash, FakeClock, assert_exactly_once
+from ..support import BUILTIN_PROVIDERS, Crash, FakeClock, add_history, assert_exactly_once
 
-SLACK_TOKEN = "xoxp-deployed"
-ASANA_TOKEN = "2/1200/deployed-stack-token"
-WORKSPACE = "1200000000000001"
-PARAMETERS = {"SlackTokenSecret": "audit/slack", "AsanaTokenSecret": "audit/asana", "AsanaWorkspaceGid": WORKSPACE}
+# The providers template.yaml deploys (it is written from the built-in registry), each with its
+# emulated API's default token and options: the scenario names none of them.
+DEPLOYED = BUILTIN_PROVIDERS
+
+
+def stack_parameters() -> dict[str, str]:
+    """Each provider's token secret name and option values, as `sam deploy --guided` asks for them."""
+    found: dict[str, str] = {}
+    for name in DEPLOYED:
+        descriptor, api = providers.get(name), api_classes()[name]()
+        found[descriptor.secret_parameter] = f"audit/{name}"
+        for option in descriptor.options:
+            found[descriptor.option_parameter(option)] = api.options[option.name]
+    return found
+
+
+PARAMETERS = stack_parameters()
 
 # Statements no call of the code makes, because an AWS service makes it on the function's behalf.
 # Each one is named with who uses it; a statement listed here that the template no longer has fails.
@@ -102,8 +114,8 @@ def run_scenario(
     full: bool = True,
     parameters: dict[str, str] = PARAMETERS,
 ):
-    """Collection of both providers, a backfill, a late-event sweep, verify and compaction, each as
-    its function in the deployed stack. Returns the ledger, what each function returned or raised,
+    """Collection of every provider, a backfill, a crash and its rerun, a late-event sweep, verify and
+    compaction, each as its function in the deployed stack. Returns the ledger, what each function returned or raised,
     and what the APIs served. With the Security Lake parameters, compaction's Athena runs its SQL
     (tests/athena_duck.py) and writes the custom sources into a lake bucket made here."""
     # 06:00 UTC yesterday: the scenario's three hours stay inside one UTC day whenever the suite
@@ -113,17 +125,11 @@ def run_scenario(
     monkeypatch.setattr(handler, "SystemClock", lambda: clock)
     outcomes: dict[str, Any] = {}
     spans: dict[str, list] = {}  # the calls each invocation made
-    with (
-        mock_aws(),
-        Emulator(
-            slack={"tokens": [SLACK_TOKEN]},
-            asana={"tokens": [ASANA_TOKEN], "workspaces": [WORKSPACE]},
-            clock=clock.time,
-        ) as emu,
-    ):
+    with mock_aws(), Emulator(clock=clock.time) as emu:
         secrets = boto3.client("secretsmanager", region_name=REGION)
-        secrets.create_secret(Name=PARAMETERS["SlackTokenSecret"], SecretString=SLACK_TOKEN)
-        secrets.create_secret(Name=PARAMETERS["AsanaTokenSecret"], SecretString=json.dumps({"token": ASANA_TOKEN}))
+        for name in DEPLOYED:
+            descriptor = providers.get(name)
+            secrets.create_secret(Name=PARAMETERS[descriptor.secret_parameter], SecretString=emu.api(name).token)
         stack = deploy(parameters, edit=edit)
         lake = bool(parameters.get("SecurityLakeSourcePrefix"))
         if lake:  # the lake's bucket is Security Lake's, not the stack's
@@ -131,14 +137,14 @@ def run_scenario(
             plant_stale_lake_files(stack, now)
         deployment = Deployment(stack, emu, clock)
         i = int(now)
-        served = {
-            "slack": slack_events(org, i - 3 * 86400, i - 3600, 240, seed=71),
-            "asana": asana_events(org, (i - 3 * 86400) * 1000, (i - 3600) * 1000, 180, seed=72),
-        }
-        start = day_start(now - 10 * 86400)
-        backfilled = slack_events(org, int(start.timestamp()), int(start.timestamp()) + 86400, 60, seed=73)
-        emu.slack.add(served["slack"] + backfilled)
-        emu.asana.add(served["asana"])
+
+        def add(start: int, end: int, count: int, seed: int) -> dict[str, list[dict]]:
+            """``count`` events of each provider in [start, end) seconds, served from now on."""
+            return {p: add_history(emu, org, p, start, end, count, seed=seed + 100 * n) for n, p in enumerate(DEPLOYED)}
+
+        served = add(i - 3 * 86400, i - 3600, 200, seed=71)
+        start = day_start(now - 10 * 86400)  # before the first run's lookback: only the backfill reads it
+        backfilled = add(int(start.timestamp()), int(start.timestamp()) + 86400, 60, seed=73)
         roles = {stack.name(logical): statements for logical, statements in stack.roles.items()}
         with recording(roles) as ledger:
 
@@ -154,41 +160,29 @@ def run_scenario(
             for payload in stack.functions["CollectorFunction"].payloads:
                 attempt(f"collect {payload['provider']}", "CollectorFunction", payload)
             backfill = {"start": iso(start), "end": iso(datetime.fromtimestamp(start.timestamp() + 86400, UTC))}
-            attempt("backfill", "CollectorFunction", {"provider": "slack", "backfill": backfill})
+            for name in DEPLOYED:
+                attempt(f"backfill {name}", "CollectorFunction", {"provider": name, "backfill": backfill})
             # A second live window, ten minutes on. Then late events: behind the checkpoint, inside
             # that window, which the sweep re-reads 30 minutes after it ended; and new ones, for the
             # next live window.
             clock.advance(600)
-            on_time = {
-                "slack": slack_events(org, i - 60, i + 400, 9, seed=78),
-                "asana": asana_events(org, (i - 60) * 1000, (i + 400) * 1000, 9, seed=79),
-            }
-            emu.slack.add(on_time["slack"])
-            emu.asana.add(on_time["asana"])
+            on_time = add(i - 60, i + 400, 9, seed=78)
             for payload in stack.functions["CollectorFunction"].payloads:
                 attempt(f"again {payload['provider']}", "CollectorFunction", payload)
-            late = {
-                "slack": slack_events(org, i + 60, i + 400, 7, seed=74),
-                "asana": asana_events(org, (i + 60) * 1000, (i + 400) * 1000, 5, seed=75),
-            }
-            emu.slack.add(late["slack"])
-            emu.asana.add(late["asana"])
+            late = add(i + 60, i + 400, 7, seed=74)
             # A run dies after writing a window's manifest, before its checkpoint: the next run
             # writes the same names again, finds them taken, reads their version and replaces them.
-            emu.slack.add(crashed := slack_events(org, i + 700, i + 1000, 5, seed=80))
+            crashed = add(i + 700, i + 1000, 5, seed=80)
             clock.advance(600)
-            with crash_after_a_manifest(monkeypatch):
-                attempt("crash", "CollectorFunction", {"provider": "slack"})
-            clock.advance(1800)  # the dead run's lease expires
-            attempt("rerun", "CollectorFunction", {"provider": "slack"})
-            new = {
-                "slack": slack_events(org, i + 3200, i + 5000, 20, seed=76),
-                "asana": asana_events(org, (i + 3200) * 1000, (i + 5000) * 1000, 20, seed=77),
-            }
-            emu.slack.add(new["slack"])
-            emu.asana.add(new["asana"])
-            served["slack"] += backfilled + crashed
+            for name in DEPLOYED:
+                with crash_after_a_manifest(monkeypatch):
+                    attempt(f"crash {name}", "CollectorFunction", {"provider": name})
+            clock.advance(1800)  # the dead runs' leases expire
+            for name in DEPLOYED:
+                attempt(f"rerun {name}", "CollectorFunction", {"provider": name})
+            new = add(i + 3200, i + 5000, 20, seed=76)
             for provider in served:
+                served[provider] += backfilled[provider] + crashed[provider]
                 served[provider] += on_time[provider] + late[provider] + new[provider]
             clock.advance(2 * 3600)
             for payload in stack.functions["CollectorFunction"].payloads:
@@ -204,17 +198,20 @@ def run_scenario(
         if lake:
             found = boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=LAKE_BUCKET).get("Contents", [])
             outcomes["lake"] = sorted(item["Key"] for item in found)
-        archived = {p: [k for k in archive.keys(f"{p}/")] for p in ("slack", "asana", "_meta")}
+        archived = {p: [k for k in archive.keys(f"{p}/")] for p in (*DEPLOYED, "_meta")}
         if full:
             for provider, events in served.items():
                 assert_exactly_once(archive, provider, events)
     outcomes["calls"] = spans
+    outcomes["late"] = {p: len(events) for p, events in late.items()}
     return stack, ledger, outcomes, archived
 
 
 LAKE_PARAMETERS = {**PARAMETERS, "SecurityLakeSourcePrefix": "auditcol", "SecurityLakeBucketSuffix": "0a1b2c3d4e5f"}
 LAKE_BUCKET = f"aws-security-data-lake-{REGION}-0a1b2c3d4e5f"
-STALE = "slack-9.parquet"  # planted in each class-day folder: the export deletes it (s3:DeleteObject)
+EXPORTED = tuple(p for p in DEPLOYED if providers.get(p).ocsf_mapping)  # the providers with an OCSF form
+# Planted in each class-day folder as a file of an earlier run: the export deletes it (s3:DeleteObject).
+STALE = f"{EXPORTED[0]}-9.parquet"
 
 
 @contextlib.contextmanager
@@ -284,27 +281,31 @@ def deployed(org):
 
 def test_every_function_runs_under_its_own_role_and_succeeds(deployed):
     stack, _, outcomes, archived = deployed
-    assert isinstance(outcomes["crash"], Crash)  # the injected death, nothing else
+    assert all(isinstance(outcomes[f"crash {p}"], Crash) for p in DEPLOYED)  # the injected deaths, nothing else
     failed = {label: repr(out) for label, out in outcomes.items() if isinstance(out, Exception)}
-    outcomes = {label: out for label, out in outcomes.items() if label != "calls"}
+    late_served = outcomes["late"]
+    outcomes = {label: out for label, out in outcomes.items() if label not in ("calls", "late")}
     assert not failed, failed
     assert set(outcomes) == {
-        *(f"{run} {p}" for run in ("collect", "again", "sweep") for p in ("slack", "asana")),
-        *("check", "backfill", "crash", "rerun", "verify", "verify quick", "compaction"),
+        *(f"{run} {p}" for run in ("collect", "backfill", "again", "crash", "rerun", "sweep") for p in DEPLOYED),
+        *("check", "verify", "verify quick", "compaction"),
     }
     assert {stack.functions[f].role for f in stack.functions} == {"CollectorRole", "VerifyRole", "CompactionRole"}
 
     def late(label: str) -> int:
         return outcomes[label]["results"][0]["sweep"]["late_events"]
 
-    assert late("rerun") + late("sweep slack") == 7  # the sweep found and archived what arrived late
-    assert late("sweep asana") == 5
-    assert {p["provider"]: p["objects"] > 0 for p in outcomes["verify"]["providers"]}["slack"]
+    for name in DEPLOYED:  # the sweep found and archived what arrived late
+        assert late(f"rerun {name}") + late(f"sweep {name}") == late_served[name], name
+    assert all(p["objects"] > 0 for p in outcomes["verify"]["providers"]), outcomes["verify"]["providers"]
+    assert {p["provider"] for p in outcomes["verify"]["providers"]} == set(DEPLOYED)
     compacted = outcomes["compaction"]["providers"]
     assert all(report["compacted"] for report in compacted), compacted
-    assert archived["slack"] and archived["asana"]
+    assert {r["provider"] for r in compacted} == {p for p in DEPLOYED if providers.get(p).compacted_columns}
+    assert all(archived[p] for p in DEPLOYED)
     watched = sorted(k.split("/")[1] for k in archived["_meta"] if "/vocabulary/" in k)
-    assert watched == ["asana", "slack"]  # the drift watch's first snapshot, once each, as the role
+    # the drift watch's first snapshot, once each, as the role
+    assert watched == sorted(p for p in DEPLOYED if providers.get(p).vocabulary)
 
 
 def test_the_preflight_passes_on_a_new_stack_and_writes_nothing(deployed):
@@ -312,8 +313,7 @@ def test_the_preflight_passes_on_a_new_stack_and_writes_nothing(deployed):
     check = outcomes["check"]
     assert check["ok"], check["lines"]
     assert {(c["subject"], c["name"]) for c in check["checks"]} >= {
-        ("slack", "token"),
-        ("asana", "token"),
+        *((p, "token") for p in DEPLOYED if providers.get(p).preflight),
         ("storage", "pairing"),
         ("storage", "object lock"),
         ("storage", "encryption"),
@@ -364,7 +364,7 @@ def test_a_collector_role_without_read_on_the_data_prefixes_fails_the_suite(org,
         org, monkeypatch, edit=without_statement("CollectorRole", "LookBeforeReplacing"), full=False
     )
     found = problems(stack, ledger)
-    assert any("was denied s3:GetObject" in p and "/slack/" in p for p in found), found
+    assert any("was denied s3:GetObject" in p and f"/{DEPLOYED[0]}/" in p for p in found), found
     assert any(isinstance(out, Exception) for out in outcomes.values())
 
 
@@ -390,12 +390,12 @@ def test_with_security_lake_compaction_writes_the_custom_sources_under_its_own_r
     reports = {r["provider"]: r["security_lake"] for r in outcomes["compaction"]["providers"]}
     assert all(r["written"] and not r["failed"] for r in reports.values()), reports
     written = [k for k in outcomes["lake"] if not k.endswith(STALE)]
-    layout = rf"ext/auditcol-[a-z]+/region={REGION}/accountId=\d{{12}}/eventDay=\d{{8}}/(slack|asana)\.parquet"
+    layout = rf"ext/auditcol-[a-z]+/region={REGION}/accountId=\d{{12}}/eventDay=\d{{8}}/({'|'.join(EXPORTED)})\.parquet"
     assert written and all(re.fullmatch(layout, k) for k in written), written
     closed = {
         k.split("/eventDay=")[1].split("/")[0]
         for k in written
-        if k.startswith(("ext/auditcol-authn/", "ext/auditcol-webres/")) and "/slack" in k
+        if k.startswith(("ext/auditcol-authn/", "ext/auditcol-webres/")) and f"/{EXPORTED[0]}" in k
     }
     assert not [k for k in outcomes["lake"] if k.endswith(STALE) and k.split("/eventDay=")[1].split("/")[0] in closed]
     found = problems(stack, ledger)
