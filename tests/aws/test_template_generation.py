@@ -4,12 +4,14 @@ tests gets every per-provider resource from its descriptor alone."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
 import time
 
 import pytest
+import sqlglot
 import yaml
 
 from audit_collector import providers
@@ -132,3 +134,87 @@ def test_a_provider_defined_only_in_the_tests_gets_its_resources_from_its_descri
 def test_a_scalar_reads_back_as_the_same_string_in_block_and_flow(text):
     assert yaml.safe_load(f"k: {scalar(text)}") == {"k": text}
     assert yaml.safe_load(f"{{k: {scalar(text, flow=True)}}}") == {"k": text}
+
+
+# ------------------------------------------------------------------ the saved queries
+
+
+def test_the_user_activity_query_joins_every_provider_that_says_how_to_read_its_activity(fakeaudit):
+    """A provider's part of "everything one user did" is its descriptor's data: one without
+    ``activity`` is left out (and a stack of such providers alone has no such query)."""
+    from audit_collector.collector import Activity
+
+    fake_with = dataclasses.replace(FAKE, activity=Activity("from_unixtime(0)", "type", "NULL", "actor.email"))
+    for descriptors in ([*BUILTIN, FAKE], [*BUILTIN, fake_with]):
+        query = parse_template(template.render(descriptors))["Resources"]["QueryEventsByUser"]["Properties"]
+        parsed = sqlglot.parse_one(query["QueryString"], read="athena", error_level=sqlglot.ErrorLevel.RAISE)
+        read = {t.name for t in parsed.find_all(sqlglot.exp.Table)}
+        assert read == {d.table for d in descriptors if d.activity is not None}
+        assert all(d.key in query["Name"] for d in descriptors if d.activity is not None)
+    assert "QueryEventsByUser" not in parse_template(template.render([FAKE]))["Resources"]
+
+
+@pytest.fixture(scope="module")
+def recent_archive(tmp_path_factory):
+    """Every built-in provider's events of the last two days, archived: the saved queries read the
+    last 7 to 365 days from today."""
+    from audit_collector.emulator import Emulator
+    from audit_collector.emulator.org import make_org
+    from audit_collector.storage.local import LocalArchive
+    from audit_collector.storage.state import FileStore
+
+    from ..support import BUILTIN_PROVIDERS, FakeClock, add_history, run_once
+
+    root, now = tmp_path_factory.mktemp("recent"), int(time.time())
+    clock, org = FakeClock(start=float(now)), make_org(seed=7, users=40)
+    with Emulator(clock=clock.time) as emu:
+        store, archive = FileStore(root / "state.json"), LocalArchive(root)
+        for n, name in enumerate(BUILTIN_PROVIDERS):
+            add_history(emu, org, name, now - 2 * 86400, now - 3600, 400, seed=n + 1)
+            assert run_once(name, emu, store=store, archive=archive, clock=clock).complete
+    return root, org
+
+
+def saved_queries() -> dict[str, str]:
+    resources = parse_template((ROOT / "template.yaml").read_text())["Resources"]
+    return {
+        name: r["Properties"]["QueryString"] for name, r in resources.items() if r["Type"] == "AWS::Athena::NamedQuery"
+    }
+
+
+def test_every_saved_query_of_the_stack_runs_and_finds_recent_events(recent_archive):
+    """The queries a user opens in the Athena console, run as DuckDB reads the same archive: a column
+    renamed in a descriptor, or a typo in a query, fails here instead of in an investigation."""
+    from audit_collector.query import connect
+
+    root, _ = recent_archive
+    con = connect(root)
+    try:
+        for name, text in saved_queries().items():
+            if name == "QueryEventsByUser":
+                continue  # its placeholder e-mail matches no one: the next test fills one in
+            duck = sqlglot.transpile(text, read="athena", write="duckdb")[0]
+            assert con.execute(duck).fetchall(), name
+    finally:
+        con.close()
+
+
+def test_everything_one_user_did_lists_their_events_in_every_provider_in_time_order(recent_archive):
+    from audit_collector.query import connect
+
+    root, org = recent_archive
+    text = saved_queries()["QueryEventsByUser"]
+    con = connect(root)
+    try:
+        for user in org.users[:5]:
+            duck = sqlglot.transpile(text.replace("someone@example.com", user["email"]), read="athena", write="duckdb")
+            rows = con.execute(duck[0]).fetchall()
+            times = [at for _, at, _, _ in rows]
+            assert times == sorted(times)
+            for descriptor in BUILTIN:
+                (own,) = con.execute(
+                    f"SELECT count(*) FROM {descriptor.table} WHERE {descriptor.activity.email} = ?", [user["email"]]
+                ).fetchone()
+                assert own > 0 and sum(1 for r in rows if r[0] == descriptor.name) == own, (descriptor.name, user)
+    finally:
+        con.close()

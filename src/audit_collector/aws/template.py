@@ -95,7 +95,8 @@ _EACH = {"each": lambda d: True, "each compacted": sql.compacted}
 
 def render(descriptors: Sequence[Descriptor] | None = None, base: str | None = None) -> str:
     """The whole template.yaml text for ``descriptors`` (default: every registered provider)."""
-    from audit_collector.aws.template_blocks import BLOCKS
+    from audit_collector.aws.template_blocks import BLOCKS, TOGETHER
+    from audit_collector.aws.yaml_text import mapping
 
     descriptors = tuple(providers.all_descriptors() if descriptors is None else descriptors)
     if not descriptors:
@@ -115,6 +116,8 @@ def render(descriptors: Sequence[Descriptor] | None = None, base: str | None = N
         group = []
         if found and found.group(4) in BLOCKS:
             out += _block(found.group(4), descriptors, len(found.group(1)))
+        elif found and found.group(4) in TOGETHER:
+            out += mapping(TOGETHER[found.group(4)](descriptors), len(found.group(1)))
         elif found:
             raise ValueError(f"unknown mark in the template base: {line.strip()}")
         else:

@@ -227,6 +227,39 @@ def queries(d: Descriptor) -> dict[Any, Any]:
     }
 
 
+def user_activity_sql(descriptors: Sequence[Descriptor], email: str = "someone@example.com", days: int = 30) -> str:
+    """Everything one user did in every provider that says how (``Descriptor.activity``): one query
+    an investigator edits, instead of one per API with its own column names."""
+    parts = [
+        f"SELECT '{d.name}' AS source, {a.at} AS at, {a.event} AS event, {a.ip} AS ip\n"
+        f"FROM {d.table}\n"
+        f"WHERE dt >= date_format(current_date - interval '{days}' day, '%Y-%m-%d')\n"
+        f"  AND {a.email} = '{email}'\n"
+        for d in descriptors
+        if (a := d.activity) is not None
+    ]
+    return "UNION ALL\n".join(parts) + "ORDER BY at\n" if parts else ""
+
+
+def user_activity(descriptors: Sequence[Descriptor]) -> dict[Any, Any]:
+    """The saved query over every provider (none when no provider says how to read its activity)."""
+    text = user_activity_sql(descriptors)
+    if not text:
+        return {}
+    keys = english([d.key for d in descriptors if d.activity is not None])
+    return {
+        "QueryEventsByUser": {
+            "Type": "AWS::Athena::NamedQuery",
+            "Properties": {
+                "Name": f"Everything one user did, {keys} (last 30 days; edit the e-mail)",
+                "Database": ref("AuditDatabase"),
+                "WorkGroup": ref("AthenaWorkGroup"),
+                "QueryString": text,
+            },
+        }
+    }
+
+
 def _alarm(d: Descriptor, description: str, metric: str, **settings: Any) -> dict[Any, Any]:
     ok = settings.pop("ok", True)
     return {
@@ -306,3 +339,5 @@ BLOCKS: dict[str, tuple[Callable[[Descriptor], Any], bool, bool]] = {
     "alarms": (alarms, False, True),
     "outputs": (outputs, False, False),
 }
+# A mark written once from every provider together (not once per provider).
+TOGETHER: dict[str, Callable[[Sequence[Descriptor]], dict[Any, Any]]] = {"user-activity": user_activity}

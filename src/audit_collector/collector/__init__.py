@@ -7,6 +7,7 @@ through ``provider.py`` (``Descriptor``, ``Source``, ``Window``, ``WindowContext
 from audit_collector.collector.backfill import BackfillRequest, summarize_backfills
 from audit_collector.collector.loop import collect
 from audit_collector.collector.provider import (
+    Activity,
     ClientSettings,
     Column,
     Descriptor,
@@ -20,6 +21,7 @@ from audit_collector.collector.result import Progress, ProgressCallback, RunResu
 from audit_collector.collector.settings import Budget, BudgetedClock, Settings
 
 __all__ = [
+    "Activity",
     "BackfillRequest",
     "Budget",
     "BudgetedClock",

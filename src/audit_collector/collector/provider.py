@@ -84,6 +84,17 @@ class NamedQuery:
 
 
 @dataclass(frozen=True)
+class Activity:
+    """How "everything one user did" reads the provider's raw table: Athena SQL expressions over its
+    columns. The stack's saved query joins every provider's with UNION ALL."""
+
+    at: str  # the event's time, as a timestamp
+    event: str  # what happened: the API's action or event type
+    ip: str  # where from
+    email: str  # the acting user's e-mail
+
+
+@dataclass(frozen=True)
 class ClientSettings:
     """How the wiring wants a provider's client built: every client of one run shares the pacer."""
 
@@ -156,6 +167,7 @@ class Descriptor:
     token_help: str = ""  # empty: "the <title> token"
     events_noun: str = "audit logs"
     athena_queries: tuple[NamedQuery, ...] = ()
+    activity: Activity | None = None  # None: the "everything one user did" query leaves it out
 
     def fill(self, settings: Settings) -> Settings:
         """``settings`` with every ``None`` filled in from this API's facts; refuses what the API would refuse."""

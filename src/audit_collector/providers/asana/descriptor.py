@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from audit_collector.collector.provider import ClientSettings, Column, Descriptor, NamedQuery, Option
+from audit_collector.collector.provider import Activity, ClientSettings, Column, Descriptor, NamedQuery, Option
 from audit_collector.providers.asana.client import DEFAULT_BASE_URL, MAX_LIMIT, AsanaAuditLogClient
 from audit_collector.providers.asana.compaction import COLUMNS as COMPACTED_COLUMNS
 from audit_collector.providers.asana.drift import vocabulary
@@ -93,6 +93,12 @@ DESCRIPTOR = Descriptor(
     ocsf_mapping=Path(__file__).with_name("ocsf.json"),
     token_help="the Asana service account token",
     events_noun="audit log events",
+    activity=Activity(
+        at="from_iso8601_timestamp(created_at)",
+        event="event_type",
+        ip="context.client_ip_address",
+        email="actor.email",
+    ),
     athena_queries=(
         NamedQuery(
             "PermissionsExports",

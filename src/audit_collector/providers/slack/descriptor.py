@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from audit_collector.collector.provider import ClientSettings, Column, Descriptor, NamedQuery
+from audit_collector.collector.provider import Activity, ClientSettings, Column, Descriptor, NamedQuery
 from audit_collector.providers.slack.client import DEFAULT_BASE_URL, MAX_LIMIT, AuditLogsClient
 from audit_collector.providers.slack.compaction import COLUMNS as COMPACTED_COLUMNS
 from audit_collector.providers.slack.drift import vocabulary
@@ -127,6 +127,9 @@ DESCRIPTOR = Descriptor(
     token_help='the Slack org-owner token (xoxp-, auditlogs:read), as text or {"token":"..."}',
     events_noun="audit logs",
     athena_queries=ATHENA_QUERIES,
+    activity=Activity(
+        at="from_unixtime(date_create)", event="action", ip="context.ip_address", email="actor.user.email"
+    ),
     questions=(
         (
             "Who failed to log in to Slack most, and from where?",
