@@ -227,14 +227,14 @@ def queries(d: Descriptor) -> dict[Any, Any]:
     }
 
 
-def user_activity_sql(descriptors: Sequence[Descriptor], email: str = "someone@example.com", days: int = 30) -> str:
+def user_activity_sql(descriptors: Sequence[Descriptor]) -> str:
     """Everything one user did in every provider that says how (``Descriptor.activity``): one query
-    an investigator edits, instead of one per API with its own column names."""
+    an investigator edits (the e-mail), instead of one per API with its own column names."""
     parts = [
         f"SELECT '{d.name}' AS source, {a.at} AS at, {a.event} AS event, {a.ip} AS ip\n"
         f"FROM {d.table}\n"
-        f"WHERE dt >= date_format(current_date - interval '{days}' day, '%Y-%m-%d')\n"
-        f"  AND {a.email} = '{email}'\n"
+        "WHERE dt >= date_format(current_date - interval '30' day, '%Y-%m-%d')\n"
+        f"  AND {a.email} = 'someone@example.com'\n"
         for d in descriptors
         if (a := d.activity) is not None
     ]
