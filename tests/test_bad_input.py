@@ -1,7 +1,7 @@
 """Malformed API responses through the collector. Each one either fails the run with an error that
 names what is wrong, or is archived as the API's drift; none writes a partial object, moves a
 checkpoint past it, or shows the token. (Malformed payloads and CLI arguments: test_handler.py,
-test_backfill.py, test_cli.py.)"""
+test_backfill.py, cli/test_cli.py.)"""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Both providers, tens of thousands of events over several days plus live arrivals
 late; seeded faults on the wire (5xx, HTML pages, 429 + Retry-After, resets, read timeouts,
 truncated bodies, invalid cursors, expired offsets, slow pages); S3 and DynamoDB failures injected
 in botocore; runs that die right after an archive write or at random steps; overlapping runs.
-(A real SIGKILLed subprocess is in test_cli.py.) Bounded to a couple of minutes.
+(A real SIGKILLed subprocess is in tests/cli/test_cli.py.) Bounded to a couple of minutes.
 """
 
 from __future__ import annotations

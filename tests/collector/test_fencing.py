@@ -1,6 +1,6 @@
 """A run paused at any step of its writes, past its lease, then resumed: it can replace nothing.
 
-The in-process twin of the SIGSTOP test in test_cli.py, run at every step: the first run's thread
+The in-process twin of the SIGSTOP test in tests/cli/test_cli.py, run at every step: the first run's thread
 is held at its k-th archive or checkpoint call (a read of a key's version, a lease renewal, a put,
 a save), its lease runs out, a second run takes over and finishes with objects cut differently,
 and the first is let go. Whatever k, the archive ends exactly as the second run left it, every

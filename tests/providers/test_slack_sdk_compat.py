@@ -31,8 +31,8 @@ from audit_collector.http_retry import (
 )
 from audit_collector.slack import AsyncAuditLogsClient, AuditLogsClient
 
+from ..http.test_async_clients import FakeAsyncClock
 from ..support import FakeClock
-from ..test_async_clients import FakeAsyncClock
 
 # ------------------------------------------------------------------ a server that closes without answering
 

@@ -50,8 +50,8 @@ from audit_collector.slack import (
     LogsResponse,
 )
 
-from .support import FakeClock
-from .test_emulator import T0, asana_event, entry
+from ..emulator.test_emulator import T0, asana_event, entry
+from ..support import FakeClock
 
 TOKEN = "fake-async-slack-secret-value"
 

@@ -21,7 +21,7 @@ from audit_collector.emulator.slack import slack_events
 from audit_collector.storage.local import LocalArchive
 from audit_collector.storage.s3 import S3Archive
 
-from .support import BUCKET, BUILTIN_PROVIDERS, ROOT, TABLE, add_history, assert_exactly_once, create_aws_resources
+from ..support import BUCKET, BUILTIN_PROVIDERS, ROOT, TABLE, add_history, assert_exactly_once, create_aws_resources
 
 NOW = int(datetime.now(UTC).timestamp())
 
