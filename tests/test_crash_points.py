@@ -33,6 +33,7 @@ from audit_collector import providers
 from audit_collector.collector import BackfillRequest, Settings
 from audit_collector.emulator import Emulator
 from audit_collector.evidence.signing import Ed25519Signer, PublicKeyChecker, generate_key
+from audit_collector.storage.keys import heads_folder, is_head_key
 from audit_collector.storage.s3 import S3Archive
 from audit_collector.storage.state import DynamoDBStore
 from audit_collector.verify.check import verify_archive
@@ -167,6 +168,16 @@ class World:
         report = verify_archive(archive, "", [providers.get(provider)], **kwargs)
         return [(f.kind, f.key, f.detail) for p in report.providers for f in p.failing]
 
+    def assert_clean_before_the_rerun(self, provider):
+        """Right after the crash, from the bucket alone (with and without the public key): no
+        finding, once the archive has a signed head at all. A backfill window or a pass is named in
+        a head before its first part; a live window lies past the head's watermark."""
+        _, archive = self.adapters()
+        if not any(is_head_key(k) for k in archive.keys(heads_folder("", provider))):
+            return  # the first run died before its first head: nothing proves anything yet ("chain")
+        assert self.findings(provider) == [], "archive alone, before the rerun"
+        assert self.findings(provider, checker=self.checker) == [], "public key, before the rerun"
+
     def assert_clean(self, provider, clock, events):
         store, archive = self.adapters()
         horizon = clock.now - SETTINGS.settle_seconds
@@ -228,6 +239,10 @@ def test_a_crash_at_any_write_leaves_an_archive_that_verifies_clean(kind, moto_e
                 code = world.in_child(provider, clock, Writes(k, mode), **extra)
                 # A failed write fails the run, but for the lease's release, whose failure it shrugs off.
                 assert code == CRASHED if mode != "failed" else code in (0, 1), (mode, k, code)
+                try:
+                    world.assert_clean_before_the_rerun(provider)
+                except AssertionError as exc:
+                    raise AssertionError(f"{kind}, {mode} write {k} of {total}: {exc}") from None
                 clock.advance(1000)  # past the dead run's lease
                 for _ in range(3):  # the next scheduled runs drain
                     clock.advance(300)

@@ -340,6 +340,69 @@ def test_the_chain_survives_a_crash_at_every_step(provider, org, tmp_path):
             clock.advance(-1000)
 
 
+class Killed(StepCounter):
+    """A hard kill at step ``crash_at``: nothing is written after it (the run's closing head
+    included), where a ``StepCounter`` crash lets the run's ``finally`` still sign its head."""
+
+    dead = False
+
+    def tick(self, what: str) -> None:
+        if self.dead:
+            raise Crash("the process is gone")
+        self.dead = self.crash_at is not None and self.count + 1 == self.crash_at
+        super().tick(what)
+
+
+class KilledArchive(CrashingArchive):
+    def _put(self, key, body, replaces):
+        if self.steps.dead:
+            raise Crash("the process is gone")
+        super()._put(key, body, replaces)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("job", ["backfill", "live catch-up"])
+def test_right_after_a_crash_the_bucket_and_the_key_alone_find_nothing(provider, job, org, tmp_path):
+    """Killed at any step of a run that opens several windows after a signed head exists, before
+    any rerun: verify from the bucket alone, with or without the public key, finds nothing. A
+    backfill window is named in a signed head before its first part; the live job's windows lie
+    past the head's watermark."""
+    from audit_collector.evidence.signing import Ed25519Signer, PublicKeyChecker, generate_key
+
+    generate_key(tmp_path / "key.pem")
+    signer = Ed25519Signer.from_file(tmp_path / "key.pem")
+    checker = PublicKeyChecker.from_file(tmp_path / "key.pem.pub")
+    small = Settings(initial_lookback_days=1, page_limit=15, max_object_bytes=3000, backfill_slices=1)
+    clock = FakeClock(start=float(NOW))
+    later = NOW + (3 * 86400 if job == "live catch-up" else 300)  # days without a run: several windows
+    with Emulator(clock=clock.time) as emu:
+        add_history(emu, org, provider, NOW - 6 * 86400, later - 600, 300)
+        # Up to an hour past where the live job begins (a day back): no instant between the two jobs.
+        span = [providers.get(provider).to_units(t) for t in (NOW - 4 * 86400, NOW - 86400 + 3600)]
+        scripted = {"backfill": BackfillRequest(*span)} if job == "backfill" else {}
+
+        def run_after_a_head(name, steps):
+            store, archive = FileStore(tmp_path / f"{name}.json"), LocalArchive(tmp_path / name)
+            clock.now = float(NOW)
+            run_once(provider, emu, store=store, archive=archive, clock=clock, settings=small, signer=signer)
+            clock.now = float(later)
+            crashing = {"store": CrashingStore(store, steps), "archive": KilledArchive(archive, steps)}
+            run_once(provider, emu, clock=clock, settings=small, signer=signer, **crashing, **scripted)
+            return archive
+
+        reference = Killed()
+        run_after_a_head("ref", reference)
+        assert reference.count > 8
+        for k in range(1, reference.count + 1):
+            with pytest.raises(Crash):
+                run_after_a_head(f"a{k}", Killed(crash_at=k))
+            archive = LocalArchive(tmp_path / f"a{k}")
+            for key in (None, checker):
+                report = verify_archive(archive, "", [providers.get(provider)], checker=key)
+                found = [(f.kind, f.key, f.detail) for p in report.providers for f in p.failing]
+                assert found == [], (k, reference.count, "public key" if key else "archive alone", found)
+
+
 def test_concurrent_backfill_slices_extend_one_chain(org, tmp_path):
     clock = FakeClock(start=float(NOW))
     with Emulator(clock=clock.time) as emu:

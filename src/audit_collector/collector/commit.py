@@ -9,7 +9,9 @@ no manifest under a key the chain never reaches.
 
 After a run (and whenever enough manifests wait for it), the chain's head is signed
 (``heads.py``): ``unsigned`` in the checkpoint lists the manifests committed since the last signed
-head, so a run that died before signing leaves them to the next.
+head, so a run that died before signing leaves them to the next. A backfill window or a late-event
+pass is *announced* too: before its first part, a head names it as under way (``announce``), so a
+run killed after that part leaves nothing a verify from the bucket and a public key calls extra.
 """
 
 from __future__ import annotations
@@ -149,10 +151,23 @@ def tidy(run: Run, name: str, start: int, end: int, job: Job) -> None:
         day += 86400
 
 
-def sign_head(run: Run) -> None:
-    """Sign the chain's head and what is under way, under a key of its own, if the run wrote anything."""
+def announce(run: Run, job: Job, window_id: str) -> None:
+    """Before the first part this run writes for a backfill window or a late-event pass: a signed
+    head that names it as under way (once per window a run writes). A live window needs none: the
+    newest head's watermark says where the live job's windows begin, and verify reads those as
+    under way."""
+    if run.signer is None or job.id == LIVE or window_id in run.announced:
+        return
+    with run.chain_lock:
+        if window_id not in run.announced:
+            sign_head(run, announcing=True)
+
+
+def sign_head(run: Run, *, announcing: bool = False) -> None:
+    """Sign the chain's head and what is under way, under a key of its own, if the run wrote
+    anything (or a window is being announced)."""
     unsigned = run.document.get("unsigned") or []
-    if run.signer is None or not (unsigned or run.writes):
+    if run.signer is None or not (unsigned or run.writes or announcing):
         return
     chain = run.chain()
     if not chain:
@@ -162,7 +177,10 @@ def sign_head(run: Run) -> None:
     jobs, live = by_id.values(), by_id.get(LIVE)
     writing = [run.descriptor.window_type.from_dict(job.window).id for job in jobs if job.window is not None]
     writing += [pass_id(entry, entry["pass"]["age"]) for entry in document.get("sweep_queue") or [] if "pass" in entry]
-    now = run.clock.time()
+    # A millisecond after this run's last head at least: an announcement right after a head must
+    # not fall on its key (nor sort before it: the newest head is the latest signed at its place).
+    run.last_head_ms = max(round(run.clock.time() * 1000), run.last_head_ms + 1)
+    now = run.last_head_ms / 1000
     payload = heads.build(
         provider=run.descriptor.name,
         chain=chain,
@@ -183,5 +201,6 @@ def sign_head(run: Run) -> None:
         if heads.parse(run.archive.get(key), run.descriptor.name)["sha256"] != chain["head"]:
             raise
     run.writes = 0
+    run.announced = set(writing)
     if unsigned:
         run.save_jobs(unsigned=None)

@@ -52,12 +52,14 @@ class JobContext:
             raise RuntimeError("a window is saved before its first object is written")
         key = self.key(dt, window, part)
         self._run.check_clock(self._source)
+        commit.announce(self._run, self.job, window.id)
         body = self._run.put(key, buffer)
         self.job.record_part(manifest.part_record(key, body, buffer.events, buffer.ids, buffer.first, buffer.last))
 
     def blank(self, dt: str, window: Window, part: int) -> None:
         """Overwrite a part a restarted window no longer fills with an empty object."""
         key = self.key(dt, window, part)
+        commit.announce(self._run, self.job, window.id)
         body = self._run.put(key, None)
         self.job.record_part(manifest.part_record(key, body, 0, [], None, None))
 

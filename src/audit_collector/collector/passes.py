@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from audit_collector.collector.commit import announce
 from audit_collector.collector.jobs import Job
 from audit_collector.collector.queue import pass_id, save_entry
 from audit_collector.collector.result import SweepReport, lateness_bucket
@@ -80,6 +81,7 @@ class SweepContext:
             raise RuntimeError("a window is saved before its first object is written")
         assert isinstance(buffer, LateBuffer)
         key = self.key(dt, window, part)
+        announce(self._run, self.job, self._name)
         body = self._run.put(key, buffer)
         self.job.record_part(manifests.part_record(key, body, buffer.events, buffer.ids, buffer.first, buffer.last))
         settle = self.settings.settle_seconds
@@ -90,6 +92,7 @@ class SweepContext:
 
     def blank(self, dt: str, window: Window, part: int) -> None:
         key = self.key(dt, window, part)
+        announce(self._run, self.job, self._name)
         body = self._run.put(key, None)
         self.job.record_part(manifests.part_record(key, body, 0, [], None, None))
 

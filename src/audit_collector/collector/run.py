@@ -41,6 +41,8 @@ class Run:
         self.source, self.descriptor = source, source.descriptor
         self.signer = signer
         self.writes = 0  # objects written since the last signed head
+        self.announced: set[str] = set()  # the windows and passes the last head this run signed names as under way
+        self.last_head_ms = 0  # when this run's last head was signed: each next one is later, so keys never collide
         self.sweep_given_up = 0  # passes the queue had no room for, this run
         self.store, self.archive, self.prefix, self.lease = store, archive, prefix, lease
         self.settings, self.clock, self.budget, self.progress = settings, clock, budget, progress

@@ -12,7 +12,9 @@ by place, so ``verify --from`` finds a window's manifest whatever day it is file
 how far collection had come, so the gap and extra checks need no state store: ``watermark`` (the
 live job's), ``open`` (the ranges unfinished jobs still own) and ``writing`` (the windows and
 late-event passes under way, whose parts no manifest lists yet). ``signature`` covers all of it
-(``signing.py``).
+(``signing.py``). A backfill window or a pass is also signed into ``writing`` before its first part
+(``commit.announce``): a run killed after that part leaves nothing unannounced but the live job's
+windows, which begin at the watermark.
 
 Under Object Lock the heads, like everything else, cannot be deleted or replaced: a collector (or
 anyone holding its role) that deletes the newest windows, or edits a window and re-forges every

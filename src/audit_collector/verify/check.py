@@ -20,7 +20,8 @@ Every object under a provider's ``dt=`` folders is checked, whatever its name (A
 all), and every manifest whose range overlaps the range asked, whatever day it is filed under.
 With a public key (``checker``), the signed heads prove the chain from the bucket alone, and stand
 in for the checkpoint where there is none: their watermark ends the gap check, the windows and
-passes they say are under way are not extra.
+passes they say are under way are not extra, nor are the live job's windows from the newest head's
+watermark on.
 
 ``quick`` compares S3's stored checksums (GetObjectAttributes) with the manifests instead of
 downloading objects: no id counts, digests or duplicates then.
@@ -261,8 +262,12 @@ class _Verifier:
 
     def _check_extra(self, listed: set[str]) -> None:
         """Objects under the provider's ``dt=`` folders no manifest lists, unless a window or pass
-        under way is writing them (the checkpoint's, or else the newest signed head's)."""
-        writing = set((self._latest_head or {}).get("writing", [])) if self.checkpoint is None else set()
+        under way is writing them: the checkpoint's; or else the newest signed head's, and the live
+        job's windows from the head's watermark on (a run that died before its next head: a
+        backfill window or a pass is named in a head before its first part, a live window is not)."""
+        head = self._latest_head if self.checkpoint is None else None
+        writing = set((head or {}).get("writing", []))
+        live_from = (head or {}).get("watermark")
         for job in jobs_of(self.checkpoint or {}).values():
             if job.window is not None:
                 writing.add(self.descriptor.window_type.from_dict(job.window).id)
@@ -274,7 +279,8 @@ class _Verifier:
             if key in listed or not is_data_key(key, self.prefix, name) or not self._date_in_range(key):
                 continue
             window = object_window(key)
-            if window in writing:
+            bounds = name_bounds(window)
+            if window in writing or (live_from is not None and bounds is not None and bounds[0] >= live_from):
                 continue
             limited = self.start is not None or self.end is not None
             if limited and not self.key_in_range(key) and _name_fits_date(key, window, self.unit):
