@@ -17,6 +17,7 @@ from moto import mock_aws
 from audit_collector import cli, providers
 from audit_collector.collector import BackfillRequest, Settings
 from audit_collector.emulator import Emulator
+from audit_collector.errors import ArchiveError
 from audit_collector.evidence import manifest
 from audit_collector.storage.archive import EMPTY_GZIP, _gzip, decode_object
 from audit_collector.storage.local import LocalArchive
@@ -28,6 +29,7 @@ from ..support import (
     BUCKET,
     BUILTIN_PROVIDERS,
     TABLE,
+    ArchiveWrapper,
     Crash,
     CrashingArchive,
     CrashingStore,
@@ -338,6 +340,84 @@ def test_the_chain_survives_a_crash_at_every_step(provider, org, tmp_path):
             report = check(inner_archive, inner_store, provider)
             assert report.clean, (crash_at, [f.as_dict() for p in report.providers for f in p.findings])
             clock.advance(-1000)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_from_the_bucket_alone_only_the_live_job_s_next_window_may_wait_for_a_head(provider, emu, org, clock, tmp_path):
+    """Without the state store, an object no manifest lists may be the live window a killed run
+    was writing: only one named as starting exactly where the newest head's watermark says. Any
+    other name past the watermark (a later start, the far future) is extra, and so is that one
+    once a later head has moved on."""
+    from audit_collector.evidence.signing import Ed25519Signer, PublicKeyChecker, generate_key
+
+    generate_key(tmp_path / "key.pem")
+    signer = Ed25519Signer.from_file(tmp_path / "key.pem")
+    checker = PublicKeyChecker.from_file(tmp_path / "key.pem.pub")
+    store, archive = FileStore(tmp_path / "s.json"), LocalArchive(tmp_path / "a")
+    add_history(emu, org, provider, NOW - 86400, NOW + 7200, 200)
+    assert run_once(provider, emu, store=store, archive=archive, clock=clock, signer=signer).complete
+    descriptor = providers.get(provider)
+    newest = max(archive.keys("_chain/"), key=lambda k: k.rpartition("/")[2])
+    watermark = json.loads(archive.get(newest))["watermark"]
+    body = archive.get(next(k for k in archive.keys(f"{provider}/dt=") if k.endswith(".jsonl.gz")))
+
+    def plant(start, end):
+        day = datetime.fromtimestamp(start / descriptor.units_per_second, UTC).strftime("%Y-%m-%d")
+        key = f"{provider}/dt={day}/{start}-{end}-p00000.jsonl.gz"
+        archive.put(key, body)
+        return key
+
+    def extra():
+        report = verify_archive(archive, "", [descriptor], checker=checker)
+        return sorted(f.key for p in report.providers for f in p.failing if f.kind == "extra")
+
+    unit = descriptor.units_per_second
+    next_window = plant(watermark, watermark + 60 * unit)
+    later = plant(watermark + 1, watermark + 60 * unit)
+    far = plant(watermark + 400 * 86400 * unit, watermark + 401 * 86400 * unit)
+    assert extra() == sorted([later, far])
+    clock.advance(600)
+    assert run_once(provider, emu, store=store, archive=archive, clock=clock, signer=signer).complete
+    assert next_window in extra()  # the next head's watermark moved past it, and no manifest lists it
+
+
+class TakenHeadKey(ArchiveWrapper):
+    """The first head key a run picks is taken (another run's head of that place, the same
+    millisecond); and, as under the collector's role, nothing under ``_chain/`` can be read."""
+
+    taken = False
+
+    def _put(self, key, body, replaces):
+        if key.startswith("_chain/") and not self.taken:
+            self.taken = True
+            self.inner._put(key, body, None)  # the other run's head
+        self.inner._put(key, body, replaces)
+
+    def get(self, key):
+        if key.startswith("_chain/"):
+            raise ArchiveError(f"AccessDenied: the collector's role reads no {key}")
+        return self.inner.get(key)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_head_whose_key_is_taken_is_signed_a_millisecond_later_without_reading_the_other(
+    provider, emu, org, clock, tmp_path
+):
+    from audit_collector.evidence.signing import Ed25519Signer, PublicKeyChecker, generate_key
+
+    generate_key(tmp_path / "key.pem")
+    signer = Ed25519Signer.from_file(tmp_path / "key.pem")
+    store, inner = FileStore(tmp_path / "s.json"), LocalArchive(tmp_path / "a")
+    add_history(emu, org, provider, NOW - 86400, NOW - 600, 100)
+    archive = TakenHeadKey(inner)
+    assert run_once(provider, emu, store=store, archive=archive, clock=clock, signer=signer).complete
+    assert archive.taken
+    stamps = sorted(int(k.rpartition("-")[2].removesuffix(".json")) for k in inner.keys(f"_chain/{provider}/"))
+    assert stamps == [round(clock.now * 1000), round(clock.now * 1000) + 1]
+    report = verify_archive(
+        inner, "", [providers.get(provider)], checker=PublicKeyChecker.from_file(tmp_path / "key.pem.pub")
+    )
+    assert report.clean, [f.as_dict() for p in report.providers for f in p.findings]
 
 
 class Killed(StepCounter):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from audit_collector.collector.jobs import LIVE, Job, jobs_of
 from audit_collector.collector.queue import enqueue, pass_id, without
-from audit_collector.dates import utc_date
+from audit_collector.dates import iso, utc_date
 from audit_collector.errors import WriteRefused
 from audit_collector.evidence import heads, manifest
 from audit_collector.storage.keys import head_key, manifest_key, object_key
@@ -192,14 +192,18 @@ def sign_head(run: Run, *, announcing: bool = False) -> None:
         unit=run.descriptor.units_per_second,
         signed_at=now,
     )
-    body = heads.encode(heads.sign(payload, run.signer))
-    key = head_key(run.prefix, run.descriptor.name, chain["count"], now)
     run.renew()
-    try:
-        run.archive.put(key, body, replaces=None)  # never replaced: a head, once written, stands
-    except WriteRefused:  # a head of the same place signed in the same millisecond (a rerun at once)
-        if heads.parse(run.archive.get(key), run.descriptor.name)["sha256"] != chain["head"]:
-            raise
+    for _ in range(3):
+        body = heads.encode(heads.sign(payload, run.signer))
+        try:  # never replaced: a head, once written, stands
+            run.archive.put(head_key(run.prefix, run.descriptor.name, chain["count"], now), body, replaces=None)
+            break
+        except WriteRefused:  # another run's head of this place, signed in the same millisecond
+            run.last_head_ms += 1
+            now = run.last_head_ms / 1000
+            payload = {**payload, "signed_at": iso(now, "milliseconds")}
+    else:
+        raise WriteRefused(f"three heads of {run.descriptor.name} at place {chain['count']} in a row were taken")
     run.writes = 0
     run.announced = set(writing)
     if unsigned:

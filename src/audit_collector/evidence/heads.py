@@ -14,7 +14,7 @@ live job's), ``open`` (the ranges unfinished jobs still own) and ``writing`` (th
 late-event passes under way, whose parts no manifest lists yet). ``signature`` covers all of it
 (``signing.py``). A backfill window or a pass is also signed into ``writing`` before its first part
 (``commit.announce``): a run killed after that part leaves nothing unannounced but the live job's
-windows, which begin at the watermark.
+next window, which begins exactly at the watermark (or where a live window committed since ended).
 
 Under Object Lock the heads, like everything else, cannot be deleted or replaced: a collector (or
 anyone holding its role) that deletes the newest windows, or edits a window and re-forges every

@@ -35,6 +35,10 @@ class Heads:
     links: dict[int, tuple[str, str, str]] = field(default_factory=dict)  # seq -> (key, sha, head key)
     latest: dict[str, Any] | None = None  # the newest valid head
     count: int = 0
+    # What the heads at each place in the chain say is under way: at the newest place, several heads
+    # (a run's closing head, the next run's announcements) may each name windows, whatever their clocks.
+    writing: dict[int, set[str]] = field(default_factory=dict)
+    watermarks: dict[int, set[int]] = field(default_factory=dict)
 
 
 def read_heads(verifier: Any, checker: Checker | None) -> Heads:
@@ -72,6 +76,9 @@ def read_heads(verifier: Any, checker: Checker | None) -> Heads:
                 )
                 continue
             out.links[seq] = (manifest_key, sha, key)
+        out.writing.setdefault(head["seq"], set()).update(head.get("writing") or [])
+        if head.get("watermark") is not None:
+            out.watermarks.setdefault(head["seq"], set()).add(head["watermark"])
         if out.latest is None or (head["seq"], head["signed_at"]) > (out.latest["seq"], out.latest["signed_at"]):
             out.latest = head
     return out

@@ -20,8 +20,8 @@ Every object under a provider's ``dt=`` folders is checked, whatever its name (A
 all), and every manifest whose range overlaps the range asked, whatever day it is filed under.
 With a public key (``checker``), the signed heads prove the chain from the bucket alone, and stand
 in for the checkpoint where there is none: their watermark ends the gap check, the windows and
-passes they say are under way are not extra, nor are the live job's windows from the newest head's
-watermark on.
+passes they say are under way are not extra, nor is the live job's next window (named as starting
+exactly at the newest head's watermark, or at the end of a live window committed since).
 
 ``quick`` compares S3's stored checksums (GetObjectAttributes) with the manifests instead of
 downloading objects: no id counts, digests or duplicates then.
@@ -37,7 +37,7 @@ from typing import Any
 
 import msgspec
 
-from audit_collector.collector.jobs import jobs_of, merge, subtract
+from audit_collector.collector.jobs import LIVE, jobs_of, merge, subtract
 from audit_collector.collector.provider import Descriptor
 from audit_collector.collector.queue import pass_id
 from audit_collector.dates import iso
@@ -45,7 +45,7 @@ from audit_collector.evidence import manifest as manifests
 from audit_collector.evidence.signing import Checker
 from audit_collector.storage.archive import ArchiveWriter
 from audit_collector.storage.keys import MANIFEST_FOLDER, is_data_key, is_manifest_key, name_bounds, object_window
-from audit_collector.verify.chain import Found, check_chain, read_heads
+from audit_collector.verify.chain import Found, Heads, check_chain, read_heads
 from audit_collector.verify.report import ProviderReport, Report
 
 Tick = Callable[[int], None]  # objects checked since the last call
@@ -94,6 +94,8 @@ class _Verifier:
         self.end = None if end is None else descriptor.to_units(end)
         self.report = ProviderReport(descriptor.name)
         self._latest_head: dict[str, Any] | None = None
+        self._signed = Heads()
+        self._found: list[Found] = []  # the chain's manifests (none superseded)
         self._decoder = msgspec.json.Decoder(
             list[msgspec.defstruct("Key", [(descriptor.id_field, Any, None)])]  # type: ignore[misc]
         )
@@ -109,6 +111,8 @@ class _Verifier:
         found.sort(key=lambda m: (m[1]["seq"], m[0]))
         superseded = check_chain(self, found, signed, checker_given=checker is not None)
         self._latest_head = signed.latest
+        self._signed = signed
+        self._found = [m for m in found if m[0] not in superseded]
         latest: dict[str, Found] = {}  # a window's last revision (sweeps before passes had manifests)
         for m in found:
             if m[0] not in superseded and self._overlaps(m[1]["range_start"], m[1]["range_end"]):
@@ -262,12 +266,13 @@ class _Verifier:
 
     def _check_extra(self, listed: set[str]) -> None:
         """Objects under the provider's ``dt=`` folders no manifest lists, unless a window or pass
-        under way is writing them: the checkpoint's; or else the newest signed head's, and the live
-        job's windows from the head's watermark on (a run that died before its next head: a
-        backfill window or a pass is named in a head before its first part, a live window is not)."""
-        head = self._latest_head if self.checkpoint is None else None
-        writing = set((head or {}).get("writing", []))
-        live_from = (head or {}).get("watermark")
+        under way is writing them: the checkpoint's; or else what the heads at the newest signed
+        place name, and the live job's next window (``_live_next``)."""
+        writing: set[str] = set()
+        live_next: set[int] = set()
+        if self.checkpoint is None and self._latest_head is not None:
+            writing = set(self._signed.writing.get(self._latest_head["seq"], ()))
+            live_next = self._live_next()
         for job in jobs_of(self.checkpoint or {}).values():
             if job.window is not None:
                 writing.add(self.descriptor.window_type.from_dict(job.window).id)
@@ -280,13 +285,25 @@ class _Verifier:
                 continue
             window = object_window(key)
             bounds = name_bounds(window)
-            if window in writing or (live_from is not None and bounds is not None and bounds[0] >= live_from):
+            if window in writing or (
+                bounds is not None and bounds[0] in live_next and _name_fits_date(key, window, self.unit)
+            ):
                 continue
             limited = self.start is not None or self.end is not None
             if limited and not self.key_in_range(key) and _name_fits_date(key, window, self.unit):
                 continue  # a window out of the range asked (a name that fits its dt)
 
             self.report.add("extra", key, "in the archive (Athena reads it), in no manifest")
+
+    def _live_next(self) -> set[int]:
+        """Where a live window a run died in can begin, without a checkpoint: the signed watermark,
+        or the end of a live window committed since (a catch-up closes several). A live window is
+        not announced in a head before its first part (that would double the heads); this lets its
+        parts, and only an object named as exactly such a window, wait for the next head."""
+        seq = self._latest_head["seq"] if self._latest_head else 0
+        starts = set(self._signed.watermarks.get(seq, ()))
+        starts |= {m[1]["range_end"] for m in self._found if m[1]["seq"] > seq and m[1].get("job") == LIVE}
+        return starts
 
     # ------------------------------------------------------------------ gaps
 
