@@ -169,13 +169,13 @@ class World:
         return [(f.kind, f.key, f.detail) for p in report.providers for f in p.failing]
 
     def assert_clean_before_the_rerun(self, provider):
-        """Right after the crash, from the bucket alone (with and without the public key): no
-        finding, once the archive has a signed head at all. A backfill window or a pass is named in
-        a head before its first part; a live window lies past the head's watermark."""
+        """Right after the crash, from the bucket and the public key alone (as an auditor checks):
+        no finding, once the archive has a signed head at all. A backfill window or a pass is named
+        in a head before its first part; the live job's next window begins at the head's watermark.
+        (tests/verify/test_verify.py checks the same without the key, at every step.)"""
         _, archive = self.adapters()
         if not any(is_head_key(k) for k in archive.keys(heads_folder("", provider))):
             return  # the first run died before its first head: nothing proves anything yet ("chain")
-        assert self.findings(provider) == [], "archive alone, before the rerun"
         assert self.findings(provider, checker=self.checker) == [], "public key, before the rerun"
 
     def assert_clean(self, provider, clock, events):
@@ -230,7 +230,7 @@ def test_a_crash_at_any_write_leaves_an_archive_that_verifies_clean(kind, moto_e
             if FULL:
                 points = range(1, total + 1)
             else:  # a sample that still reaches every kind of write: the first, the last, a stride between
-                stride = 4 if mode == "after" else 12
+                stride = 5 if mode == "after" else 12
                 points = sorted({1, total, *range(1 + MODES.index(mode), total + 1, stride)})
             for k in points:
                 clock.now = start
