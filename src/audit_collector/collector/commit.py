@@ -153,9 +153,9 @@ def tidy(run: Run, name: str, start: int, end: int, job: Job) -> None:
 
 def announce(run: Run, job: Job, window_id: str) -> None:
     """Before the first part this run writes for a backfill window or a late-event pass: a signed
-    head that names it as under way (once per window a run writes). A live window needs none: the
-    newest head's watermark says where the live job's windows begin, and verify reads those as
-    under way."""
+    head that names it as under way (once per window a run writes). A live window needs none: its
+    next window begins exactly at the newest head's watermark (or where a live window committed
+    since ended), and verify reads only that name as under way (``verify/check.py``)."""
     if run.signer is None or job.id == LIVE or window_id in run.announced:
         return
     with run.chain_lock:
