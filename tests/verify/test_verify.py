@@ -89,6 +89,15 @@ def findings(report, kind):
 
 
 @pytest.fixture
+def keys(tmp_path):
+    """A signing key and the checker an auditor builds from its public half."""
+    from audit_collector.evidence.signing import Ed25519Signer, PublicKeyChecker, generate_key
+
+    generate_key(tmp_path / "key.pem")
+    return Ed25519Signer.from_file(tmp_path / "key.pem"), PublicKeyChecker.from_file(tmp_path / "key.pem.pub")
+
+
+@pytest.fixture
 def archive_both(emu, org, clock, tmp_path):
     store, archive = FileStore(tmp_path / "archive" / "state.json"), LocalArchive(tmp_path / "archive")
     for provider in PROVIDERS:
@@ -343,16 +352,14 @@ def test_the_chain_survives_a_crash_at_every_step(provider, org, tmp_path):
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_from_the_bucket_alone_only_the_live_job_s_next_window_may_wait_for_a_head(provider, emu, org, clock, tmp_path):
+def test_from_the_bucket_alone_only_the_live_job_s_next_window_may_wait_for_a_head(
+    provider, emu, org, clock, tmp_path, keys
+):
     """Without the state store, an object no manifest lists may be the live window a killed run
     was writing: only one named as starting exactly where the newest head's watermark says. Any
     other name past the watermark (a later start, the far future) is extra, and so is that one
     once a later head has moved on."""
-    from audit_collector.evidence.signing import Ed25519Signer, PublicKeyChecker, generate_key
-
-    generate_key(tmp_path / "key.pem")
-    signer = Ed25519Signer.from_file(tmp_path / "key.pem")
-    checker = PublicKeyChecker.from_file(tmp_path / "key.pem.pub")
+    signer, checker = keys
     store, archive = FileStore(tmp_path / "s.json"), LocalArchive(tmp_path / "a")
     add_history(emu, org, provider, NOW - 86400, NOW + 7200, 200)
     assert run_once(provider, emu, store=store, archive=archive, clock=clock, signer=signer).complete
@@ -401,12 +408,9 @@ class TakenHeadKey(ArchiveWrapper):
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_a_head_whose_key_is_taken_is_signed_a_millisecond_later_without_reading_the_other(
-    provider, emu, org, clock, tmp_path
+    provider, emu, org, clock, tmp_path, keys
 ):
-    from audit_collector.evidence.signing import Ed25519Signer, PublicKeyChecker, generate_key
-
-    generate_key(tmp_path / "key.pem")
-    signer = Ed25519Signer.from_file(tmp_path / "key.pem")
+    signer, checker = keys
     store, inner = FileStore(tmp_path / "s.json"), LocalArchive(tmp_path / "a")
     add_history(emu, org, provider, NOW - 86400, NOW - 600, 100)
     archive = TakenHeadKey(inner)
@@ -414,9 +418,7 @@ def test_a_head_whose_key_is_taken_is_signed_a_millisecond_later_without_reading
     assert archive.taken
     stamps = sorted(int(k.rpartition("-")[2].removesuffix(".json")) for k in inner.keys(f"_chain/{provider}/"))
     assert stamps == [round(clock.now * 1000), round(clock.now * 1000) + 1]
-    report = verify_archive(
-        inner, "", [providers.get(provider)], checker=PublicKeyChecker.from_file(tmp_path / "key.pem.pub")
-    )
+    report = verify_archive(inner, "", [providers.get(provider)], checker=checker)
     assert report.clean, [f.as_dict() for p in report.providers for f in p.findings]
 
 
@@ -442,16 +444,12 @@ class KilledArchive(CrashingArchive):
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize("job", ["backfill", "live catch-up"])
-def test_right_after_a_crash_the_bucket_and_the_key_alone_find_nothing(provider, job, org, tmp_path):
+def test_right_after_a_crash_the_bucket_and_the_key_alone_find_nothing(provider, job, org, tmp_path, keys):
     """Killed at any step of a run that opens several windows after a signed head exists, before
     any rerun: verify from the bucket alone, with or without the public key, finds nothing. A
     backfill window is named in a signed head before its first part; the live job's windows lie
     past the head's watermark."""
-    from audit_collector.evidence.signing import Ed25519Signer, PublicKeyChecker, generate_key
-
-    generate_key(tmp_path / "key.pem")
-    signer = Ed25519Signer.from_file(tmp_path / "key.pem")
-    checker = PublicKeyChecker.from_file(tmp_path / "key.pem.pub")
+    signer, checker = keys
     small = Settings(initial_lookback_days=1, page_limit=15, max_object_bytes=3000, backfill_slices=1)
     clock = FakeClock(start=float(NOW))
     later = NOW + (3 * 86400 if job == "live catch-up" else 300)  # days without a run: several windows

@@ -93,8 +93,7 @@ class _Verifier:
         self.start = None if start is None else descriptor.to_units(start)
         self.end = None if end is None else descriptor.to_units(end)
         self.report = ProviderReport(descriptor.name)
-        self._latest_head: dict[str, Any] | None = None
-        self._signed = Heads()
+        self._signed = Heads()  # the signed heads read (``run``)
         self._found: list[Found] = []  # the chain's manifests (none superseded)
         self._decoder = msgspec.json.Decoder(
             list[msgspec.defstruct("Key", [(descriptor.id_field, Any, None)])]  # type: ignore[misc]
@@ -110,7 +109,6 @@ class _Verifier:
         found = [m for m in self._read_manifests(named) if m[1] is not None]
         found.sort(key=lambda m: (m[1]["seq"], m[0]))
         superseded = check_chain(self, found, signed, checker_given=checker is not None)
-        self._latest_head = signed.latest
         self._signed = signed
         self._found = [m for m in found if m[0] not in superseded]
         latest: dict[str, Found] = {}  # a window's last revision (sweeps before passes had manifests)
@@ -270,9 +268,10 @@ class _Verifier:
         place name, and the live job's next window (``_live_next``)."""
         writing: set[str] = set()
         live_next: set[int] = set()
-        if self.checkpoint is None and self._latest_head is not None:
-            writing = set(self._signed.writing.get(self._latest_head["seq"], ()))
-            live_next = self._live_next()
+        head = self._signed.latest
+        if self.checkpoint is None and head is not None:
+            writing = set(self._signed.writing.get(head["seq"], ()))
+            live_next = self._live_next(head["seq"])
         for job in jobs_of(self.checkpoint or {}).values():
             if job.window is not None:
                 writing.add(self.descriptor.window_type.from_dict(job.window).id)
@@ -295,12 +294,12 @@ class _Verifier:
 
             self.report.add("extra", key, "in the archive (Athena reads it), in no manifest")
 
-    def _live_next(self) -> set[int]:
-        """Where a live window a run died in can begin, without a checkpoint: the signed watermark,
-        or the end of a live window committed since (a catch-up closes several). A live window is
-        not announced in a head before its first part (that would double the heads); this lets its
-        parts, and only an object named as exactly such a window, wait for the next head."""
-        seq = self._latest_head["seq"] if self._latest_head else 0
+    def _live_next(self, seq: int) -> set[int]:
+        """Where a live window a run died in can begin, without a checkpoint: the watermark signed at
+        place ``seq`` (the newest), or the end of a live window committed since (a catch-up closes
+        several). A live window is not announced in a head before its first part (that would double
+        the heads); this lets its parts, and only an object named as exactly such a window, wait
+        for the next head."""
         starts = set(self._signed.watermarks.get(seq, ()))
         starts |= {m[1]["range_end"] for m in self._found if m[1]["seq"] > seq and m[1].get("job") == LIVE}
         return starts
@@ -312,7 +311,7 @@ class _Verifier:
         unfinished job still owns (a backfill under way, the live job's open end)."""
         report = self.report
         covered = merge([[m[1]["range_start"], m[1]["range_end"]] for m in in_range])
-        signed = self._latest_head if self.checkpoint is None else None
+        signed = self._signed.latest if self.checkpoint is None else None
         live = jobs_of(self.checkpoint or {}).get("live")
         watermark = live.watermark if live is not None else (signed or {}).get("watermark")
         if covered:
